@@ -1,0 +1,64 @@
+"""Shared test helpers: Pub/Sub push bodies, a token-authenticated API client, test topics."""
+
+import base64
+import json
+import uuid
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+
+def push_body(event, message_id: str | None = None) -> bytes:
+    data = event if isinstance(event, (bytes, str)) else json.dumps(event)
+    data = data.encode() if isinstance(data, str) else data
+    return json.dumps({
+        "message": {"data": base64.b64encode(data).decode(), "messageId": message_id or uuid.uuid4().hex,
+                    "publishTime": "2026-11-01T10:00:00.123Z"},
+        "subscription": "projects/p/subscriptions/s",
+    }).encode()
+
+
+@pytest.fixture
+def push(client):
+    """push(topic, event) -> response, through the real endpoint with the configured token."""
+
+    def _push(topic, event=None, *, body=None, token=None):
+        return client.post(
+            f"/pubsub/push/{topic}",
+            data=body if body is not None else push_body(event),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token or settings.PUBSUB_PUSH_TOKEN}",
+        )
+
+    return _push
+
+
+@pytest.fixture
+def api_client(db):
+    from mercari_ops.common.services import service_token_create
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {service_token_create(name='tests')}")
+    return api
+
+
+@pytest.fixture
+def test_topic():
+    """Register a temporary topic; yields (name, calls, register) where register swaps the handler."""
+    from mercari_ops.common.schema import Int, Schema, Str
+    from mercari_ops.inbox.registry import register_topic, unregister_topic
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    calls: list[dict] = []
+    schema = Schema({"event_id": Str(), "n": Int(required=False), "occurred_at": Str(required=False)})
+
+    def register(handle=None, **kwargs):
+        def default(event):
+            calls.append(event)
+
+        return register_topic(name, schema=schema, handle=handle or default, **kwargs)
+
+    register()
+    yield name, calls, register
+    unregister_topic(name)

@@ -1,0 +1,230 @@
+"""Global limits shared by every worker process and machine.
+
+Two primitives:
+
+* `RateLimiter.acquire(key, limit=N, period=P)`: at most N grants for `key` in
+  any sliding window of P seconds (a sliding log, so no window -- not just the
+  aligned ones -- ever holds more than N). Returns 0.0 when granted, otherwise
+  the seconds to wait before asking again.
+* `ConcurrencyLimiter.acquire(key, limit=M, ttl=T)`: at most M leases held at
+  once; a lease not released within T seconds (a dead worker) expires.
+
+Production uses Redis with atomic Lua scripts and Redis's own clock, so every
+machine agrees on time. The embedded default (no REDIS_URL) uses a SQLite
+file under var/ with `BEGIN IMMEDIATE`, which is exact across the processes of
+one machine. Celery's `rate_limit` is per worker and is never relied on.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+
+# KEYS[1] = log key; ARGV = limit, period_ms, cost, member prefix
+# Returns {granted(1|0), now_ms, wait_ms}
+_SLIDING_LOG_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+local used = redis.call('ZCARD', KEYS[1])
+if used + cost <= limit then
+  for i = 1, cost do
+    redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
+  end
+  redis.call('PEXPIRE', KEYS[1], period + 1000)
+  return {1, now, 0}
+end
+if cost > limit then
+  return {0, now, -1}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], used + cost - limit - 1, used + cost - limit - 1, 'WITHSCORES')
+local wait = tonumber(oldest[2]) + period - now + 1
+return {0, now, wait}
+"""
+
+# KEYS[1] = lease set; ARGV = limit, ttl_ms, token
+_LEASE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+  return 1
+end
+return 0
+"""
+
+
+class RateLimitExceeded(Exception):
+    def __init__(self, wait: float):
+        super().__init__(f"rate limited, retry in {wait:.3f}s")
+        self.wait = wait
+
+
+class _RedisBackend:
+    def __init__(self, url: str, prefix: str):
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self._log = self.client.register_script(_SLIDING_LOG_LUA)
+        self._lease = self.client.register_script(_LEASE_LUA)
+
+    def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
+        granted, now_ms, wait_ms = self._log(
+            keys=[f"{self.prefix}rl:{key}"],
+            args=[limit, int(period * 1000), cost, uuid.uuid4().hex],
+        )
+        if wait_ms < 0:
+            raise ValueError(f"cost {cost} is larger than the limit {limit}")
+        return bool(granted), now_ms / 1000.0, wait_ms / 1000.0
+
+    def lease(self, key: str, limit: int, ttl: float) -> str | None:
+        token = uuid.uuid4().hex
+        ok = self._lease(keys=[f"{self.prefix}cc:{key}"], args=[limit, int(ttl * 1000), token])
+        return token if ok else None
+
+    def release(self, key: str, token: str) -> None:
+        self.client.zrem(f"{self.prefix}cc:{key}", token)
+
+    def reset(self, key: str) -> None:
+        self.client.delete(f"{self.prefix}rl:{key}", f"{self.prefix}cc:{key}")
+
+
+class _SqliteBackend:
+    """Exact across the processes of one machine (a file lock via BEGIN IMMEDIATE)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        self._local = threading.local()
+        with self._connect() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS grants (key TEXT NOT NULL, at REAL NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS grants_key_at ON grants (key, at)")
+            conn.execute("CREATE TABLE IF NOT EXISTS leases (key TEXT NOT NULL, token TEXT PRIMARY KEY, until REAL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    def _immediate(self):
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        return conn
+
+    def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
+        if cost > limit:
+            raise ValueError(f"cost {cost} is larger than the limit {limit}")
+        conn = self._immediate()
+        try:
+            now = time.time()
+            conn.execute("DELETE FROM grants WHERE key = ? AND at <= ?", (key, now - period))
+            used = conn.execute("SELECT COUNT(*) FROM grants WHERE key = ?", (key,)).fetchone()[0]
+            if used + cost <= limit:
+                conn.executemany("INSERT INTO grants (key, at) VALUES (?, ?)", [(key, now)] * cost)
+                conn.execute("COMMIT")
+                return True, now, 0.0
+            row = conn.execute(
+                "SELECT at FROM grants WHERE key = ? ORDER BY at LIMIT 1 OFFSET ?", (key, used + cost - limit - 1)
+            ).fetchone()
+            conn.execute("COMMIT")
+            return False, now, max(row[0] + period - now, 0.001)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def lease(self, key: str, limit: int, ttl: float) -> str | None:
+        conn = self._immediate()
+        try:
+            now = time.time()
+            conn.execute("DELETE FROM leases WHERE key = ? AND until <= ?", (key, now))
+            held = conn.execute("SELECT COUNT(*) FROM leases WHERE key = ?", (key,)).fetchone()[0]
+            token = None
+            if held < limit:
+                token = uuid.uuid4().hex
+                conn.execute("INSERT INTO leases (key, token, until) VALUES (?, ?, ?)", (key, token, now + ttl))
+            conn.execute("COMMIT")
+            return token
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def release(self, key: str, token: str) -> None:
+        self._connect().execute("DELETE FROM leases WHERE token = ?", (token,))
+
+    def reset(self, key: str) -> None:
+        conn = self._connect()
+        conn.execute("DELETE FROM grants WHERE key = ?", (key,))
+        conn.execute("DELETE FROM leases WHERE key = ?", (key,))
+
+
+class RateLimiter:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def acquire(self, key: str, *, limit: int, period: float = 1.0, cost: int = 1) -> float:
+        """0.0 when `cost` calls are granted now; else seconds to wait (nothing granted)."""
+        granted, _, wait = self.backend.take(key, limit, period, cost)
+        return 0.0 if granted else wait
+
+    def acquire_at(self, key: str, *, limit: int, period: float = 1.0, cost: int = 1) -> tuple[bool, float]:
+        """Like acquire, but returns (granted, the limiter's clock) for audits and tests."""
+        granted, now, _ = self.backend.take(key, limit, period, cost)
+        return granted, now
+
+    def wait(self, key: str, *, limit: int, period: float = 1.0, cost: int = 1, timeout: float | None = None) -> None:
+        """Block until granted; raise RateLimitExceeded if that would take longer than `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self.acquire(key, limit=limit, period=period, cost=cost)
+            if wait == 0.0:
+                return
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise RateLimitExceeded(wait)
+            time.sleep(wait)
+
+    def reset(self, key: str) -> None:
+        self.backend.reset(key)
+
+
+class ConcurrencyLimiter:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def acquire(self, key: str, *, limit: int, ttl: float) -> str | None:
+        """A lease token if fewer than `limit` are held, else None."""
+        return self.backend.lease(key, limit, ttl)
+
+    def release(self, key: str, token: str) -> None:
+        self.backend.release(key, token)
+
+
+@lru_cache(maxsize=1)
+def _backend():
+    if settings.REDIS_URL:
+        return _RedisBackend(settings.REDIS_URL, getattr(settings, "RATE_LIMIT_PREFIX", "mops:"))
+    return _SqliteBackend(settings.VAR_DIR / "ratelimit.sqlite3")
+
+
+def rate_limiter() -> RateLimiter:
+    return RateLimiter(_backend())
+
+
+def concurrency_limiter() -> ConcurrencyLimiter:
+    return ConcurrencyLimiter(_backend())

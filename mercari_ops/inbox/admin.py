@@ -1,0 +1,85 @@
+from django.contrib import admin, messages
+
+from mercari_ops.common.admin_utils import pretty_json
+
+from . import services
+from .models import DeadLetter, InboxEvent
+
+
+@admin.register(InboxEvent)
+class InboxEventAdmin(admin.ModelAdmin):
+    list_display = ("event_id", "topic", "status", "attempts", "waiting_on", "received_at", "processed_at",
+                    "short_error")
+    list_filter = ("status", "topic", ("received_at", admin.DateFieldListFilter))
+    search_fields = ("=event_id", "=waiting_on", "=message_id")
+    readonly_fields = ("topic", "event_id", "status", "payload_pretty", "waiting_on", "attempts",
+                       "next_attempt_at", "last_error", "error_field", "message_id", "received_at",
+                       "processed_at", "alerted_at")
+    exclude = ("payload",)
+    actions = ("replay", "discard")
+    list_per_page = 100
+    show_full_result_count = False  # no COUNT(*) over millions of rows
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj):
+        return pretty_json(obj.payload)
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.last_error[:80]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Replay selected events through their handler now", permissions=["change"])
+    def replay(self, request, queryset):
+        outcomes: dict[str, int] = {}
+        for pk in queryset.values_list("pk", flat=True):
+            result = services.inbox_event_replay(event_pk=pk)
+            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        self.message_user(request, "Replayed: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+
+    @admin.action(description="Discard selected events (never process them)", permissions=["change"])
+    def discard(self, request, queryset):
+        for pk in queryset.values_list("pk", flat=True):
+            services.inbox_event_discard(event_pk=pk, by=request.user.get_username())
+        self.message_user(request, "Discarded the selected unprocessed events.", messages.WARNING)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ("id", "topic", "status", "field", "short_error", "times_received", "received_at",
+                    "last_received_at")
+    list_filter = ("status", "topic")
+    search_fields = ("error", "field")
+    readonly_fields = ("topic", "body_sha256", "error", "field", "status", "times_received", "received_at",
+                       "last_received_at", "resolved_at", "resolved_by")
+    fields = ("topic", "status", "error", "field", "raw_body", "times_received", "received_at",
+              "last_received_at", "resolved_at", "resolved_by", "body_sha256")
+    actions = ("replay", "discard")
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.error[:80]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Replay selected dead letters (after fixing the body)", permissions=["change"])
+    def replay(self, request, queryset):
+        ok, failed = 0, []
+        for pk in queryset.filter(status=DeadLetter.Status.OPEN).values_list("pk", flat=True):
+            result = services.dead_letter_replay(letter_pk=pk, by=request.user.get_username())
+            if result.outcome.value == "dead":
+                failed.append(f"#{pk}: {result.error}")
+            else:
+                ok += 1
+        self.message_user(request, f"Replayed {ok} dead letter(s).")
+        if failed:
+            self.message_user(request, "Still failing: " + "; ".join(failed[:10]), messages.ERROR)
+
+    @admin.action(description="Discard selected dead letters", permissions=["change"])
+    def discard(self, request, queryset):
+        for pk in queryset.values_list("pk", flat=True):
+            services.dead_letter_discard(letter_pk=pk, by=request.user.get_username())
+        self.message_user(request, "Discarded.", messages.WARNING)

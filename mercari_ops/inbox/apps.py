@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class InboxConfig(AppConfig):
+    name = "mercari_ops.inbox"
+    label = "inbox"
+    verbose_name = "Event inbox"
+
+    def ready(self):
+        from . import builtin_topics  # noqa: F401  (registers platform-ping)

@@ -1,0 +1,69 @@
+from django.db import models
+from django.utils import timezone
+
+
+class InboxEvent(models.Model):
+    """One accepted event, unique per (topic, event_id): the dedupe key outlives the payload."""
+
+    class Status(models.TextChoices):
+        PROCESSED = "processed", "Processed"
+        WAITING = "waiting", "Waiting for another event"
+        RETRY = "retry", "Retry scheduled"
+        DEAD = "dead", "Dead (needs an operator)"
+        DISCARDED = "discarded", "Discarded by an operator"
+
+    topic = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    payload = models.JSONField(null=True, blank=True, help_text="Cleared by retention once processed.")
+    waiting_on = models.CharField(max_length=128, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0, help_text="Times the handler processed this event.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    error_field = models.CharField(max_length=128, blank=True, default="")
+    message_id = models.CharField(max_length=128, blank=True, default="")
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["topic", "event_id"], name="inbox_event_unique_per_topic")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="inbox_status_next"),
+            models.Index(fields=["topic", "waiting_on"], name="inbox_waiting_on",
+                         condition=models.Q(status="waiting")),
+            models.Index(fields=["status", "processed_at"], name="inbox_status_processed"),
+        ]
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.event_id} ({self.status})"
+
+
+class DeadLetter(models.Model):
+    """A body that could not be decoded or validated; kept raw so an operator can fix and replay it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        REPLAYED = "replayed", "Replayed"
+        DISCARDED = "discarded", "Discarded"
+
+    topic = models.CharField(max_length=64)
+    body_sha256 = models.CharField(max_length=64)
+    raw_body = models.TextField(help_text="The push body as received; edit it, then replay.")
+    error = models.TextField()
+    field = models.CharField(max_length=128, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    times_received = models.PositiveIntegerField(default=1)
+    received_at = models.DateTimeField(default=timezone.now)
+    last_received_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["topic", "body_sha256"], name="dead_letter_unique_body")]
+        indexes = [models.Index(fields=["status", "topic"], name="dead_letter_status_topic")]
+        ordering = ["-last_received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.error[:60]}"

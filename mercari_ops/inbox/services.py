@@ -1,0 +1,368 @@
+"""Every write of the event inbox.
+
+Flow of one push: decode the envelope and the event, validate it against the
+topic's schema (failure: dead letter, 400), then in one transaction insert the
+(topic, event_id) row -- ON CONFLICT DO NOTHING is the dedupe -- and run the
+topic's handler in a savepoint. The row is written optimistically as
+processed; other outcomes update it. A transient handler failure leaves the
+row in `retry` with a backoff; `inbox_process_due` (a beat job) runs it again
+until it succeeds or reaches INBOX_MAX_ATTEMPTS (then `dead`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mercari_ops.common.errors import ValidationFailed
+
+from .models import DeadLetter, InboxEvent
+from .registry import PermanentEventError, Topic, Waiting, get_topic
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    PROCESSED = "processed"
+    WAITING = "waiting"
+    DUPLICATE = "duplicate"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    event_id: str | None = None
+    error: str | None = None
+    field: str | None = None
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+def envelope_decode(body: bytes) -> tuple[dict, str]:
+    """The event dict and the Pub/Sub messageId of a push body, or ValidationFailed naming the field."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("body is not valid JSON", "body") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
+        raise ValidationFailed("message is required and must be an object", "message")
+    message = envelope["message"]
+    data = message.get("data")
+    if not isinstance(data, str) or not data:
+        raise ValidationFailed("message.data is required (base64 of the event JSON)", "message.data")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed("message.data is not valid base64", "message.data") from None
+    try:
+        event = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("message.data does not decode to JSON", "message.data") from None
+    message_id = message.get("messageId") or message.get("message_id") or ""
+    return event, str(message_id)[:128]
+
+
+def event_clean(topic: Topic, event) -> dict:
+    return topic.schema.clean(event)
+
+
+# --- dead letters --------------------------------------------------------------
+
+
+def dead_letter_record(*, topic: str, body: bytes | str, error: str, field: str | None) -> DeadLetter:
+    """Store a bad body once (per topic + sha256); a repeat only bumps its counter."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            letter, created = DeadLetter.objects.get_or_create(
+                topic=topic[:64],
+                body_sha256=digest,
+                defaults={"raw_body": text, "error": error, "field": field or ""},
+            )
+    except IntegrityError:  # a concurrent identical body won the insert
+        letter, created = DeadLetter.objects.get(topic=topic[:64], body_sha256=digest), False
+    if not created:
+        DeadLetter.objects.filter(pk=letter.pk).update(times_received=F("times_received") + 1, last_received_at=now)
+    return letter
+
+
+# --- the handler run -------------------------------------------------------------
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(2 ** attempts, 300))
+
+
+def _handler_run(topic: Topic, row_id: int, payload: dict, attempts_before: int) -> Result:
+    """Run the handler in a savepoint and write its outcome on the row. Caller holds a transaction."""
+    event_id = payload.get("event_id")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            result = topic.handle(payload)
+    except PermanentEventError as exc:
+        InboxEvent.objects.filter(pk=row_id).update(
+            status=InboxEvent.Status.DEAD, payload=payload, attempts=attempts_before + 1,
+            last_error=exc.message, error_field=exc.field or "", next_attempt_at=None,
+        )
+        return Result(Outcome.DEAD, event_id, exc.message, exc.field)
+    except Exception as exc:  # transient (lock, timeout, peer down) or unexpected: never lose it
+        if not connection.is_usable():
+            raise
+        attempts = attempts_before + 1
+        dead = attempts >= settings.INBOX_MAX_ATTEMPTS
+        logger.warning("inbox %s/%s attempt %s failed: %r", topic.name, event_id, attempts, exc)
+        InboxEvent.objects.filter(pk=row_id).update(
+            status=InboxEvent.Status.DEAD if dead else InboxEvent.Status.RETRY,
+            payload=payload, attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            next_attempt_at=None if dead else now + _backoff(attempts),
+        )
+        return Result(Outcome.DEAD if dead else Outcome.RETRY, event_id, str(exc))
+    if isinstance(result, Waiting):
+        InboxEvent.objects.filter(pk=row_id).update(
+            status=InboxEvent.Status.WAITING, payload=payload, waiting_on=result.on[:128],
+            attempts=attempts_before, last_error=result.reason, next_attempt_at=None,
+        )
+        return Result(Outcome.WAITING, event_id)
+    return Result(Outcome.PROCESSED, event_id)
+
+
+def _mark_processed(row_id: int, topic: Topic, attempts: int) -> None:
+    InboxEvent.objects.filter(pk=row_id).update(
+        status=InboxEvent.Status.PROCESSED, processed_at=timezone.now(), attempts=attempts,
+        waiting_on="", next_attempt_at=None, last_error="", error_field="",
+        **({} if topic.keep_payload else {"payload": None}),
+    )
+
+
+_INSERT_COLUMNS = "(topic, event_id, status, payload, waiting_on, attempts, last_error, error_field, message_id, received_at, processed_at)"  # noqa: E501
+
+
+def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]:
+    """Insert rows as processed; return {event_id: row id} of those that were new."""
+    if not events:
+        return {}
+    now = timezone.now()
+    payload_field = InboxEvent._meta.get_field("payload")
+    values, params = [], []
+    for event, message_id in events:
+        payload = payload_field.get_db_prep_value(event if topic.keep_payload else None, connection)
+        values.append("(%s, %s, %s, %s, '', 1, '', '', %s, %s, %s)")
+        params += [topic.name, event["event_id"], InboxEvent.Status.PROCESSED, payload, message_id, now, now]
+    sql = (
+        f"INSERT INTO {InboxEvent._meta.db_table} {_INSERT_COLUMNS} VALUES {', '.join(values)} "
+        "ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return dict(cursor.fetchall())
+
+
+def inbox_accept(*, topic: Topic, event: dict, message_id: str = "") -> Result:
+    """Record a cleaned event once and hand it to its handler, in one transaction."""
+    with transaction.atomic():
+        inserted = _rows_insert(topic, [(event, message_id)])
+        if not inserted:
+            return Result(Outcome.DUPLICATE, event["event_id"])
+        return _handler_run(topic, inserted[event["event_id"]], event, attempts_before=0)
+
+
+def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True) -> Result:
+    """The push endpoint's service: decode, validate, accept. Raises ValidationFailed (400)."""
+    topic = get_topic(topic_name)
+    try:
+        if topic is None:
+            raise ValidationFailed(f"unknown topic {topic_name!r}", "topic")
+        raw_event, message_id = envelope_decode(body)
+        event = event_clean(topic, raw_event)
+    except ValidationFailed as exc:
+        if record_dead:
+            dead_letter_record(topic=topic_name, body=body, error=exc.message, field=exc.field)
+        raise
+    result = inbox_accept(topic=topic, event=event, message_id=message_id)
+    if result.outcome is Outcome.DEAD:
+        raise PermanentEventError(result.error or "event can never succeed", result.field)
+    return result
+
+
+def inbox_accept_batch(*, topic: Topic, events: list[dict]) -> dict[Outcome, int]:
+    """Backfill path: one transaction per batch, one multi-row insert for the dedupe.
+
+    New events go to the topic's `handle_batch` when it has one (one set-based
+    write for the whole batch), otherwise through the handler one by one.
+    """
+    counts = {outcome: 0 for outcome in Outcome}
+    unique: dict[str, dict] = {}
+    for event in events:
+        unique.setdefault(event["event_id"], event)
+    counts[Outcome.DUPLICATE] += len(events) - len(unique)
+    with transaction.atomic():
+        inserted = _rows_insert(topic, [(event, "") for event in unique.values()])
+        counts[Outcome.DUPLICATE] += len(unique) - len(inserted)
+        new_events = [unique[event_id] for event_id in inserted]
+        if topic.handle_batch is not None and new_events:
+            try:
+                with transaction.atomic():
+                    topic.handle_batch(new_events)
+                counts[Outcome.PROCESSED] += len(new_events)
+                return counts
+            except Exception as exc:
+                if not connection.is_usable():
+                    raise
+                logger.warning("batch handler for %s failed, falling back to one by one: %r", topic.name, exc)
+        for event in new_events:
+            counts[_handler_run(topic, inserted[event["event_id"]], event, attempts_before=0).outcome] += 1
+    return counts
+
+
+# --- retries, replay, waiting, retention ------------------------------------------
+
+
+def _row_rerun(row: InboxEvent) -> Result:
+    topic = get_topic(row.topic)
+    if topic is None:
+        InboxEvent.objects.filter(pk=row.pk).update(
+            status=InboxEvent.Status.DEAD, last_error=f"no handler for topic {row.topic!r}", next_attempt_at=None
+        )
+        return Result(Outcome.DEAD, row.event_id, "no handler")
+    result = _handler_run(topic, row.pk, row.payload, attempts_before=row.attempts)
+    if result.outcome is Outcome.PROCESSED:
+        attempts = row.attempts + 1
+        _mark_processed(row.pk, topic, attempts)
+    return result
+
+
+def inbox_process_due(*, limit: int = 500, now=None) -> dict[str, int]:
+    """Retry rows whose backoff has passed, one row per transaction, claimed with SKIP LOCKED."""
+    counts: dict[str, int] = {}
+    for _ in range(limit):
+        with transaction.atomic():
+            row = (
+                InboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(status=InboxEvent.Status.RETRY, next_attempt_at__lte=now or timezone.now())
+                .order_by("next_attempt_at")
+                .first()
+            )
+            if row is None:
+                break
+            outcome = _row_rerun(row).outcome
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
+    return counts
+
+
+def inbox_event_replay(*, event_pk: int) -> Result:
+    """Operator action: run a dead, waiting or retrying event through its handler now."""
+    with transaction.atomic():
+        row = InboxEvent.objects.select_for_update().get(pk=event_pk)
+        if row.status == InboxEvent.Status.PROCESSED:
+            return Result(Outcome.DUPLICATE, row.event_id, "already processed")
+        if row.payload is None:
+            return Result(Outcome.DEAD, row.event_id, "payload no longer kept")
+        return _row_rerun(row)
+
+
+def inbox_event_discard(*, event_pk: int, by: str = "") -> None:
+    InboxEvent.objects.filter(pk=event_pk).exclude(status=InboxEvent.Status.PROCESSED).update(
+        status=InboxEvent.Status.DISCARDED, next_attempt_at=None,
+        last_error=f"discarded by {by}" if by else "discarded",
+    )
+
+
+def dead_letter_replay(*, letter_pk: int, by: str = "") -> Result:
+    """Operator action: push the (possibly corrected) raw body through the normal path again."""
+    letter = DeadLetter.objects.get(pk=letter_pk)
+    try:
+        result = inbox_receive(topic_name=letter.topic, body=letter.raw_body.encode(), record_dead=False)
+    except ValidationFailed as exc:
+        DeadLetter.objects.filter(pk=letter.pk).update(error=exc.message, field=exc.field or "")
+        return Result(Outcome.DEAD, None, exc.message, exc.field)
+    DeadLetter.objects.filter(pk=letter.pk).update(
+        status=DeadLetter.Status.REPLAYED, resolved_at=timezone.now(), resolved_by=by
+    )
+    return result
+
+
+def dead_letter_discard(*, letter_pk: int, by: str = "") -> None:
+    DeadLetter.objects.filter(pk=letter_pk, status=DeadLetter.Status.OPEN).update(
+        status=DeadLetter.Status.DISCARDED, resolved_at=timezone.now(), resolved_by=by
+    )
+
+
+def inbox_release_waiting(*, topic_name: str, key: str) -> list[Result]:
+    """Run the events waiting on `key` now that it exists, in the topic's order (occurred_at).
+
+    Called by a handler inside the transaction that applied the awaited event,
+    so children become visible together with their parent; a child's own
+    handler may release its children in turn (recursively).
+    """
+    topic = get_topic(topic_name)
+    rows = list(
+        InboxEvent.objects.select_for_update()
+        .filter(topic=topic_name, status=InboxEvent.Status.WAITING, waiting_on=key)
+    )
+    rows.sort(key=lambda row: (str(row.payload.get(topic.order_key, "")), row.pk))
+    results = []
+    for row in rows:
+        result = _handler_run(topic, row.pk, row.payload, attempts_before=row.attempts)
+        if result.outcome is Outcome.PROCESSED:
+            _mark_processed(row.pk, topic, row.attempts + 1)
+        results.append(result)
+    return results
+
+
+def inbox_sweep_waiting(*, now=None) -> dict[str, int]:
+    """Alert on events waiting too long, then dead-letter them (the awaited event never came)."""
+    now = now or timezone.now()
+    alert_before = now - timedelta(seconds=settings.INBOX_WAITING_ALERT_SECONDS)
+    dead_before = now - timedelta(seconds=settings.INBOX_WAITING_TIMEOUT_SECONDS)
+    waiting = InboxEvent.objects.filter(status=InboxEvent.Status.WAITING)
+    alerted = waiting.filter(received_at__lte=alert_before, alerted_at__isnull=True)
+    for row in alerted.only("topic", "event_id", "waiting_on")[:1000]:
+        logger.error("inbox %s/%s still waiting on %s", row.topic, row.event_id, row.waiting_on)
+    alerted_count = alerted.update(alerted_at=now)
+    dead_count = waiting.filter(received_at__lte=dead_before).update(
+        status=InboxEvent.Status.DEAD,
+        last_error="waited too long for " + "the event it depends on",
+        error_field="parent_id",
+    )
+    return {"alerted": alerted_count, "dead": dead_count}
+
+
+def inbox_retention_apply(*, now=None, batch: int = 5000) -> int:
+    """Drop processed payloads older than INBOX_RETENTION_DAYS; the (topic, event_id) key stays."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.INBOX_RETENTION_DAYS)
+    total = 0
+    while True:
+        ids = list(
+            InboxEvent.objects.filter(
+                status=InboxEvent.Status.PROCESSED, processed_at__lt=cutoff, payload__isnull=False
+            ).values_list("pk", flat=True)[:batch]
+        )
+        if not ids:
+            return total
+        total += InboxEvent.objects.filter(pk__in=ids).update(payload=None)
+
+
+def database_reachable() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False

@@ -1,0 +1,212 @@
+"""One env-driven settings module. Every variable is listed in .env.example."""
+
+from pathlib import Path
+
+import environ
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+env_file = BASE_DIR / ".env"
+if env_file.exists():
+    environ.Env.read_env(str(env_file))
+
+DEBUG = env.bool("DEBUG", default=True)
+
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+else:
+    # No defaults when DEBUG is off: a missing secret stops the process at start.
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "mercari_ops.common",
+    "mercari_ops.inbox",
+    "loyalty",
+    "campaigns",
+    "line_integration",
+    "history",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "mercari_ops.urls"
+WSGI_APPLICATION = "mercari_ops.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Embedded default: SQLite in WAL mode under var/. Production: DATABASE_URL=postgres://...
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DB_IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Redis is the production broker and backs the global rate limiter; without it
+# the limiter falls back to a single-machine SQLite file under var/.
+REDIS_URL = env.str("REDIS_URL", default="")
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("out", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "out"),
+        "data_folder_out": str(_broker_dir / "out"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A message not acked within the visibility timeout is redelivered: keep it
+    # well above the hard limit so a long task is never run twice by accident.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 10}
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = [Queue(name) for name in ("events", "line", "settlement", "default")]
+CELERY_TASK_ROUTES = {
+    "inbox.*": {"queue": "events"},
+    "loyalty.*": {"queue": "events"},
+    "history.*": {"queue": "events"},
+    "line.*": {"queue": "line"},
+    "campaigns.settle*": {"queue": "settlement"},
+    "campaigns.*": {"queue": "default"},
+}
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "mercari_ops.common.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mercari_ops internal API",
+    "DESCRIPTION": "Back-office APIs for campaigns, loyalty, LINE and payment history.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Event inbox (Pub/Sub push).
+PUBSUB_PUSH_TOKEN = env.str("PUBSUB_PUSH_TOKEN", default="dev-pubsub-token" if DEBUG else None)
+INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=8)
+INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
+INBOX_WAITING_ALERT_SECONDS = env.int("INBOX_WAITING_ALERT_SECONDS", default=300)
+INBOX_WAITING_TIMEOUT_SECONDS = env.int("INBOX_WAITING_TIMEOUT_SECONDS", default=600)
+EVENT_FUTURE_TOLERANCE_SECONDS = env.int("EVENT_FUTURE_TOLERANCE_SECONDS", default=300)
+
+ADMIN_SITE_TITLE = "Mercari Ops back-office"
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^pubsub/", r"^line/", r"^api/"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# --- LINE integration -------------------------------------------------------
+LINE_API_BASE = env.str("LINE_API_BASE", default="http://127.0.0.1:8089")
+LINE_CHANNEL_ACCESS_TOKEN = env.str("LINE_CHANNEL_ACCESS_TOKEN", default="sandbox-token" if DEBUG else None)
+LINE_CHANNEL_SECRET = env.str("LINE_CHANNEL_SECRET", default="sandbox-secret" if DEBUG else None)
+BRAZE_WEBHOOK_TOKEN = env.str("BRAZE_WEBHOOK_TOKEN", default="dev-braze-token" if DEBUG else None)
+ENRICH_URL = env.str("ENRICH_URL", default="")
+LINE_PUSH_RATE_PER_SECOND = env.int("LINE_PUSH_RATE_PER_SECOND", default=2000)
+LINE_MULTICAST_RATE_PER_SECOND = env.int("LINE_MULTICAST_RATE_PER_SECOND", default=200)
+LINE_AUDIENCE_RATE_PER_MINUTE = env.int("LINE_AUDIENCE_RATE_PER_MINUTE", default=60)
+
+# --- Campaigns ----------------------------------------------------------------
+POINTS_API_URL = env.str("POINTS_API_URL", default="")
+
+# --- History ------------------------------------------------------------------
+REPAYMENT_API_URL = env.str("REPAYMENT_API_URL", default="")
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so subprocesses in tests (a killed worker) see the same data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from mercari_ops.common import views as common_views
+
+urlpatterns = [
+    path("healthz", common_views.healthz, name="healthz"),
+    path("bench/bare", common_views.bare, name="bench-bare"),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+         name="api-schema"),
+    path("", include("mercari_ops.inbox.urls")),
+    path("", include("loyalty.urls")),
+    path("", include("campaigns.urls")),
+    path("", include("line_integration.urls")),
+    path("", include("history.urls")),
+    path("admin/", admin.site.urls),
+]
+
+# Serves the admin's static files when DEBUG is on (make run); production serves them from STATIC_ROOT.
+urlpatterns += staticfiles_urlpatterns()
