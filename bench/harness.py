@@ -1,0 +1,230 @@
+"""Shared benchmark plumbing: a real gunicorn on PostgreSQL, driven by wrk from another process.
+
+    from bench.harness import Server, wrk, machine
+    with Server() as server:
+        bare = wrk(server.url("/bench/bare"), method="POST")
+        ...
+
+Requires wrk (`apt-get install wrk`) and a PostgreSQL server (BENCH_DATABASE_URL,
+default postgres://postgres@127.0.0.1:5432/mercari_ops_bench).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/mercari_ops_bench"
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
+    env["DEBUG"] = "0"
+    env.setdefault("DJANGO_SECRET_KEY", "bench-secret-key-" + "x" * 40)
+    env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+    env["SECURE_SSL_REDIRECT"] = "0"
+    env.setdefault("PUBSUB_PUSH_TOKEN", "bench-token")
+    env.setdefault("BRAZE_WEBHOOK_TOKEN", "bench-braze")
+    env.setdefault("LINE_CHANNEL_ACCESS_TOKEN", "bench-line")
+    env.setdefault("LINE_CHANNEL_SECRET", "bench-secret")
+    env["LOG_LEVEL"] = "WARNING"
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env or bench_env(),
+                          check=check, capture_output=True, text=True)
+
+
+def database_create(env: dict) -> None:
+    """Create the bench database if it does not exist, then migrate it."""
+    import psycopg
+
+    url = env["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    with closing(psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True)) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    manage("migrate", "--noinput", env=env)
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn (sync workers, one per core) on the bench database."""
+
+    def __init__(self, workers: int = 2, env: dict | None = None, migrate: bool = True):
+        self.env = env or bench_env()
+        self.workers = workers
+        self.port = free_port()
+        self.migrate = migrate
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self) -> Server:
+        if self.migrate:
+            database_create(self.env)
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "gunicorn"), "mercari_ops.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--log-level", "warning", "--backlog", "2048"],
+            cwd=ROOT, env=self.env,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with closing(socket.create_connection(("127.0.0.1", self.port), timeout=0.2)):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+
+_LUA_TEMPLATE = """
+wrk.method = "{method}"
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+local bodies = {bodies}
+local i = 0
+request = function()
+  i = i + 1
+  if #bodies == 0 then return wrk.format() end
+  return wrk.format(nil, nil, nil, bodies[(i % #bodies) + 1])
+end
+"""
+
+_LUA_COUNTER = """
+wrk.method = "{method}"
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+local counter = 0
+local thread_id = 0
+setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+request = function()
+  counter = counter + 1
+  local body = string.format({template}, tid, counter)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+_LUA_PUBSUB = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+{headers}
+local b = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
+local function b64(data)
+  return ((data:gsub('.', function(x)
+    local r, byte = '', x:byte()
+    for i = 8, 1, -1 do r = r .. (byte % 2 ^ i - byte % 2 ^ (i - 1) > 0 and '1' or '0') end
+    return r
+  end) .. '0000'):gsub('%d%d%d?%d?%d?%d?', function(x)
+    if #x < 6 then return '' end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == '1' and 2 ^ (6 - i) or 0) end
+    return b:sub(c + 1, c + 1)
+  end) .. ({{ '', '==', '=' }})[#data % 3 + 1])
+end
+local counter = 0
+local thread_id = 0
+setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1 end
+request = function()
+  counter = counter + 1
+  local event = string.format({template}, tid, counter, tid, counter)
+  local body = '{{"message":{{"data":"' .. b64(event) .. '","messageId":"' .. tid .. '-' .. counter .. '"}},"subscription":"projects/p/subscriptions/bench"}}'
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def _lua_string(value: str) -> str:
+    return "[==[" + value + "]==]"
+
+
+def wrk(url: str, *, method: str = "GET", headers: dict | None = None, bodies: list[str] | None = None,
+        body_template: str | None = None, event_template: str | None = None, duration: int = 10, connections: int = 16, threads: int = 1,
+        rate: int | None = None) -> dict:
+    """Run wrk and return {"rps", "p50_ms", "p99_ms", "requests", "errors", "non2xx"}.
+
+    `body_template` is a Lua format string with two %d (thread id, counter) so every request
+    carries a unique body (e.g. a new event_id) without precomputing millions of them.
+    `event_template` is the same for an event JSON, base64-wrapped into a Pub/Sub push
+    envelope; it may use (thread id, counter) twice, e.g. for event_id and customer_id.
+    """
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required: apt-get install wrk")
+    header_lines = "\n".join(f'wrk.headers["{k}"] = {_lua_string(v)}' for k, v in (headers or {}).items())
+    if event_template is not None:
+        script = _LUA_PUBSUB.format(headers=header_lines, template=_lua_string(event_template))
+    elif body_template is not None:
+        script = _LUA_COUNTER.format(method=method, headers=header_lines, template=_lua_string(body_template))
+    else:
+        lua_bodies = "{" + ",".join(_lua_string(b) for b in (bodies or [])) + "}"
+        script = _LUA_TEMPLATE.format(method=method, headers=header_lines, bodies=lua_bodies)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", handle.name, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    os.unlink(handle.name)
+    return parse_wrk(out)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def parse_wrk(out: str) -> dict:
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ("50", "99"):
+        match = re.search(rf"\s{pct}(?:\.000)?%\s+([\d.]+(?:us|ms|s))", out)
+        result[f"p{pct}_ms"] = round(_ms(match.group(1)), 3) if match else None
+    result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["errors"] = sum(map(int, errors.groups())) if errors else 0
+    return result
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def report(title: str, data: dict) -> None:
+    print(f"\n## {title}\n{machine()}")
+    print(json.dumps(data, indent=2))
