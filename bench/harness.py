@@ -157,7 +157,8 @@ setup = function(thread) thread:set("tid", thread_id); thread_id = thread_id + 1
 request = function()
   counter = counter + 1
   local event = string.format({template}, tid, counter, tid, counter)
-  local body = '{{"message":{{"data":"' .. b64(event) .. '","messageId":"' .. tid .. '-' .. counter .. '"}},"subscription":"projects/p/subscriptions/bench"}}'
+  local body = '{{"message":{{"data":"' .. b64(event) .. '","messageId":"' .. tid .. '-' .. counter
+    .. '"}},"subscription":"projects/p/subscriptions/bench"}}'
   return wrk.format(nil, nil, nil, body)
 end
 """
@@ -168,7 +169,8 @@ def _lua_string(value: str) -> str:
 
 
 def wrk(url: str, *, method: str = "GET", headers: dict | None = None, bodies: list[str] | None = None,
-        body_template: str | None = None, event_template: str | None = None, duration: int = 10, connections: int = 16, threads: int = 1,
+        body_template: str | None = None, event_template: str | None = None, duration: int = 10,
+        connections: int = 16, threads: int = 1,
         rate: int | None = None) -> dict:
     """Run wrk and return {"rps", "p50_ms", "p99_ms", "requests", "errors", "non2xx"}.
 
@@ -189,7 +191,8 @@ def wrk(url: str, *, method: str = "GET", headers: dict | None = None, bodies: l
         script = _LUA_TEMPLATE.format(method=method, headers=header_lines, bodies=lua_bodies)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", handle.name, url]
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", handle.name,
+           url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     os.unlink(handle.name)
     return parse_wrk(out)

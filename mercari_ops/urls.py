@@ -4,12 +4,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from mercari_ops.common import views as common_views
+from mercari_ops.common.api import WhoAmIApi
 
 urlpatterns = [
     path("healthz", common_views.healthz, name="healthz"),
     path("bench/bare", common_views.bare, name="bench-bare"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
          name="api-schema"),
+    path("api/whoami", WhoAmIApi.as_view(), name="api-whoami"),
     path("", include("mercari_ops.inbox.urls")),
     path("", include("loyalty.urls")),
     path("", include("campaigns.urls")),
