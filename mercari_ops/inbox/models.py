@@ -28,11 +28,16 @@ class InboxEvent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["topic", "event_id"], name="inbox_event_unique_per_topic")]
+        # Partial indexes: a processed event (the common case) only enters the primary key and the
+        # dedupe key, which keeps the ingestion insert cheap.
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="inbox_status_next"),
-            models.Index(fields=["topic", "waiting_on"], name="inbox_waiting_on",
-                         condition=models.Q(status="waiting")),
-            models.Index(fields=["status", "processed_at"], name="inbox_status_processed"),
+            models.Index(fields=["next_attempt_at"], name="inbox_retry_due", condition=models.Q(status="retry")),
+            models.Index(fields=["topic", "waiting_on"], name="inbox_waiting_on", condition=models.Q(status="waiting")),
+            models.Index(fields=["received_at"], name="inbox_waiting_since", condition=models.Q(status="waiting")),
+            models.Index(fields=["processed_at"], name="inbox_retention_due",
+                         condition=models.Q(status="processed", payload__isnull=False)),
+            models.Index(fields=["status", "topic"], name="inbox_needs_operator",
+                         condition=models.Q(status__in=["dead", "retry", "waiting"])),
         ]
         ordering = ["-received_at"]
 

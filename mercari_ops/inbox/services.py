@@ -111,36 +111,44 @@ def _backoff(attempts: int) -> timedelta:
 
 def _handler_run(topic: Topic, row_id: int, payload: dict, attempts_before: int) -> Result:
     """Run the handler in a savepoint and write its outcome on the row. Caller holds a transaction."""
-    event_id = payload.get("event_id")
-    now = timezone.now()
     try:
         with transaction.atomic():
             result = topic.handle(payload)
-    except PermanentEventError as exc:
+    except Exception as exc:
+        return _failure_write(topic, row_id, payload, attempts_before, exc)
+    if isinstance(result, Waiting):
+        return _waiting_write(row_id, payload, attempts_before, result)
+    return Result(Outcome.PROCESSED, payload.get("event_id"))
+
+
+def _waiting_write(row_id: int, payload: dict, attempts_before: int, waiting: Waiting) -> Result:
+    InboxEvent.objects.filter(pk=row_id).update(
+        status=InboxEvent.Status.WAITING, payload=payload, waiting_on=waiting.on[:128],
+        attempts=attempts_before, last_error=waiting.reason, next_attempt_at=None,
+    )
+    return Result(Outcome.WAITING, payload.get("event_id"))
+
+
+def _failure_write(topic: Topic, row_id: int, payload: dict, attempts_before: int, exc: Exception) -> Result:
+    """Dead for a permanent error; retry with backoff for anything else (never lost)."""
+    event_id = payload.get("event_id")
+    if isinstance(exc, PermanentEventError):
         InboxEvent.objects.filter(pk=row_id).update(
             status=InboxEvent.Status.DEAD, payload=payload, attempts=attempts_before + 1,
             last_error=exc.message, error_field=exc.field or "", next_attempt_at=None,
         )
         return Result(Outcome.DEAD, event_id, exc.message, exc.field)
-    except Exception as exc:  # transient (lock, timeout, peer down) or unexpected: never lose it
-        if not connection.is_usable():
-            raise
-        attempts = attempts_before + 1
-        dead = attempts >= settings.INBOX_MAX_ATTEMPTS
-        logger.warning("inbox %s/%s attempt %s failed: %r", topic.name, event_id, attempts, exc)
-        InboxEvent.objects.filter(pk=row_id).update(
-            status=InboxEvent.Status.DEAD if dead else InboxEvent.Status.RETRY,
-            payload=payload, attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:2000],
-            next_attempt_at=None if dead else now + _backoff(attempts),
-        )
-        return Result(Outcome.DEAD if dead else Outcome.RETRY, event_id, str(exc))
-    if isinstance(result, Waiting):
-        InboxEvent.objects.filter(pk=row_id).update(
-            status=InboxEvent.Status.WAITING, payload=payload, waiting_on=result.on[:128],
-            attempts=attempts_before, last_error=result.reason, next_attempt_at=None,
-        )
-        return Result(Outcome.WAITING, event_id)
-    return Result(Outcome.PROCESSED, event_id)
+    if not connection.is_usable():
+        raise exc
+    attempts = attempts_before + 1
+    dead = attempts >= settings.INBOX_MAX_ATTEMPTS
+    logger.warning("inbox %s/%s attempt %s failed: %r", topic.name, event_id, attempts, exc)
+    InboxEvent.objects.filter(pk=row_id).update(
+        status=InboxEvent.Status.DEAD if dead else InboxEvent.Status.RETRY,
+        payload=payload, attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        next_attempt_at=None if dead else timezone.now() + _backoff(attempts),
+    )
+    return Result(Outcome.DEAD if dead else Outcome.RETRY, event_id, str(exc))
 
 
 def _mark_processed(row_id: int, topic: Topic, attempts: int) -> None:
@@ -174,13 +182,39 @@ def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]
         return dict(cursor.fetchall())
 
 
+class _HandlerFailed(Exception):
+    def __init__(self, cause: Exception):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def inbox_accept(*, topic: Topic, event: dict, message_id: str = "") -> Result:
-    """Record a cleaned event once and hand it to its handler, in one transaction."""
-    with transaction.atomic():
-        inserted = _rows_insert(topic, [(event, message_id)])
-        if not inserted:
-            return Result(Outcome.DUPLICATE, event["event_id"])
-        return _handler_run(topic, inserted[event["event_id"]], event, attempts_before=0)
+    """Record a cleaned event once and hand it to its handler, in one transaction.
+
+    The happy path is one INSERT and the handler's own writes in a single
+    transaction (no savepoint round trips). If the handler fails, that
+    transaction rolls back whole and the row is recorded again, on its own,
+    with the failure's outcome (dead, or retry with backoff).
+    """
+    event_id = event["event_id"]
+    try:
+        with transaction.atomic():
+            inserted = _rows_insert(topic, [(event, message_id)])
+            if not inserted:
+                return Result(Outcome.DUPLICATE, event_id)
+            try:
+                result = topic.handle(event)
+            except Exception as exc:
+                raise _HandlerFailed(exc) from exc
+            if isinstance(result, Waiting):
+                return _waiting_write(inserted[event_id], event, 0, result)
+            return Result(Outcome.PROCESSED, event_id)
+    except _HandlerFailed as failed:
+        with transaction.atomic():
+            inserted = _rows_insert(topic, [(event, message_id)])
+            if not inserted:  # a concurrent delivery recorded it meanwhile
+                return Result(Outcome.DUPLICATE, event_id)
+            return _failure_write(topic, inserted[event_id], event, 0, failed.cause)
 
 
 def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True) -> Result:
