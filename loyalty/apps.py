@@ -4,6 +4,9 @@ from django.apps import AppConfig
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
     verbose_name = "Loyalty stages"
-    # Models marketers may edit / only view (see mercari_ops/common/roles.py).
-    marketer_models: list[str] = []
-    marketer_view_models: list[str] = []
+    # Models marketers may edit / only view (see mercari_ops/common/roles.py). Pins are operators' only.
+    marketer_models: list[str] = ["stageruleversion"]
+    marketer_view_models: list[str] = ["customer", "monthlytotal", "stagechange", "stagepin", "recomputejob"]
+
+    def ready(self):
+        from . import topic  # noqa: F401  (registers loyalty-activity)

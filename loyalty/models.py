@@ -1,1 +1,169 @@
-from django.db import models  # noqa: F401
+"""Loyalty: additive monthly totals per customer and kind, stage rules, stage changes and pins.
+
+Minimum personal data: an activity event leaves nothing behind but its
+(topic, event_id) dedupe row in the inbox (payload dropped at once) and its
+amount folded into one MonthlyTotal row; no amount, item, merchant or time of
+day is stored per event.
+"""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Kind(models.TextChoices):
+    SELL = "sell", "Sold"
+    BUY = "buy", "Bought"
+    PAY = "pay", "Paid"
+
+
+class Customer(models.Model):
+    """One customer known to loyalty. `stage` is the EFFECTIVE stage (rules stage raised to an active pin)."""
+
+    customer_id = models.CharField(max_length=64, unique=True)
+    stage = models.PositiveSmallIntegerField(default=10, help_text="Effective stage: max(rules stage, pin floor).")
+    rules_stage = models.PositiveSmallIntegerField(
+        default=10, help_text="Stage earned from the totals (upgrades at once, downgrades nightly)."
+    )
+    pin_floor = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Active operator pin, if any.")
+    pin_expires_at = models.DateTimeField(null=True, blank=True)
+    stage_changed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["stage"], name="loyalty_customer_stage"),
+            models.Index(fields=["pin_expires_at"], name="loyalty_customer_pin_expiry",
+                         condition=models.Q(pin_expires_at__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} (stage {self.stage})"
+
+
+class MonthlyTotal(models.Model):
+    """Sum of amounts and count of activities of one kind in one calendar month (UTC) for one customer.
+
+    A reversal (negative amount) adds its negative amount and a count of -1.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="monthly_totals",
+                                 db_index=False)
+    kind = models.CharField(max_length=4, choices=Kind.choices)
+    month = models.DateField(help_text="First day of the month (UTC).")
+    amount = models.BigIntegerField(default=0)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "kind", "month"],
+                                               name="loyalty_total_unique_month")]
+        ordering = ["customer", "-month", "kind"]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.kind} {self.month:%Y-%m}: {self.amount} yen / {self.count}"
+
+
+class StageRuleVersion(models.Model):
+    """One immutable version of the stage rules; the highest version is in force.
+
+    `definition` = {"window_months": 12, "stages": [{"stage": 10, "name": "Regular", "combine": "all",
+    "thresholds": {}}, {"stage": 20, "name": "Silver", "combine": "all", "thresholds": {"buy_amount": 20000}}]}
+    (see loyalty/rules.py for the validation and how thresholds combine).
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    definition = models.JSONField()
+    previous_definition = models.JSONField(null=True, blank=True, help_text="The rules this version replaced.")
+    note = models.CharField(max_length=300, blank=True, default="")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-version"]
+        verbose_name = "stage rules version"
+
+    def __str__(self) -> str:
+        return f"rules v{self.version}"
+
+
+class RecomputeJob(models.Model):
+    """Background recomputation of every customer's stage after a rules change; progress is done/total."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        SUPERSEDED = "superseded", "Superseded by a newer rules version"
+        FAILED = "failed", "Failed (resumes from its cursor)"
+
+    rule_version = models.ForeignKey(StageRuleVersion, on_delete=models.PROTECT, related_name="recompute_jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    cursor = models.CharField(max_length=64, blank=True, default="", help_text="Last customer_id processed.")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"], name="loyalty_recompute_status")]
+
+    def __str__(self) -> str:
+        return f"recompute for v{self.rule_version.version}: {self.done}/{self.total} ({self.status})"
+
+
+class StageChange(models.Model):
+    """Every change of a customer's effective or rules stage, with the totals and thresholds behind it."""
+
+    class Cause(models.TextChoices):
+        UPGRADE = "upgrade", "Upgrade (activity)"
+        DOWNGRADE = "downgrade", "Downgrade (nightly window)"
+        RULES = "rules", "Rules changed"
+        PIN = "pin", "Pinned by an operator"
+        PIN_REVOKED = "pin_revoked", "Pin revoked"
+        PIN_EXPIRED = "pin_expired", "Pin expired"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="stage_changes")
+    from_stage = models.PositiveSmallIntegerField()
+    to_stage = models.PositiveSmallIntegerField()
+    from_rules_stage = models.PositiveSmallIntegerField()
+    to_rules_stage = models.PositiveSmallIntegerField()
+    cause = models.CharField(max_length=16, choices=Cause.choices)
+    reason = models.JSONField(help_text="Which window totals crossed which thresholds (or the pin).")
+    rule_version = models.PositiveIntegerField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["customer", "-at"], name="loyalty_change_customer_at")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.from_stage} -> {self.to_stage} ({self.cause})"
+
+
+class StagePin(models.Model):
+    """An operator's floor on a customer's stage, with reason and expiry. Never deleted (audit)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="pins")
+    floor = models.PositiveSmallIntegerField()
+    reason = models.CharField(max_length=500)
+    expires_at = models.DateTimeField()
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True, default="")
+    revoke_reason = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="loyalty_pin_customer")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} pinned at {self.floor} until {self.expires_at:%Y-%m-%d}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

@@ -215,3 +215,9 @@ REPAYMENT_API_URL = env.str("REPAYMENT_API_URL", default="")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so subprocesses in tests (a killed worker) see the same data.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+# --- Loyalty ------------------------------------------------------------------
+# Customers per transaction when a rules change recomputes every stage.
+LOYALTY_RECOMPUTE_BATCH_SIZE = env.int("LOYALTY_RECOMPUTE_BATCH_SIZE", default=500)
+# Stage changes returned by GET /api/loyalty/customers/<customer_id>.
+LOYALTY_API_RECENT_CHANGES = env.int("LOYALTY_API_RECENT_CHANGES", default=10)

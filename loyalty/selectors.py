@@ -1,0 +1,152 @@
+"""Reads: the stage for in-process callers, window totals, the customer profile for the API and admin."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
+from .rules import (
+    DEFAULT_DEFINITION,
+    METRICS,
+    RuleSet,
+    metrics_add,
+    metrics_empty,
+    missing_for,
+    ruleset_build,
+    stage_evaluate,
+    stage_meets,
+    threshold_report,
+    window_start,
+)
+
+
+def customer_stage_get(*, customer_id: str) -> int | None:
+    """The customer's effective stage (None = unknown customer). One query on the unique customer_id index.
+
+    Customer.stage already includes an operator pin; a pin that expired minutes ago (before the
+    `loyalty.pins_expire` job cleared it) no longer counts.
+    """
+    row = (Customer.objects.filter(customer_id=customer_id)
+           .values_list("stage", "rules_stage", "pin_expires_at").first())
+    if row is None:
+        return None
+    stage, rules_stage, pin_expires_at = row
+    if pin_expires_at is not None and pin_expires_at <= timezone.now():
+        return rules_stage
+    return stage
+
+
+def rules_active() -> RuleSet:
+    """The rules in force: the highest version (version 0 = one base stage until rules are published)."""
+    row = StageRuleVersion.objects.order_by("-version").values_list("version", "definition").first()
+    if row is None:
+        return ruleset_build(0, DEFAULT_DEFINITION)
+    return ruleset_build(row[0], row[1])
+
+
+def window_metrics(*, customer_pks: Iterable[int], start: date) -> dict[int, dict[str, int]]:
+    """Window totals per customer from a dozen monthly rows each: one GROUP BY query for all of them."""
+    pks = list(customer_pks)
+    result = {pk: metrics_empty() for pk in pks}
+    if not pks:
+        return result
+    rows = (MonthlyTotal.objects.filter(customer_id__in=pks, month__gte=start)
+            .values_list("customer_id", "kind").annotate(amount=Sum("amount"), count=Sum("count"))
+            .order_by())
+    for pk, kind, amount, count in rows:
+        metrics_add(result[pk], kind, amount or 0, count or 0)
+    return result
+
+
+def effective_stage(rules_stage: int, pin_floor: int | None, pin_expires_at: datetime | None,
+                    now: datetime) -> int:
+    if pin_floor is not None and pin_expires_at is not None and pin_expires_at > now:
+        return max(rules_stage, pin_floor)
+    return rules_stage
+
+
+def _change_dict(change: StageChange) -> dict:
+    return {"from": change.from_stage, "to": change.to_stage, "cause": change.cause, "reason": change.reason,
+            "rule_version": change.rule_version, "at": change.at}
+
+
+def customer_profile_get(*, customer_id: str, now: datetime | None = None) -> dict | None:
+    """Stage, the window totals it came from, the next stage and what is missing, recent changes."""
+    customer = Customer.objects.filter(customer_id=customer_id).first()
+    if customer is None:
+        return None
+    now = now or timezone.now()
+    ruleset = rules_active()
+    start = window_start(now, ruleset.window_months)
+    metrics = window_metrics(customer_pks=[customer.pk], start=start)[customer.pk]
+    stage = effective_stage(customer.rules_stage, customer.pin_floor, customer.pin_expires_at, now)
+    next_rule = ruleset.next_rule(stage)
+    pin = None
+    if customer.pin_floor is not None and customer.pin_expires_at and customer.pin_expires_at > now:
+        active = customer.pins.filter(revoked_at__isnull=True).order_by("-created_at").first()
+        pin = {"floor": customer.pin_floor, "expires_at": customer.pin_expires_at,
+               "reason": active.reason if active else ""}
+    changes = customer.stage_changes.order_by("-at", "-id")[: settings.LOYALTY_API_RECENT_CHANGES]
+    return {
+        "customer_id": customer.customer_id,
+        "stage": stage,
+        "stage_name": ruleset.name(stage),
+        "rules_stage": customer.rules_stage,
+        "pin": pin,
+        "rules_version": ruleset.version,
+        "window": {"months": ruleset.window_months, "from": start.strftime("%Y-%m"),
+                   "to": now.strftime("%Y-%m")},
+        "totals": {kind: {"amount": metrics[f"{kind}_amount"], "count": metrics[f"{kind}_count"]}
+                   for kind in ("buy", "sell", "pay")},
+        "next_stage": None if next_rule is None else {
+            "stage": next_rule.stage, "name": next_rule.name, "combine": next_rule.combine,
+            "thresholds": next_rule.thresholds, "missing": missing_for(next_rule, metrics),
+        },
+        "recent_changes": [_change_dict(change) for change in changes],
+    }
+
+
+def customer_explain(*, customer: Customer, now: datetime | None = None) -> dict:
+    """The admin's "why this stage" view: every stage of the rules against this customer's window."""
+    now = now or timezone.now()
+    ruleset = rules_active()
+    start = window_start(now, ruleset.window_months)
+    metrics = window_metrics(customer_pks=[customer.pk], start=start)[customer.pk]
+    evaluated = stage_evaluate(ruleset, metrics)
+    months = defaultdict(lambda: metrics_empty())
+    for total in customer.monthly_totals.filter(month__gte=window_start(now, 24)).order_by("-month"):
+        metrics_add(months[total.month], total.kind, total.amount, total.count)
+    lifetime = metrics_empty()
+    for kind, amount, count in (customer.monthly_totals.values_list("kind").annotate(Sum("amount"), Sum("count"))
+                                .order_by()):
+        metrics_add(lifetime, kind, amount or 0, count or 0)
+    return {
+        "ruleset": ruleset,
+        "window_from": start,
+        "metrics": metrics,
+        "metric_names": METRICS,
+        "lifetime": lifetime,
+        "evaluated_stage": evaluated.stage,
+        "stages": [{"rule": rule, "met": stage_meets(rule, metrics), "checks": threshold_report(rule, metrics),
+                    "missing": missing_for(rule, metrics)} for rule in ruleset.stages],
+        "months": [{"month": month, "in_window": month >= start, "metrics": values}
+                   for month, values in sorted(months.items(), reverse=True)],
+        "effective_stage": effective_stage(customer.rules_stage, customer.pin_floor, customer.pin_expires_at, now),
+        "pins": list(customer.pins.order_by("-created_at")[:20]),
+        "changes": list(customer.stage_changes.order_by("-at", "-id")[:50]),
+    }
+
+
+def recompute_job_latest() -> RecomputeJob | None:
+    return RecomputeJob.objects.select_related("rule_version").order_by("-created_at", "-id").first()
+
+
+def pin_active_for(*, customer: Customer, now: datetime | None = None) -> StagePin | None:
+    now = now or timezone.now()
+    return customer.pins.filter(revoked_at__isnull=True, expires_at__gt=now).order_by("-created_at").first()

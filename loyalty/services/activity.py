@@ -1,0 +1,115 @@
+"""The `loyalty-activity` handler: fold events into monthly totals and raise stages, set-based.
+
+The inbox has already recorded (topic, event_id) in the same transaction -- that unique row is the
+"counted once" guarantee -- and, with keep_payload=False, keeps nothing else of the event.
+
+One call, whatever the number of events (1 from the push endpoint, 1,000+ from ingest_jsonl):
+1. aggregate the events in memory per (customer, kind, month): amount sum, count (+1, or -1 for a
+   negative amount, i.e. a reversal);
+2. one upsert of the touched customers, sorted by customer_id, which also locks their rows (so
+   concurrent events of one customer see each other's totals before evaluating the stage);
+3. one upsert of the monthly totals (`ON CONFLICT DO UPDATE SET amount = amount + EXCLUDED.amount`);
+4. one GROUP BY over the window rows of the touched customers, then upgrades (never downgrades:
+   those are the nightly job's) recorded with the totals and thresholds that crossed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..models import Customer, MonthlyTotal
+from ..selectors import rules_active
+from .stages import NEW_CUSTOMER, CustomerState, aware, restage
+
+_CHUNK = 2000
+
+
+def _month_of(occurred_at: str) -> date:
+    # The schema normalised occurred_at to UTC ISO ("2026-10-03T09:00:00Z").
+    return date(int(occurred_at[0:4]), int(occurred_at[5:7]), 1)
+
+
+def _customers_upsert_locked(customer_ids: list[str], now: datetime) -> list[CustomerState]:
+    """Insert missing customers and lock all of them, in customer_id order, in one statement per chunk."""
+    table = Customer._meta.db_table
+    created_at = connection.ops.adapt_datetimefield_value(now)
+    states = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(customer_ids), _CHUNK):
+            chunk = customer_ids[start:start + _CHUNK]
+            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            params = []
+            for customer_id in chunk:
+                params += [customer_id, NEW_CUSTOMER, NEW_CUSTOMER, created_at]
+            # DO UPDATE (not DO NOTHING) so existing rows are locked by the same statement, in VALUES order.
+            cursor.execute(
+                f"INSERT INTO {table} (customer_id, stage, rules_stage, created_at) VALUES {values} "
+                "ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id "
+                "RETURNING id, customer_id, stage, rules_stage, pin_floor, pin_expires_at",
+                params,
+            )
+            for pk, customer_id, stage, rules_stage, pin_floor, pin_expires_at in cursor.fetchall():
+                states.append(CustomerState(pk, customer_id, stage, rules_stage, pin_floor, aware(pin_expires_at)))
+    states.sort(key=lambda state: state.customer_id)
+    return states
+
+
+def _totals_upsert(rows: list[tuple[int, str, date, int, int]]) -> None:
+    table = MonthlyTotal._meta.db_table
+    adapt_date = connection.ops.adapt_datefield_value
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start:start + _CHUNK]
+            values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+            params = []
+            for customer_pk, kind, month, amount, count in chunk:
+                params += [customer_pk, kind, adapt_date(month), amount, count]
+            cursor.execute(
+                f'INSERT INTO {table} (customer_id, kind, month, amount, "count") VALUES {values} '
+                "ON CONFLICT (customer_id, kind, month) DO UPDATE SET "
+                f'amount = {table}.amount + EXCLUDED.amount, "count" = {table}."count" + EXCLUDED."count"',
+                params,
+            )
+
+
+@transaction.atomic
+def activity_apply(*, events: list[dict], now: datetime | None = None) -> int:
+    """Add cleaned activity events to the totals and raise stages at once. Returns the stage changes made."""
+    return _apply(events, now)
+
+
+def _apply(events: list[dict], now: datetime | None) -> int:
+    # No savepoint of its own: the inbox handlers already run inside the transaction recording the event.
+    if not events:
+        return 0
+    now = now or timezone.now()
+    sums: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
+    for event in events:
+        amount = event["amount"]
+        entry = sums[(event["customer_id"], event["kind"], _month_of(event["occurred_at"]))]
+        entry[0] += amount
+        entry[1] += 1 if amount >= 0 else -1
+    states = _customers_upsert_locked(sorted({key[0] for key in sums}), now)
+    pk_of = {state.customer_id: state.pk for state in states}
+    _totals_upsert(sorted(
+        (pk_of[customer_id], kind, month, amount, count)
+        for (customer_id, kind, month), (amount, count) in sums.items()
+    ))
+    # Read the rules after the locks: a recomputation for newer rules waits for our commit, so
+    # whichever runs second sees the other's work.
+    return restage(states=states, ruleset=rules_active(), now=now, trigger="event", allow_up=True,
+                   allow_down=False)
+
+
+def activity_handle(event: dict) -> None:
+    """Inbox handler for one `loyalty-activity` event (push endpoint, retries, replays)."""
+    _apply([event], None)
+
+
+def activity_handle_batch(events: list[dict]) -> None:
+    """Inbox batch handler (`ingest_jsonl`): one set-based write for the whole batch."""
+    _apply(events, None)
