@@ -113,12 +113,13 @@ REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
@@ -202,15 +203,41 @@ LINE_CHANNEL_ACCESS_TOKEN = env.str("LINE_CHANNEL_ACCESS_TOKEN", default="sandbo
 LINE_CHANNEL_SECRET = env.str("LINE_CHANNEL_SECRET", default="sandbox-secret" if DEBUG else None)
 BRAZE_WEBHOOK_TOKEN = env.str("BRAZE_WEBHOOK_TOKEN", default="dev-braze-token" if DEBUG else None)
 ENRICH_URL = env.str("ENRICH_URL", default="")
+ENRICH_TIMEOUT_SECONDS = env.float("ENRICH_TIMEOUT_SECONDS", default=1.0)
 LINE_PUSH_RATE_PER_SECOND = env.int("LINE_PUSH_RATE_PER_SECOND", default=2000)
 LINE_MULTICAST_RATE_PER_SECOND = env.int("LINE_MULTICAST_RATE_PER_SECOND", default=200)
+LINE_RICHMENU_RATE_PER_SECOND = env.int("LINE_RICHMENU_RATE_PER_SECOND", default=2000)
 LINE_AUDIENCE_RATE_PER_MINUTE = env.int("LINE_AUDIENCE_RATE_PER_MINUTE", default=60)
+LINE_CONNECT_TIMEOUT = env.float("LINE_CONNECT_TIMEOUT", default=3.05)
+LINE_READ_TIMEOUT = env.float("LINE_READ_TIMEOUT", default=10.0)
+LINE_AUDIENCE_READ_TIMEOUT = env.float("LINE_AUDIENCE_READ_TIMEOUT", default=30.0)
+LINE_SEND_BATCH_SIZE = env.int("LINE_SEND_BATCH_SIZE", default=1000)
+LINE_SEND_THREADS = env.int("LINE_SEND_THREADS", default=8)
+LINE_SEND_LEASE_SECONDS = env.int("LINE_SEND_LEASE_SECONDS", default=120)
+LINE_SEND_MAX_AGE_HOURS = env.int("LINE_SEND_MAX_AGE_HOURS", default=23)
+LINE_SENDER_CONCURRENCY = env.int("LINE_SENDER_CONCURRENCY", default=2)
+LINE_SENDER_TASK_SECONDS = env.int("LINE_SENDER_TASK_SECONDS", default=50)
+LINE_LINK_URL = env.str("LINE_LINK_URL", default="https://jp.mercari.com/line/link?linkToken={link_token}")
+LINE_ACCOUNT_LINK_URL = env.str("LINE_ACCOUNT_LINK_URL", default="https://access.line.me/dialog/bot/accountLink")
+LINE_GREETING_TEXT = env.str("LINE_GREETING_TEXT", default="Your Mercari account is now linked. Welcome!")
+LINE_RICH_MENU_LINKED = env.str("LINE_RICH_MENU_LINKED", default="richmenu-00000000000000000000000000000001")
+LINE_RICH_MENU_UNLINKED = env.str("LINE_RICH_MENU_UNLINKED", default="")
+LINE_AUDIENCE_CHUNK_SIZE = env.int("LINE_AUDIENCE_CHUNK_SIZE", default=10000)
+LINE_AUDIENCE_MAX_JOBS = env.int("LINE_AUDIENCE_MAX_JOBS", default=10)
+LINE_AUDIENCE_ROTATE_DAYS = env.int("LINE_AUDIENCE_ROTATE_DAYS", default=170)
+LINE_AUDIENCE_DESCRIPTION = env.str("LINE_AUDIENCE_DESCRIPTION", default="mercari linked users")
+LINE_SANDBOX_AUDIENCE_JOB_SECONDS = env.float("LINE_SANDBOX_AUDIENCE_JOB_SECONDS", default=5.0)
 
 # --- Campaigns ----------------------------------------------------------------
 POINTS_API_URL = env.str("POINTS_API_URL", default="")
 
 # --- History ------------------------------------------------------------------
 REPAYMENT_API_URL = env.str("REPAYMENT_API_URL", default="")
+REPAYMENT_API_TOKEN = env.str("REPAYMENT_API_TOKEN", default="")
+REPAYMENT_TIMEOUT_SECONDS = env.float("REPAYMENT_TIMEOUT_SECONDS", default=10.0)
+REPAYMENT_MAX_ATTEMPTS = env.int("REPAYMENT_MAX_ATTEMPTS", default=8)
+HISTORY_PAGE_SIZE = env.int("HISTORY_PAGE_SIZE", default=20)
+HISTORY_PAGE_SIZE_MAX = env.int("HISTORY_PAGE_SIZE_MAX", default=100)
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so subprocesses in tests (a killed worker) see the same data.
