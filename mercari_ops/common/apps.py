@@ -29,6 +29,8 @@ class CommonConfig(AppConfig):
         admin.site.site_header = settings.ADMIN_SITE_TITLE
         admin.site.site_title = settings.ADMIN_SITE_TITLE
         admin.site.index_title = "Campaigns, loyalty, LINE and payment history"
+        from . import dashboard  # noqa: F401  (registers the inbox panel)
+
         # Import every app's tasks so periodic declarations are known to migrate and beat.
         autodiscover_modules("tasks")
         post_migrate.connect(_after_migrate, dispatch_uid="common.after_migrate")
