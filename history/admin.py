@@ -1,1 +1,142 @@
-from django.contrib import admin  # noqa: F401
+"""Operators' screens: a customer's history as the app shows it, entries with their transitions,
+waiting events and dead letters of the payment-events topic, and repayment requests."""
+
+from django.contrib import admin
+from django.shortcuts import render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.errors import DomainError
+from mercari_ops.inbox.admin import DeadLetterAdmin, InboxEventAdmin
+from mercari_ops.inbox.models import InboxEvent
+
+from . import selectors
+from .canonical import TOPIC
+from .models import (
+    DeadPaymentEvent,
+    PaymentDeadLetter,
+    PaymentEntry,
+    PaymentTransition,
+    RepaymentRequest,
+    WaitingPaymentEvent,
+)
+
+
+class PaymentTransitionInline(admin.TabularInline):
+    model = PaymentTransition
+    fields = ("kind", "from_state", "to_state", "outcome", "occurred_at", "recorded_at", "event_id", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("recorded_at", "id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PaymentEntry)
+class PaymentEntryAdmin(admin.ModelAdmin):
+    list_display = ("payment_id", "customer_link", "type", "state", "amount", "occurred_at", "parent_payment")
+    list_filter = ("type", "state")
+    search_fields = ("=payment_id", "=customer_id")
+    readonly_fields = ("payment_id", "customer_link", "type", "parent", "root", "amount", "state", "state_at",
+                       "occurred_at", "title", "attributes_pretty", "event_id", "created_at", "updated_at")
+    exclude = ("attributes", "customer_id")
+    inlines = [PaymentTransitionInline]
+    list_per_page = 50
+    show_full_result_count = False  # millions of rows: no COUNT(*)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("parent")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="customer")
+    def customer_link(self, obj):
+        url = reverse("admin:history_customer", args=[obj.customer_id])
+        return format_html('<a href="{}">{}</a>', url, obj.customer_id)
+
+    @admin.display(description="parent")
+    def parent_payment(self, obj):
+        return obj.parent.payment_id if obj.parent else "\u2014"
+
+    @admin.display(description="attributes")
+    def attributes_pretty(self, obj):
+        return pretty_json(obj.attributes)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.customer_history_view)
+        return [path("customer/<str:customer_id>/", view, name="history_customer")] + super().get_urls()
+
+    def customer_history_view(self, request, customer_id: str):
+        """The customer's history exactly as the API (and so the app) returns it, page by page."""
+        error, page = None, {"entries": [], "next_cursor": None}
+        try:
+            page = selectors.history_page(customer_id=customer_id, cursor=request.GET.get("cursor") or None)
+        except DomainError as exc:
+            error = exc.message
+        context = {**self.admin_site.each_context(request), "title": f"Payment history of {customer_id}",
+                   "customer_id": customer_id, "page": page, "error": error, "opts": self.model._meta}
+        return render(request, "admin/history/customer_history.html", context)
+
+
+class _TopicEventAdmin(InboxEventAdmin):
+    status = ""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(topic=TOPIC, status=self.status)
+
+
+@admin.register(WaitingPaymentEvent)
+class WaitingPaymentEventAdmin(_TopicEventAdmin):
+    """Events parked until their parent (or the state they need) arrives; replay re-checks them now."""
+
+    status = InboxEvent.Status.WAITING
+    list_display = ("event_id", "waiting_on", "received_at", "alerted_at", "attempts", "short_error")
+    list_filter = (("received_at", admin.DateFieldListFilter),)
+
+
+@admin.register(DeadPaymentEvent)
+class DeadPaymentEventAdmin(_TopicEventAdmin):
+    """Invalid transitions, wrong parents, children whose parent never came: fix upstream, then replay."""
+
+    status = InboxEvent.Status.DEAD
+    list_display = ("event_id", "error_field", "short_error", "waiting_on", "attempts", "received_at")
+    list_filter = ("error_field", ("received_at", admin.DateFieldListFilter))
+
+
+@admin.register(PaymentDeadLetter)
+class PaymentDeadLetterAdmin(DeadLetterAdmin):
+    """Bodies that never validated (unknown type, missing field): edit the raw body, then replay."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(topic=TOPIC)
+
+
+@admin.register(RepaymentRequest)
+class RepaymentRequestAdmin(admin.ModelAdmin):
+    list_display = ("public_id", "payment", "amount", "status", "attempts", "created_at", "sent_at", "last_error")
+    list_filter = ("status",)
+    search_fields = ("=idempotency_key", "=entry__payment_id", "=entry__customer_id")
+    readonly_fields = ("public_id", "idempotency_key", "entry", "amount", "status", "response_pretty", "attempts",
+                       "next_attempt_at", "last_error", "requested_by", "created_at", "sent_at")
+    exclude = ("response",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("entry")
+
+    @admin.display(description="payment")
+    def payment(self, obj):
+        return obj.entry.payment_id
+
+    @admin.display(description="answer given")
+    def response_pretty(self, obj):
+        return pretty_json(obj.response)
+
+    def has_add_permission(self, request):
+        return False

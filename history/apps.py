@@ -4,6 +4,15 @@ from django.apps import AppConfig
 class HistoryConfig(AppConfig):
     name = "history"
     verbose_name = "Payment history"
-    # Models marketers may edit / only view (see mercari_ops/common/roles.py).
+    # Models marketers may edit / only view (see mercari_ops/common/roles.py); operators see everything.
     marketer_models: list[str] = []
     marketer_view_models: list[str] = []
+
+    def ready(self):
+        from mercari_ops.inbox.registry import register_topic
+
+        from .canonical import EVENT_SCHEMA, TOPIC
+        from .services import payment_event_apply
+
+        register_topic(TOPIC, schema=EVENT_SCHEMA, handle=payment_event_apply, keep_payload=False,
+                       order_key="occurred_at")
