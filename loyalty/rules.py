@@ -112,8 +112,10 @@ def ruleset_build(version: int, definition: dict) -> RuleSet:
     return RuleSet(
         version=version,
         window_months=definition["window_months"],
-        stages=tuple(StageRule(s["stage"], s["name"], s.get("combine", "all"), dict(s["thresholds"]))
-                     for s in definition["stages"]),
+        # In METRICS order whatever the JSON storage did to key order (jsonb sorts keys).
+        stages=tuple(StageRule(s["stage"], s["name"], s.get("combine", "all"),
+                               {m: s["thresholds"][m] for m in METRICS if m in s["thresholds"]})
+                     for s in sorted(definition["stages"], key=lambda s: s["stage"])),
     )
 
 
