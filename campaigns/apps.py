@@ -5,5 +5,25 @@ class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Campaigns and cashback"
     # Models marketers may edit / only view (see mercari_ops/common/roles.py).
-    marketer_models: list[str] = []
-    marketer_view_models: list[str] = []
+    marketer_models: list[str] = ["campaign", "campaignstagerate", "merchantmaster", "merchantalias",
+                                  "campaignbacktest"]
+    marketer_view_models: list[str] = ["campaignreward", "campaignversion", "provisiondaily", "provisionjournal",
+                                       "bill", "cardstatus", "pointsgrant"]
+
+    def ready(self):
+        from mercari_ops.inbox.registry import register_topic
+
+        from .services.events import (
+            BILL_SCHEMA,
+            CARD_STATUS_SCHEMA,
+            bill_record,
+            bill_record_batch,
+            card_status_record,
+            card_status_record_many,
+        )
+
+        register_topic("card-status", schema=CARD_STATUS_SCHEMA, handle=card_status_record,
+                       handle_batch=lambda events: card_status_record_many(events=events), keep_payload=True,
+                       order_key="changed_at")
+        register_topic("card-bill-settled", schema=BILL_SCHEMA, handle=bill_record, handle_batch=bill_record_batch,
+                       keep_payload=True, order_key="settled_at")

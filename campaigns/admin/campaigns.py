@@ -1,0 +1,241 @@
+import re
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.errors import DomainError, ValidationFailed
+
+from .. import rules
+from ..models import Campaign, CampaignBacktest, CampaignStageRate, CampaignVersion
+from ..services import (
+    campaign_activate,
+    campaign_backtest_run,
+    campaign_end,
+    campaign_snapshot,
+    campaign_validate,
+    campaign_version_record,
+)
+from .common import ReadOnlyAdmin
+
+FILTER_HELP = format_html(
+    "<pre style='font-size:11px'>{}</pre>",
+    'user_filters:    {"mercard_status": [2, 3], "stage": {"min": 10, "max": 40}}\n'
+    'payment_filters: {"mercari_inner_payment": true, "mercari_outer_payment": false,\n'
+    '                  "merchant": {"shop_id": ["<master id>", ...], "invert": true},\n'
+    '                  "payment_methods": ["mercard", "id", "apple_pay"],\n'
+    '                  "excluded_categories": ["e_money_charge"]}\n'
+    "Every key is optional; unknown keys are rejected. If neither inner nor outer is given both qualify;\n"
+    "if one is given, the other is false. shop_id names merchant master IDs (Merchant masters).",
+)
+
+
+def _field_of(dotted: str | None, default: str | None = None) -> str | None:
+    if not dotted:
+        return default
+    return dotted.split(".", 1)[0]
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        fields = ["name", "status", "starts_at", "ends_at", "upper_limit", "user_filters", "payment_filters"]
+        help_texts = {"user_filters": FILTER_HELP, "payment_filters": "Schema: see user filters above."}
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            campaign_validate(name=data.get("name"), starts_at=data.get("starts_at"), ends_at=data.get("ends_at"),
+                              user_filters=data.get("user_filters"), payment_filters=data.get("payment_filters"),
+                              upper_limit=data.get("upper_limit"), rates=None)
+        except ValidationFailed as exc:
+            field = _field_of(exc.field)
+            self.add_error(field if field in self.fields else None, exc.message)
+        return data
+
+
+class StageRateFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        if any(form.errors for form in self.forms):
+            return
+        ranges = [
+            (form.cleaned_data["stage_from"], form.cleaned_data["stage_to"], form.cleaned_data["rate"])
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        try:
+            rules.stage_rates_validate(ranges)
+        except ValidationFailed as exc:
+            raise ValidationError(exc.message) from None
+
+
+class StageRateInline(admin.TabularInline):
+    model = CampaignStageRate
+    formset = StageRateFormSet
+    extra = 1
+    fields = ["stage_from", "stage_to", "rate"]
+
+
+class VersionInline(ReadOnlyAdmin, admin.TabularInline):
+    model = CampaignVersion
+    extra = 0
+    fields = ["version", "changed_at", "changed_by", "note", "before_json", "after_json"]
+    readonly_fields = fields
+    ordering = ["-version"]
+
+    @admin.display(description="before")
+    def before_json(self, obj):
+        return pretty_json(obj.before)
+
+    @admin.display(description="after")
+    def after_json(self, obj):
+        return pretty_json(obj.after)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    inlines = [StageRateInline, VersionInline]
+    list_display = ["name", "status", "starts_at", "ends_at", "upper_limit", "version", "rates_text",
+                    "backtest_link"]
+    list_filter = ["status"]
+    search_fields = ["name"]
+    readonly_fields = ["version", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "status", ("starts_at", "ends_at"), "upper_limit"]}),
+        ("Filters", {"fields": ["user_filters", "payment_filters"]}),
+        ("History", {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+    actions = ["activate", "end", "backtest"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("rates")
+
+    @admin.display(description="rates")
+    def rates_text(self, obj):
+        return ", ".join(f"{r.stage_from}-{r.stage_to}: {r.rate}%" for r in obj.rates.all())
+
+    @admin.display(description="backtest")
+    def backtest_link(self, obj):
+        return format_html('<a href="{}">simulate</a>', reverse("admin:campaigns_campaign_backtest", args=[obj.pk]))
+
+    def save_model(self, request, obj, form, change):
+        request._campaign_before = (
+            campaign_snapshot(Campaign.objects.get(pk=obj.pk)) if change else None
+        )
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        campaign_version_record(campaign=form.instance, before=getattr(request, "_campaign_before", None),
+                                by=request.user.get_username())
+
+    def delete_model(self, request, obj):
+        from ..catalog import catalog_changed
+
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            catalog_changed()
+
+    def _each(self, request, queryset, service, verb):
+        done = 0
+        for campaign in queryset:
+            try:
+                service(campaign_id=campaign.pk, by=request.user.get_username())
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{campaign.name}: {exc.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} campaign(s) {verb}.", messages.SUCCESS)
+
+    @admin.action(description="Activate selected campaigns", permissions=["change"])
+    def activate(self, request, queryset):
+        self._each(request, queryset, campaign_activate, "activated")
+
+    @admin.action(description="End selected campaigns (their bills still settle)", permissions=["change"])
+    def end(self, request, queryset):
+        self._each(request, queryset, campaign_end, "ended")
+
+    @admin.action(description="Backtest (simulate over a past month)")
+    def backtest(self, request, queryset):
+        return redirect(reverse("admin:campaigns_campaign_backtest", args=[queryset.first().pk]))
+
+    def get_urls(self):
+        return [
+            path("<int:campaign_id>/backtest/", self.admin_site.admin_view(self.backtest_view),
+                 name="campaigns_campaign_backtest"),
+        ] + super().get_urls()
+
+    def backtest_view(self, request, campaign_id: int):
+        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        if not self.has_view_permission(request, campaign):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        default_month = (timezone.now().replace(day=1) - timezone.timedelta(days=1)).strftime("%Y-%m")
+        month = request.POST.get("month") or request.GET.get("month") or default_month
+        result = None
+        if request.method == "POST":
+            if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+                result = campaign_backtest_run(campaign_id=campaign.pk, month=month,
+                                               by=request.user.get_username())
+            else:
+                self.message_user(request, f"month must be YYYY-MM, got {month!r}", messages.ERROR)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Backtest: {campaign.name}",
+            "opts": self.model._meta,
+            "campaign": campaign,
+            "month": month,
+            "result": result,
+            "previous": CampaignBacktest.objects.filter(campaign=campaign)[:10],
+        }
+        return TemplateResponse(request, "admin/campaigns/backtest.html", context)
+
+
+@admin.register(CampaignVersion)
+class CampaignVersionAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["campaign", "version", "changed_at", "changed_by", "note"]
+    list_filter = ["campaign"]
+    readonly_fields = ["campaign", "version", "changed_at", "changed_by", "note", "before_json", "after_json"]
+    fields = readonly_fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("campaign")
+
+    @admin.display(description="before")
+    def before_json(self, obj):
+        return pretty_json(obj.before)
+
+    @admin.display(description="after")
+    def after_json(self, obj):
+        return pretty_json(obj.after)
+
+
+@admin.register(CampaignBacktest)
+class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["campaign", "month", "created_at", "run_by", "recipients", "points"]
+    list_filter = ["campaign", "month"]
+    readonly_fields = ["campaign", "month", "created_at", "run_by", "result_json"]
+    fields = readonly_fields
+
+    def recipients(self, obj):
+        return obj.result.get("recipients")
+
+    def points(self, obj):
+        return obj.result.get("points")
+
+    @admin.display(description="result")
+    def result_json(self, obj):
+        return pretty_json(obj.result)

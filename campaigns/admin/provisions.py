@@ -1,0 +1,44 @@
+from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.urls import path
+from django.utils import timezone
+
+from ..models import ProvisionDaily, ProvisionJournal
+from ..services import provision_journal_compute, provisions_daily_compute
+from ..services.provisions import JOURNAL_CSV_HEADER, month_previous
+from .common import ReadOnlyAdmin, csv_response
+
+
+@admin.register(ProvisionDaily)
+class ProvisionDailyAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["day", "campaign", "unsettled_lines", "expected_points", "pending_grant_points", "computed_at"]
+    list_filter = ["campaign", ("day", admin.DateFieldListFilter)]
+    list_select_related = ["campaign"]
+
+
+@admin.register(ProvisionJournal)
+class ProvisionJournalAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["month", "campaign", "opening", "accrued", "granted", "reversed", "closing", "computed_at"]
+    list_filter = ["month", "campaign"]
+    list_select_related = ["campaign"]
+    actions = ["export_csv"]
+    change_list_template = "admin/campaigns/provisionjournal_change_list.html"
+
+    @admin.action(description="Export selected journal rows as CSV (for accounting)")
+    def export_csv(self, request, queryset):
+        rows = ([r.month, r.campaign_id, r.campaign.name, r.opening, r.accrued, r.granted, r.reversed, r.closing,
+                 r.computed_at.isoformat()] for r in queryset.select_related("campaign").order_by("month", "campaign"))
+        return csv_response("provision_journal.csv", JOURNAL_CSV_HEADER, rows)
+
+    def get_urls(self):
+        return [path("recompute/", self.admin_site.admin_view(self.recompute_view),
+                     name="campaigns_provisionjournal_recompute")] + super().get_urls()
+
+    def recompute_view(self, request):
+        if request.method != "POST":
+            return redirect("admin:campaigns_provisionjournal_changelist")
+        month = timezone.now().strftime("%Y-%m")
+        provisions_daily_compute()
+        rows = provision_journal_compute(month=month_previous(month)) + provision_journal_compute(month=month)
+        self.message_user(request, f"Recomputed {len(rows)} journal rows and today's provisions.", messages.SUCCESS)
+        return redirect("admin:campaigns_provisionjournal_changelist")

@@ -1,0 +1,102 @@
+from django.contrib import admin, messages
+
+from ..models import (
+    Bill,
+    BillLine,
+    CampaignReward,
+    CardStatus,
+    CustomerNotification,
+    PointsGrant,
+    PointsLedgerEntry,
+)
+from ..services import bills_settle, grants_deliver
+from .common import ReadOnlyAdmin, csv_response
+
+REWARD_CSV = ["campaign_id", "campaign_version", "customer_id", "payment_id", "bill_id", "stage", "rate", "amount",
+              "points", "capped", "settled_at", "created_at", "reversed_at", "grant_status"]
+
+
+@admin.register(CampaignReward)
+class CampaignRewardAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["payment_id", "customer_id", "campaign", "campaign_version", "stage", "rate", "amount", "points",
+                    "capped", "settled_at", "reversed_at"]
+    list_filter = ["campaign", "capped", "stage", ("settled_at", admin.DateFieldListFilter),
+                   ("reversed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["=customer_id", "=payment_id", "=bill__bill_id"]
+    list_select_related = ["campaign"]
+    show_full_result_count = False
+    actions = ["export_csv"]
+
+    @admin.action(description="Export selected rewards as CSV")
+    def export_csv(self, request, queryset):
+        rows = (
+            [r.campaign_id, r.campaign_version, r.customer_id, r.payment_id, r.bill.bill_id, r.stage, r.rate,
+             r.amount, r.points, r.capped, r.settled_at.isoformat(), r.created_at.isoformat(),
+             r.reversed_at.isoformat() if r.reversed_at else "", r.grant.status if r.grant_id else ""]
+            for r in queryset.select_related("bill", "grant").order_by("pk").iterator(chunk_size=2000)
+        )
+        return csv_response("campaign_rewards.csv", REWARD_CSV, rows)
+
+
+class BillLineInline(ReadOnlyAdmin, admin.TabularInline):
+    model = BillLine
+    extra = 0
+    fields = ["payment_id", "amount", "merchant_id", "payment_method", "channel", "paid_at"]
+    readonly_fields = fields
+
+
+@admin.register(Bill)
+class BillAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["bill_id", "customer_id", "billing_month", "status", "line_count", "unmatched_lines",
+                    "settled_at", "processed_at"]
+    list_filter = ["status", "billing_month"]
+    search_fields = ["=bill_id", "=customer_id"]
+    inlines = [BillLineInline]
+    show_full_result_count = False
+    actions = ["settle_now"]
+
+    @admin.action(description="Settle selected bills now (idempotent)")
+    def settle_now(self, request, queryset):
+        report, _ = bills_settle(bill_ids=list(queryset.values_list("pk", flat=True)[:1000]))
+        self.message_user(request, f"Settled: {report.as_dict()}", messages.SUCCESS)
+
+
+@admin.register(PointsGrant)
+class PointsGrantAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["idempotency_key", "customer_id", "points", "status", "attempts", "next_attempt_at", "sent_at",
+                    "notified_via", "last_error"]
+    list_filter = ["status", "notified_via"]
+    search_fields = ["=customer_id", "=idempotency_key"]
+    show_full_result_count = False
+    actions = ["deliver_now"]
+
+    @admin.action(description="Try delivering selected pending grants now")
+    def deliver_now(self, request, queryset):
+        from django.utils import timezone
+
+        ids = list(queryset.filter(status=PointsGrant.Status.PENDING).values_list("pk", flat=True)[:5000])
+        counts = grants_deliver(grant_ids=ids, now=timezone.now() + timezone.timedelta(days=3650))
+        self.message_user(request, f"Delivery: {counts}", messages.SUCCESS if not counts["retry"] else
+                          messages.WARNING)
+
+
+@admin.register(PointsLedgerEntry)
+class PointsLedgerEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["idempotency_key", "customer_id", "points", "reason", "created_at"]
+    search_fields = ["=customer_id", "=idempotency_key"]
+    show_full_result_count = False
+
+
+@admin.register(CustomerNotification)
+class CustomerNotificationAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["customer_id", "text", "created_at"]
+    search_fields = ["=customer_id"]
+    show_full_result_count = False
+
+
+@admin.register(CardStatus)
+class CardStatusAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    list_display = ["customer_id", "mercard_status", "changed_at", "event_id"]
+    list_filter = ["mercard_status"]
+    search_fields = ["=customer_id"]
+    show_full_result_count = False

@@ -1,0 +1,98 @@
+"""Reads: the points estimate (hot path), customer facts, report queries."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.utils import timezone
+
+from . import rules
+from .catalog import catalog_get
+from .models import CardStatus
+
+DEFAULT_PAYMENT_METHOD = "mercard"
+
+
+def _customer_sql() -> str:
+    from loyalty.models import Customer
+
+    return (
+        f"SELECT (SELECT stage FROM {Customer._meta.db_table} WHERE customer_id = %s), "
+        f"(SELECT mercard_status FROM {CardStatus._meta.db_table} WHERE customer_id = %s)"
+    )
+
+
+_SQL: list[str] = []
+
+
+def customer_facts_get(*, customer_id: str) -> tuple[int | None, int | None]:
+    """(effective loyalty stage, card status) in one indexed query; None for what is unknown."""
+    if not _SQL:
+        _SQL.append(_customer_sql())
+    with connection.cursor() as cursor:
+        cursor.execute(_SQL[0], [customer_id, customer_id])
+        stage, card_status = cursor.fetchone()
+    return stage, card_status
+
+
+def customer_facts_many(*, customer_ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Stages and card statuses of many customers (settlement, backtest, provisions): two queries."""
+    from loyalty.models import Customer
+
+    stages = dict(Customer.objects.filter(customer_id__in=customer_ids).values_list("customer_id", "stage"))
+    statuses = dict(
+        CardStatus.objects.filter(customer_id__in=customer_ids).values_list("customer_id", "mercard_status")
+    )
+    return stages, statuses
+
+
+def _no(reason: str) -> dict:
+    return {"eligible": False, "points": 0, "rate": None, "campaign_id": None, "reason": reason}
+
+
+def estimate_items(*, customer_id: str, items: list[dict], now=None) -> list[dict]:
+    """Estimates for several items of one customer; at most one database query in total.
+
+    Each item: amount, channel, merchant_id (optional), payment_method (optional, default mercard).
+    No cap is applied (as in the source design). When several campaigns match, the one giving
+    the most points is shown (ties: the lowest campaign id); settlement grants every match.
+    """
+    catalog = catalog_get()
+    active = catalog.active(now or timezone.now())
+    if not active:
+        return [_no(rules.NO_ACTIVE_CAMPAIGN) for _ in items]
+    stage, card_status = customer_facts_get(customer_id=customer_id)
+    if stage is None:
+        return [_no(rules.UNKNOWN_CUSTOMER) for _ in items]
+    results = []
+    for item in items:
+        method = item.get("payment_method") or DEFAULT_PAYMENT_METHOD
+        merchant = None
+        merchant_id = item.get("merchant_id")
+        if merchant_id:
+            merchant = catalog.merchants.lookup(merchant_id, method)
+            if merchant is None:
+                results.append(_no(rules.UNKNOWN_MERCHANT))
+                continue
+        best: rules.Match | None = None
+        reasons = []
+        for rule in active:
+            outcome = rule.evaluate(stage=stage, card_status=card_status, amount=item["amount"],
+                                    channel=item["channel"], merchant=merchant, payment_method=method)
+            if isinstance(outcome, str):
+                reasons.append(outcome)
+            elif best is None or outcome.points > best.points:
+                best = outcome
+        if best is None:
+            results.append(_no(rules.best_reason(reasons)))
+        else:
+            results.append({"eligible": True, "points": best.points, "rate": best.rate,
+                             "campaign_id": best.campaign_id, "reason": None})
+    return results
+
+
+def points_estimate(*, customer_id: str, amount: int, channel: str, merchant_id: str | None = None,
+                    payment_method: str | None = None) -> dict:
+    """The estimate for one payment (see interfaces.md); the API and the history app call this."""
+    return estimate_items(customer_id=customer_id, items=[
+        {"amount": amount, "channel": channel, "merchant_id": merchant_id, "payment_method": payment_method}
+    ])[0]
