@@ -1,1 +1,289 @@
-from django.contrib import admin  # noqa: F401
+"""Loyalty screens: customers (stage, window totals, changes, pins, "why this stage"), rules versions,
+recomputation progress, stage changes and pins. Every write goes through loyalty.services."""
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.errors import DomainError
+
+from . import services
+from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
+from .rules import definition_validate
+from .selectors import customer_explain, rules_active
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _table(headers, rows):
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join("", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),)
+                                                 for row in rows))
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+@admin.register(Customer)
+class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("customer_id", "stage", "rules_stage", "pin_floor", "pin_expires_at", "stage_changed_at",
+                    "why_link")
+    list_filter = ("stage", "rules_stage")
+    search_fields = ("=customer_id",)
+    show_full_result_count = False
+    fields = ("customer_id", "stage", "rules_stage", "pin_floor", "pin_expires_at", "stage_changed_at",
+              "created_at", "why_link", "window_totals", "recent_changes", "pin_history")
+    readonly_fields = fields
+
+    def get_urls(self):
+        return [path("<int:pk>/why/", self.admin_site.admin_view(self.why_view), name="loyalty_customer_why")] + \
+            super().get_urls()
+
+    @admin.display(description="why this stage")
+    def why_link(self, obj):
+        return format_html('<a href="{}">why this stage</a>', reverse("admin:loyalty_customer_why", args=[obj.pk]))
+
+    @admin.display(description="totals per window")
+    def window_totals(self, obj):
+        explain = customer_explain(customer=obj)
+        rows = [(f"rules window (last {explain['ruleset'].window_months} months, from "
+                 f"{explain['window_from']:%Y-%m})", *[explain["metrics"][m] for m in explain["metric_names"]]),
+                ("lifetime", *[explain["lifetime"][m] for m in explain["metric_names"]])]
+        return _table(["window", *explain["metric_names"]], rows)
+
+    @admin.display(description="recent stage changes")
+    def recent_changes(self, obj):
+        changes = obj.stage_changes.order_by("-at", "-id")[:20]
+        return _table(["at", "from", "to", "cause", "rules version", "reason"],
+                      [(c.at, c.from_stage, c.to_stage, c.get_cause_display(), c.rule_version,
+                        json.dumps(c.reason, sort_keys=True)[:300]) for c in changes])
+
+    @admin.display(description="pins")
+    def pin_history(self, obj):
+        return _table(["floor", "reason", "expires", "by", "at", "revoked"],
+                      [(p.floor, p.reason, p.expires_at, p.created_by, p.created_at,
+                        f"{p.revoked_at:%Y-%m-%d %H:%M} by {p.revoked_by}" if p.revoked_at else "")
+                       for p in obj.pins.order_by("-created_at")[:20]])
+
+    def why_view(self, request, pk):
+        customer = get_object_or_404(Customer, pk=pk)
+        if not self.has_view_permission(request, customer):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "customer": customer,
+                   "explain": customer_explain(customer=customer), "title": f"Why {customer.customer_id} "
+                   f"has stage {customer.stage}"}
+        return TemplateResponse(request, "admin/loyalty/customer/why.html", context)
+
+
+@admin.register(MonthlyTotal)
+class MonthlyTotalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("customer", "kind", "month", "amount", "count")
+    list_filter = ("kind",)
+    search_fields = ("=customer__customer_id",)
+    list_select_related = ("customer",)
+    show_full_result_count = False
+
+
+class RulesForm(forms.ModelForm):
+    definition = forms.JSONField(widget=forms.Textarea(attrs={"rows": 30, "cols": 100}),
+                                 help_text="window_months; stages in ascending order, each with name, combine "
+                                           "('all': every threshold met, 'any': at least one) and thresholds over "
+                                           "buy/sell/pay _amount/_count. The lowest stage has no thresholds.")
+
+    class Meta:
+        model = StageRuleVersion
+        fields = ("definition", "note")
+
+    def clean_definition(self):
+        try:
+            return definition_validate(self.cleaned_data["definition"])
+        except DomainError as exc:
+            raise forms.ValidationError(f"{exc.field}: {exc.message}") from None
+
+
+@admin.register(StageRuleVersion)
+class StageRuleVersionAdmin(admin.ModelAdmin):
+    """Saving the add form publishes a new version: existing versions are never edited."""
+
+    form = RulesForm
+    list_display = ("version", "created_by", "created_at", "note", "stages_summary", "recompute_progress")
+    readonly_fields = ("version", "created_by", "created_at", "note", "after", "before", "recompute_progress")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("definition", "note")
+        return self.readonly_fields
+
+    def get_changeform_initial_data(self, request):
+        ruleset = rules_active()
+        latest = StageRuleVersion.objects.order_by("-version").first()
+        definition = latest.definition if latest else {
+            "window_months": ruleset.window_months,
+            "stages": [{"stage": r.stage, "name": r.name, "combine": r.combine, "thresholds": r.thresholds}
+                       for r in ruleset.stages]}
+        return {"definition": definition}
+
+    def save_model(self, request, obj, form, change):
+        version = services.rules_version_publish(definition=form.cleaned_data["definition"],
+                                                 note=form.cleaned_data.get("note", ""),
+                                                 by=request.user.get_username())
+        obj.pk, obj.version, obj.created_by, obj.created_at = (version.pk, version.version, version.created_by,
+                                                               version.created_at)
+        self.message_user(request, f"Published rules v{version.version}; every customer's stage is being "
+                                   "recomputed in the background (see Recompute jobs).")
+
+    @admin.display(description="stages")
+    def stages_summary(self, obj):
+        return ", ".join(f"{s['stage']} {s['name']}" for s in obj.definition["stages"])
+
+    @admin.display(description="after (this version)")
+    def after(self, obj):
+        return pretty_json(obj.definition)
+
+    @admin.display(description="before (replaced version)")
+    def before(self, obj):
+        return pretty_json(obj.previous_definition)
+
+    @admin.display(description="recomputation")
+    def recompute_progress(self, obj):
+        job = obj.recompute_jobs.order_by("-created_at").first()
+        return _progress(job) if job else "\u2014"
+
+
+def _progress(job: RecomputeJob) -> str:
+    percent = 100 if not job.total else min(100, round(100 * job.done / job.total))
+    return f"{job.get_status_display()}: {job.done}/{job.total} ({percent}%), {job.changed} changed"
+
+
+@admin.register(RecomputeJob)
+class RecomputeJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("id", "rule_version", "status", "progress", "changed", "created_at", "started_at",
+                    "heartbeat_at", "finished_at")
+    list_filter = ("status",)
+    list_select_related = ("rule_version",)
+    readonly_fields = ("rule_version", "status", "total", "done", "changed", "cursor", "error", "created_at",
+                       "started_at", "heartbeat_at", "finished_at")
+    actions = ("resume",)
+
+    @admin.display(description="progress (done/total)")
+    def progress(self, obj):
+        return _progress(obj)
+
+    def has_resume_permission(self, request):
+        return request.user.has_perm("loyalty.change_recomputejob")
+
+    @admin.action(description="Resume the selected unfinished jobs now (in the background)", permissions=["resume"])
+    def resume(self, request, queryset):
+        from .tasks import recompute
+
+        ids = list(queryset.exclude(status__in=["done", "superseded"]).values_list("pk", flat=True))
+        for pk in ids:
+            recompute.delay(pk)
+        self.message_user(request, f"Queued {len(ids)} job(s).")
+
+
+@admin.register(StageChange)
+class StageChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("at", "customer", "from_stage", "to_stage", "cause", "rule_version")
+    list_filter = ("cause", "to_stage")
+    search_fields = ("=customer__customer_id",)
+    list_select_related = ("customer",)
+    show_full_result_count = False
+    readonly_fields = ("customer", "from_stage", "to_stage", "from_rules_stage", "to_rules_stage", "cause",
+                       "rule_version", "at", "reason_pretty")
+    fields = readonly_fields
+
+    @admin.display(description="why")
+    def reason_pretty(self, obj):
+        return pretty_json(obj.reason)
+
+
+class PinForm(forms.ModelForm):
+    customer_ref = forms.CharField(label="customer ID", max_length=64)
+
+    class Meta:
+        model = StagePin
+        fields = ("floor", "reason", "expires_at")
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            try:
+                services.stage_pin_validate(customer_id=data["customer_ref"], floor=data["floor"],
+                                            reason=data["reason"], expires_at=data["expires_at"], by="admin")
+            except DomainError as exc:
+                raise forms.ValidationError(f"{exc.field}: {exc.message}") from None
+        return data
+
+
+@admin.register(StagePin)
+class StagePinAdmin(admin.ModelAdmin):
+    """Operators pin a floor (reason + expiry); pins are never edited or deleted, only revoked."""
+
+    list_display = ("customer", "floor", "reason", "expires_at", "created_by", "created_at", "state",
+                    "revoked_by")
+    list_filter = ("floor",)
+    search_fields = ("=customer__customer_id",)
+    list_select_related = ("customer",)
+    actions = ("revoke",)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = PinForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("customer_ref", "floor", "reason", "expires_at")
+        return ("customer", "floor", "reason", "expires_at", "created_by", "created_at", "revoked_at",
+                "revoked_by", "revoke_reason")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.get_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="state")
+    def state(self, obj):
+        if obj.revoked_at:
+            return "revoked"
+        return "active" if obj.expires_at > timezone.now() else "expired"
+
+    def save_model(self, request, obj, form, change):
+        pin = services.stage_pin_set(customer_id=form.cleaned_data["customer_ref"],
+                                     floor=form.cleaned_data["floor"], reason=form.cleaned_data["reason"],
+                                     expires_at=form.cleaned_data["expires_at"], by=request.user.get_username())
+        obj.pk, obj.customer_id, obj.created_by = pin.pk, pin.customer_id, pin.created_by
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("loyalty.change_stagepin")
+
+    @admin.action(description="Revoke the selected pins", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        n = 0
+        for pk in queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True):
+            services.stage_pin_revoke(pin_id=pk, by=request.user.get_username(), reason="revoked in the admin")
+            n += 1
+        self.message_user(request, f"Revoked {n} pin(s).")

@@ -152,12 +152,11 @@ def _effective_apply(customer: Customer, *, pin_floor: int | None, pin_expires_a
                                       cause=cause, reason=reason, rule_version=ruleset.version, at=now)
 
 
-@transaction.atomic
-def stage_pin_set(*, customer_id: str, floor: int, reason: str, expires_at: datetime, by: str,
-                  now: datetime | None = None) -> StagePin:
-    """Pin a floor under a customer's stage until `expires_at`. Replaces (revokes) an active pin."""
+def stage_pin_validate(*, customer_id: str, floor: int, reason: str, expires_at: datetime, by: str,
+                       now: datetime | None = None, ruleset: RuleSet | None = None) -> None:
+    """Raise ValidationFailed naming the field if this pin cannot be set."""
     now = now or timezone.now()
-    ruleset = rules_active()
+    ruleset = ruleset or rules_active()
     if not customer_id or len(customer_id) > 64:
         raise ValidationFailed("customer_id must be 1 to 64 characters", "customer_id")
     if ruleset.rule(floor) is None:
@@ -168,6 +167,16 @@ def stage_pin_set(*, customer_id: str, floor: int, reason: str, expires_at: date
         raise ValidationFailed("expires_at must be in the future", "expires_at")
     if not by:
         raise ValidationFailed("the operator's name is required", "by")
+
+
+@transaction.atomic
+def stage_pin_set(*, customer_id: str, floor: int, reason: str, expires_at: datetime, by: str,
+                  now: datetime | None = None) -> StagePin:
+    """Pin a floor under a customer's stage until `expires_at`. Replaces (revokes) an active pin."""
+    now = now or timezone.now()
+    ruleset = rules_active()
+    stage_pin_validate(customer_id=customer_id, floor=floor, reason=reason, expires_at=expires_at, by=by, now=now,
+                       ruleset=ruleset)
     customer = _customer_for_update(customer_id, ruleset)
     customer.pins.filter(revoked_at__isnull=True).update(revoked_at=now, revoked_by=by,
                                                          revoke_reason="replaced by a new pin")
