@@ -149,7 +149,7 @@ def history_page(*, customer_id: str, cursor: str | None = None, page_size: int 
     Keyset pagination on history_entry_feed (customer_id, occurred_at DESC, id DESC): two queries
     per page whatever its depth (the page, then every descendant of its entries), no OFFSET, no COUNT.
     """
-    size = page_size or settings.HISTORY_PAGE_SIZE
+    size = settings.HISTORY_PAGE_SIZE if page_size is None else page_size
     if not 1 <= size <= settings.HISTORY_PAGE_SIZE_MAX:
         raise ValidationFailed(f"page_size must be between 1 and {settings.HISTORY_PAGE_SIZE_MAX}", "page_size")
     rows = PaymentEntry.objects.filter(customer_id=customer_id, parent__isnull=True)
