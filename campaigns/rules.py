@@ -352,12 +352,14 @@ class MerchantDirectory:
         return len(self._by_key)
 
 
-REASON_ORDER = (UNKNOWN_CUSTOMER, UNKNOWN_MERCHANT, CARD_STATUS, STAGE, CHANNEL, MERCHANT, PAYMENT_METHOD,
-                CATEGORY, NOT_POSITIVE, OUTSIDE_PERIOD, NO_ACTIVE_CAMPAIGN)
+# Customer-level reasons first; then the campaign that got furthest (channel is the least telling, since
+# an inner and an outer campaign always disagree on it).
+REASON_ORDER = (UNKNOWN_CUSTOMER, UNKNOWN_MERCHANT, CARD_STATUS, STAGE, CATEGORY, MERCHANT, PAYMENT_METHOD,
+                NOT_POSITIVE, OUTSIDE_PERIOD, CHANNEL, NO_ACTIVE_CAMPAIGN)
 
 
 def best_reason(reasons: Iterable[str]) -> str:
-    """The most telling reason among the campaigns that did not match (customer-level first)."""
+    """The most telling reason among the campaigns that did not match."""
     found = set(reasons)
     for reason in REASON_ORDER:
         if reason in found:
