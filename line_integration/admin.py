@@ -1,1 +1,250 @@
-from django.contrib import admin  # noqa: F401
+"""Marketers: templates, deliveries per campaign, failures, linkage users (LINE IDs masked). Operators: all."""
+
+
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.roles import can_see_pii, mask
+
+from . import selectors, services
+from .models import (
+    AudienceGroup,
+    AudienceJob,
+    CampaignDelivery,
+    LineLinkageUser,
+    LineRequest,
+    LineUser,
+    MessageTemplate,
+    OutboundMessage,
+    WebhookEvent,
+)
+from .services.templates import messages_validate
+
+
+class PiiMaskMixin:
+    """Show `pii_fields` raw to operators only; marketers see the *_masked column instead."""
+
+    pii_fields: tuple[str, ...] = ()
+
+    def _swap(self, request, names):
+        if can_see_pii(request.user):
+            return names
+        return [f"{n}_masked" if n in self.pii_fields else n for n in names]
+
+    def get_list_display(self, request):
+        return self._swap(request, super().get_list_display(request))
+
+    def get_fields(self, request, obj=None):
+        return self._swap(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields + [f"{n}_masked" for n in self.pii_fields]
+
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        return fields if can_see_pii(request.user) else [f for f in fields if f not in self.pii_fields]
+
+
+class MessageTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ["name", "description", "messages", "enrich_path", "fallback_messages", "active"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for field in ("messages", "fallback_messages"):
+            value = cleaned.get(field)
+            if value is None and field == "fallback_messages":
+                continue
+            try:
+                messages_validate(value, field)
+            except ValidationFailed as exc:
+                self.add_error(field, f"{exc.message} (at {exc.field})")
+        return cleaned
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    form = MessageTemplateForm
+    list_display = ["name", "description", "enrich_path", "active", "updated_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "description"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        services.template_save(name=data["name"], messages=data["messages"], description=data["description"],
+                               enrich_path=data["enrich_path"], fallback_messages=data.get("fallback_messages"),
+                               active=data["active"])
+        obj.pk = MessageTemplate.objects.get(name=data["name"]).pk
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(PiiMaskMixin, admin.ModelAdmin):
+    pii_fields = ("line_user_id",)
+    list_display = ["id", "campaign_id", "dispatch_id", "user_id", "template", "kind", "status", "reason",
+                    "created_at", "sent_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["campaign_id", "dispatch_id", "user_id"]
+    fields = ["dispatch_id", "user_id", "campaign_id", "template", "params_pretty", "line_user_id", "kind", "status",
+              "reason", "request", "created_at", "sent_at"]
+    readonly_fields = fields
+    raw_id_fields = ["request"]
+    show_full_result_count = False
+
+    @admin.display(description="params")
+    def params_pretty(self, obj):
+        return pretty_json(obj.params)
+
+    @admin.display(description="LINE user")
+    def line_user_id_masked(self, obj):
+        return mask(obj.line_user_id)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(CampaignDelivery)
+class CampaignDeliveryAdmin(admin.ModelAdmin):
+    """Deliveries per Braze campaign (a read-only report)."""
+
+    def changelist_view(self, request, extra_context=None):
+        context = {**self.admin_site.each_context(request), "title": "Deliveries per Braze campaign",
+                   "rows": selectors.campaign_delivery_counts(), "opts": self.model._meta,
+                   "failures": OutboundMessage.objects.filter(status=OutboundMessage.Status.FAILED)
+                   .order_by("-id").values("campaign_id", "user_id", "reason", "created_at")[:50]}
+        return TemplateResponse(request, "admin/line_integration/campaign_deliveries.html", context)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(LineRequest)
+class LineRequestAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "status", "recipient_count", "attempts", "last_status", "last_error",
+                    "next_attempt_at", "sent_at"]
+    list_filter = ["status", "kind", "last_status"]
+    readonly_fields = ["kind", "retry_key", "body_pretty", "recipient_count", "status", "attempts",
+                       "next_attempt_at", "claimed_until", "last_status", "last_error", "accepted_request_id",
+                       "created_at", "sent_at"]
+    exclude = ["body"]
+    show_full_result_count = False
+
+    @admin.display(description="body")
+    def body_pretty(self, obj):
+        return pretty_json(obj.body)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(self.readonly_fields)
+        if not can_see_pii(request.user):
+            fields.remove("body_pretty")  # the body carries LINE user IDs
+        return fields
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(LineUser)
+class LineUserAdmin(PiiMaskMixin, admin.ModelAdmin):
+    pii_fields = ("line_user_id",)
+    list_display = ["customer_id", "line_user_id", "status", "rich_menu_id", "linked_at", "blocked_at"]
+    list_filter = ["status"]
+    search_fields = ["customer_id", "line_user_id"]
+    fields = ["line_user_id", "customer_id", "status", "rich_menu_id", "linked_at", "blocked_at"]
+    readonly_fields = fields
+    actions = ["send_test_message"]
+
+    @admin.display(description="LINE user")
+    def line_user_id_masked(self, obj):
+        return mask(obj.line_user_id)
+
+    @admin.action(description="Send a test message to the selected linked users")
+    def send_test_message(self, request, queryset):
+        sent = 0
+        for user in queryset.filter(status=LineUser.Status.LINKED).exclude(customer_id=None)[:100]:
+            status, _ = services.test_message_send(customer_id=user.customer_id)
+            sent += status != OutboundMessage.Status.SKIPPED
+        self.message_user(request, f"{sent} test message(s) queued; see Outbound messages for the outcome.",
+                          messages.SUCCESS if sent else messages.WARNING)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(LineLinkageUser)
+class LineLinkageUserAdmin(PiiMaskMixin, admin.ModelAdmin):
+    pii_fields = ("line_id",)
+    list_display = ["id", "line_id", "line_audience_status", "job", "created", "updated"]
+    list_filter = ["line_audience_status"]
+    search_fields = ["line_id"]
+    fields = ["line_id", "line_audience_status", "job", "created", "updated"]
+    readonly_fields = fields
+    show_full_result_count = False
+
+    @admin.display(description="LineID")
+    def line_id_masked(self, obj):
+        return mask(obj.line_id)
+
+    def changelist_view(self, request, extra_context=None):
+        counts = selectors.linkage_status_counts()
+        extra_context = {**(extra_context or {}), "subtitle": ", ".join(f"{k}: {v}" for k, v in counts.items())}
+        return super().changelist_view(request, extra_context)
+
+    def has_add_permission(self, request):
+        return False
+
+
+class RunAudienceJobMixin:
+    @admin.action(description="Run the audience job now")
+    def run_audience_job_now(self, request, queryset):
+        from .tasks import line_audience_sync
+
+        line_audience_sync.delay()
+        self.message_user(request, "Audience job queued (it runs under its lock; see Audience jobs).")
+
+
+@admin.register(AudienceGroup)
+class AudienceGroupAdmin(RunAudienceJobMixin, admin.ModelAdmin):
+    list_display = ["audience_group_id", "description", "active", "created_at", "expires_at"]
+    list_filter = ["active"]
+    readonly_fields = ["audience_group_id", "description", "active", "created_at", "expires_at"]
+    actions = ["run_audience_job_now"]
+
+
+@admin.register(AudienceJob)
+class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
+    list_display = ["description", "audience_group", "status", "user_count", "line_job_id", "created_at",
+                    "finished_at"]
+    list_filter = ["status"]
+    readonly_fields = ["audience_group", "description", "status", "line_job_id", "user_count", "created_at",
+                       "finished_at"]
+    actions = ["run_audience_job_now"]
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "POST" and request.POST.get("action") == "run_audience_job_now":
+            # the action needs no selection: allow it on an empty changelist
+            post = request.POST.copy()
+            post.setlist(admin.helpers.ACTION_CHECKBOX_NAME, post.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+                         or [str(pk) for pk in AudienceJob.objects.values_list("pk", flat=True)[:1]])
+            request.POST = post
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(PiiMaskMixin, admin.ModelAdmin):
+    pii_fields = ("line_user_id",)
+    list_display = ["webhook_event_id", "event_type", "mode", "line_user_id", "outcome", "received_at"]
+    list_filter = ["event_type", "mode"]
+    search_fields = ["webhook_event_id"]
+    fields = ["webhook_event_id", "event_type", "mode", "line_user_id", "outcome", "received_at"]
+    readonly_fields = fields
+
+    @admin.display(description="LINE user")
+    def line_user_id_masked(self, obj):
+        return mask(obj.line_user_id)
+
+
+

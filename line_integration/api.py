@@ -1,0 +1,75 @@
+"""HTTP entry points: Braze and LINE webhooks (plain views, hot path) and the marketplace's link APIs (DRF)."""
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mercari_ops.common.errors import ValidationFailed, error_body
+from mercari_ops.inbox.views import bearer_matches
+
+from . import services
+from .services.linking import BadSignature
+
+
+@csrf_exempt
+@require_POST
+def braze_webhook(request):
+    """POST /line/braze/webhook: one insert, then 202 (queued, or skipped: not_linked)."""
+    if not bearer_matches(request, settings.BRAZE_WEBHOOK_TOKEN):
+        return JsonResponse(error_body("missing or wrong bearer token", "Authorization"), status=401)
+    try:
+        result = services.braze_accept(body=request.body)
+    except ValidationFailed as exc:
+        return JsonResponse(error_body(exc.message, exc.field), status=400)
+    return JsonResponse(result, status=202)
+
+
+@csrf_exempt
+@require_POST
+def line_webhook(request):
+    """POST /line/webhook: x-line-signature verified on the raw body before anything is parsed."""
+    try:
+        services.webhook_receive(body=request.body, signature=request.headers.get("x-line-signature"))
+    except BadSignature as exc:
+        return JsonResponse(error_body(str(exc), "x-line-signature"), status=400)
+    except ValidationFailed as exc:
+        return JsonResponse(error_body(exc.message, exc.field), status=400)
+    return HttpResponse(status=200)
+
+
+class LinkNonceSerializer(serializers.Serializer):
+    customer_id = serializers.CharField(max_length=64)
+    link_token = serializers.CharField(max_length=255)
+
+
+class LinkNonceView(APIView):
+    @extend_schema(
+        request=LinkNonceSerializer,
+        responses={200: inline_serializer("LinkNonceResponse", {"redirect_url": serializers.URLField()})},
+        summary="Start account linking: a single-use nonce for the link token; redirect the user to redirect_url",
+    )
+    def post(self, request):
+        data = LinkNonceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        url = services.link_nonce_create(**data.validated_data)
+        return Response({"redirect_url": url})
+
+
+class UnlinkSerializer(serializers.Serializer):
+    customer_id = serializers.CharField(max_length=64)
+
+
+class UnlinkView(APIView):
+    @extend_schema(request=UnlinkSerializer,
+                   responses={200: inline_serializer("UnlinkResponse", {"status": serializers.CharField()})},
+                   summary="Unlink the customer's LINE account (no more messages; rich menu switched back)")
+    def post(self, request):
+        data = UnlinkSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.line_unlink(customer_id=data.validated_data["customer_id"])
+        return Response({"status": "unlinked"}, status=status.HTTP_200_OK)

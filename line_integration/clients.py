@@ -1,0 +1,152 @@
+"""A thin LINE Messaging API client: requests.Session, timeouts, typed errors, no hidden retries.
+
+The caller decides what a failure means (the sender retries 429/5xx/timeouts later
+with the same X-Line-Retry-Key; 409 on a retried key means LINE already has it).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import requests
+from django.conf import settings
+
+
+class LineError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, body: dict | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+        self.headers = headers or {}
+
+    @property
+    def reason(self) -> str:
+        details = self.body.get("details") or []
+        detail = "; ".join(f"{d.get('property', '')}: {d.get('message', '')}".strip(": ") for d in details[:3])
+        text = f"{self.status} {self.body.get('message', str(self))}"
+        return f"{text} ({detail})" if detail else text
+
+
+class LineBadRequest(LineError):
+    """4xx other than 409/429: the request itself is wrong; do not retry."""
+
+
+class LineConflict(LineError):
+    """409: for push/multicast, the retry key was already accepted (the message is delivered)."""
+
+    @property
+    def accepted_request_id(self) -> str:
+        return self.headers.get("x-line-accepted-request-id", "")
+
+
+class LineRateLimited(LineError):
+    """429: rate limit, monthly quota, or (audience) too many jobs in progress. Retry later."""
+
+
+class LineServerError(LineError):
+    """5xx: retry later (with the same retry key)."""
+
+
+class LineTimeout(LineError):
+    """No answer in time (or the connection failed): the outcome is unknown; retry with the same key."""
+
+
+@dataclass
+class LineResponse:
+    status: int
+    body: dict
+    request_id: str
+
+
+class LineClient:
+    def __init__(self, *, base_url: str | None = None, access_token: str | None = None,
+                 connect_timeout: float | None = None, read_timeout: float | None = None,
+                 audience_read_timeout: float | None = None, pool_size: int = 16):
+        self.base_url = (base_url or settings.LINE_API_BASE).rstrip("/")
+        self.connect_timeout = connect_timeout or settings.LINE_CONNECT_TIMEOUT
+        self.read_timeout = read_timeout or settings.LINE_READ_TIMEOUT
+        self.audience_read_timeout = audience_read_timeout or settings.LINE_AUDIENCE_READ_TIMEOUT
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"Authorization": f"Bearer {access_token or settings.LINE_CHANNEL_ACCESS_TOKEN}",
+                                     "Content-Type": "application/json"})
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _call(self, method: str, path: str, *, json_body=None, headers: dict | None = None,
+              read_timeout: float | None = None) -> LineResponse:
+        try:
+            response = self.session.request(method, self.base_url + path, json=json_body, headers=headers,
+                                            timeout=(self.connect_timeout, read_timeout or self.read_timeout))
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise LineTimeout(f"{method} {path}: {type(exc).__name__}") from exc
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {"message": response.text[:200]}
+        status = response.status_code
+        if status < 300:
+            return LineResponse(status, body, response.headers.get("x-line-request-id", ""))
+        error_class = (LineRateLimited if status == 429 else LineConflict if status == 409
+                       else LineServerError if status >= 500 else LineBadRequest)
+        raise error_class(f"{method} {path}: {status} {body.get('message', '')}", status=status, body=body,
+                          headers={k.lower(): v for k, v in response.headers.items()})
+
+    # ---- messages ---------------------------------------------------------------------------
+    def push(self, *, to: str, messages: list[dict], retry_key: str) -> LineResponse:
+        return self._call("POST", "/v2/bot/message/push", json_body={"to": to, "messages": messages},
+                          headers={"X-Line-Retry-Key": str(retry_key)})
+
+    def multicast(self, *, to: list[str], messages: list[dict], retry_key: str) -> LineResponse:
+        return self._call("POST", "/v2/bot/message/multicast", json_body={"to": to, "messages": messages},
+                          headers={"X-Line-Retry-Key": str(retry_key)})
+
+    def send_body(self, *, kind: str, body: dict, retry_key: str) -> LineResponse:
+        """Send a stored push/multicast body as is (retries must be byte-for-byte the same request)."""
+        return self._call("POST", f"/v2/bot/message/{kind}", json_body=body,
+                          headers={"X-Line-Retry-Key": str(retry_key)})
+
+    def reply(self, *, reply_token: str, messages: list[dict]) -> LineResponse:
+        return self._call("POST", "/v2/bot/message/reply", json_body={"replyToken": reply_token, "messages": messages})
+
+    # ---- users ------------------------------------------------------------------------------
+    def rich_menu_link(self, *, user_id: str, rich_menu_id: str) -> LineResponse:
+        return self._call("POST", f"/v2/bot/user/{user_id}/richmenu/{rich_menu_id}")
+
+    def rich_menu_unlink(self, *, user_id: str) -> LineResponse:
+        return self._call("DELETE", f"/v2/bot/user/{user_id}/richmenu")
+
+    def link_token_issue(self, *, user_id: str) -> str:
+        return self._call("POST", f"/v2/bot/user/{user_id}/linkToken").body["linkToken"]
+
+    # ---- audiences --------------------------------------------------------------------------
+    def audience_create(self, *, description: str, audiences: list[str] | None = None,
+                        upload_description: str | None = None) -> dict:
+        body = {"description": description, "isIfaAudience": False,
+                "audiences": [{"id": line_id} for line_id in audiences or []]}
+        if upload_description:
+            body["uploadDescription"] = upload_description
+        return self._call("POST", "/v2/bot/audienceGroup/upload", json_body=body,
+                          read_timeout=self.audience_read_timeout).body
+
+    def audience_add(self, *, audience_group_id: int, audiences: list[str], upload_description: str) -> None:
+        self._call("PUT", "/v2/bot/audienceGroup/upload", read_timeout=self.audience_read_timeout, json_body={
+            "audienceGroupId": audience_group_id, "uploadDescription": upload_description,
+            "audiences": [{"id": line_id} for line_id in audiences]})
+
+    def audience_get(self, *, audience_group_id: int) -> dict:
+        return self._call("GET", f"/v2/bot/audienceGroup/{audience_group_id}").body
+
+
+_local = threading.local()
+
+
+def line_client() -> LineClient:
+    """One client (and connection pool) per thread, rebuilt when LINE_API_BASE changes (tests)."""
+    client = getattr(_local, "client", None)
+    if client is None or client.base_url != settings.LINE_API_BASE.rstrip("/"):
+        client = _local.client = LineClient()
+    return client

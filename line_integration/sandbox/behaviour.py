@@ -1,0 +1,475 @@
+"""What the LINE sandbox does with a request: LINE's rules, limits, audience jobs, faults, records.
+
+Everything lives in memory and runs on the event loop thread, so no locking.
+Control endpoints live under /__sandbox/ (see README "LINE integration").
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import secrets
+import time
+import uuid
+from array import array
+from bisect import bisect_left
+from collections import Counter, defaultdict, deque
+from urllib.parse import parse_qs
+
+from line_integration import spec
+
+from .http import Reply, Request
+
+DEFAULT_LIMITS = {  # endpoint -> (requests, per seconds); LINE's published limits (REFERENCE.md)
+    "push": (2000, 1.0), "multicast": (200, 1.0), "reply": (2000, 1.0), "richmenu_link": (2000, 1.0),
+    "richmenu_unlink": (2000, 1.0), "link_token": (2000, 1.0), "audience_create": (60, 60.0),
+    "audience_add": (60, 60.0), "audience_get": (60, 60.0),
+}
+AUDIENCE_ENDPOINTS = ("audience_create", "audience_add", "audience_get")
+DEFAULT_FAULTS = {
+    "error_rate": 0.0,  # share of requests answered with error_status
+    "error_status": 500,
+    "accept_before_error": 0.5,  # share of those errors that happen after the message was accepted
+    "timeout_rate": 0.0,  # share of requests whose answer is held for timeout_seconds
+    "timeout_seconds": 40.0,
+    "accept_before_timeout": 0.5,
+    "rate_429": 0.0,  # extra random 429s on top of the rate limiter
+    "latency_ms": 0.0,  # added to every answer
+    "next": [],  # scripted answers for the next requests: 429, 500, "500+" (after accept), "timeout", "timeout+"
+    "endpoints": None,  # restrict faults to these endpoint names; None = every LINE endpoint
+    "seed": 1,
+}
+RECENT_LIMIT = 20000  # full request bodies kept for /__sandbox/requests
+USER_LOG_LIMIT = 20000  # users whose delivered messages are kept (counts are kept for everyone)
+USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+
+ROUTES = [
+    ("POST", re.compile(r"^/v2/bot/message/push$"), "push"),
+    ("POST", re.compile(r"^/v2/bot/message/multicast$"), "multicast"),
+    ("POST", re.compile(r"^/v2/bot/message/reply$"), "reply"),
+    ("POST", re.compile(r"^/v2/bot/user/(?P<user>[^/]+)/richmenu/(?P<menu>[^/]+)$"), "richmenu_link"),
+    ("DELETE", re.compile(r"^/v2/bot/user/(?P<user>[^/]+)/richmenu$"), "richmenu_unlink"),
+    ("POST", re.compile(r"^/v2/bot/user/(?P<user>[^/]+)/linkToken$"), "link_token"),
+    ("POST", re.compile(r"^/v2/bot/audienceGroup/upload$"), "audience_create"),
+    ("PUT", re.compile(r"^/v2/bot/audienceGroup/upload$"), "audience_add"),
+    ("GET", re.compile(r"^/v2/bot/audienceGroup/(?P<group>\d+)$"), "audience_get"),
+]
+BODY_SCHEMAS = {"push": ("messaging", "PushMessageRequest"), "multicast": ("messaging", "MulticastRequest"),
+                "reply": ("messaging", "ReplyMessageRequest"),
+                "audience_create": ("audience", "CreateAudienceGroupRequest"),
+                "audience_add": ("audience", "AddAudienceToAudienceGroupRequest")}
+# Long arrays are checked element-wise here and validated by the spec on a short copy (same rules, less CPU).
+LIST_FIELDS = {"multicast": "to", "audience_create": "audiences", "audience_add": "audiences"}
+
+
+def bad_request(message: str, details: list[dict] | None = None) -> Reply:
+    body = {"message": message}
+    if details:
+        body["details"] = details
+    return Reply(400, body)
+
+
+class TokenBucket:
+    def __init__(self, limit: int, period: float):
+        self.capacity = float(limit)
+        self.rate = limit / period
+        self.tokens = float(limit)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Sandbox:
+    def __init__(self, *, access_token: str | None = None, audience_job_seconds: float = 5.0):
+        self.access_token = access_token
+        self.audience_job_seconds = audience_job_seconds
+        self.reset()
+
+    # ---- state -------------------------------------------------------------------------------
+    def reset(self, keep_config: bool = False) -> None:
+        if not keep_config:
+            self.limits = dict(DEFAULT_LIMITS)
+            self.faults = dict(DEFAULT_FAULTS, next=[])
+            self.audience_busy_status = 429
+            self.audience_fail_rate = 0.0
+            self.enrich = {"status": 200, "delay_ms": 0.0}
+        self.buckets = {name: TokenBucket(*limit) for name, limit in self.limits.items() if limit}
+        self.random = random.Random(self.faults.get("seed", 1))
+        self.started = time.time()
+        self.request_seq = 0
+        self.recent: deque = deque(maxlen=RECENT_LIMIT)
+        self.status_counts: dict[str, Counter] = defaultdict(Counter)
+        self.arrived_at: dict[str, array] = defaultdict(lambda: array("d"))  # every authenticated request
+        self.retry_keys: dict[str, str] = {}
+        self.deliveries: Counter = Counter()
+        self.user_messages: dict[str, list] = {}
+        self.duplicates_refused = 0
+        self.reply_tokens_used: set[str] = set()
+        self.link_tokens: dict[str, dict] = {}
+        self.rich_menus: dict[str, str] = {}
+        self.groups: dict[int, dict] = {}
+        self.next_group_id = 1000
+        self.next_job_id = 5000
+        self.max_jobs_in_progress = 0
+        self.jobs_refused = 0
+
+    # ---- dispatch ------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Reply:
+        if request.path.startswith("/__sandbox/"):
+            return self.control(request)
+        if request.path.startswith("/__enrich/"):  # a stand-in for ENRICH_URL (saved-search items, ...)
+            if self.enrich["status"] != 200:
+                return Reply(self.enrich["status"], {"message": "enrichment unavailable"})
+            return Reply(200, {"path": request.path[len("/__enrich"):], "count": 2,
+                               "items": [{"name": "Vintage camera", "price": 12000}, {"name": "Film", "price": 800}]},
+                         delay=self.enrich["delay_ms"] / 1000.0)
+        name, match = route(request.method, request.path)
+        if match is None:
+            return Reply(404, {"message": "Not found"})
+        now = time.time()
+        self.request_seq += 1
+        request_id = str(uuid.uuid4())
+        reply, accepted, body = self._line(name, match.groupdict(), request, request_id, now)
+        record = {"id": self.request_seq, "request_id": request_id, "at": now, "endpoint": name,
+                  "method": request.method, "path": request.path, "status": reply.status,
+                  "retry_key": request.headers.get("x-line-retry-key"), "accepted": accepted}
+        if body is not None and name not in ("audience_create", "audience_add"):
+            record["body"] = body
+        elif isinstance(body, dict):
+            record["body"] = {k: v for k, v in body.items() if k != "audiences"}
+            record["audience_count"] = len(body.get("audiences") or [])
+        self.recent.append(record)
+        self.status_counts[name][reply.status] += 1
+        reply.headers.setdefault("x-line-request-id", request_id)
+        latency = float(self.faults.get("latency_ms") or 0) / 1000.0
+        if latency and self._faulty(name):
+            reply.delay += latency
+        return reply
+
+    def _faulty(self, name: str) -> bool:
+        only = self.faults.get("endpoints")
+        return only is None or name in only
+
+    def _pick_fault(self, name: str) -> str | None:
+        """None, or "429", "5xx", "5xx+", "timeout", "timeout+" ('+' = after the request was accepted)."""
+        if not self._faulty(name):
+            return None
+        scripted = self.faults.get("next") or []
+        if scripted:
+            entry = str(scripted.pop(0))
+            if entry == "429":
+                return "429"
+            if entry.startswith("timeout"):
+                return entry
+            return ("5xx+" if entry.endswith("+") else "5xx") + ":" + entry.rstrip("+")
+        roll = self.random.random()
+        if roll < self.faults["rate_429"]:
+            return "429"
+        roll -= self.faults["rate_429"]
+        if roll < self.faults["error_rate"]:
+            after = self.random.random() < self.faults["accept_before_error"]
+            return ("5xx+" if after else "5xx") + f":{self.faults['error_status']}"
+        roll -= self.faults["error_rate"]
+        if roll < self.faults["timeout_rate"]:
+            return "timeout+" if self.random.random() < self.faults["accept_before_timeout"] else "timeout"
+        return None
+
+    def _fault_reply(self, fault: str) -> Reply:
+        if fault.startswith("timeout"):
+            return Reply(500, {"message": "sandbox timeout"}, delay=float(self.faults["timeout_seconds"]))
+        status = int(fault.split(":")[1])
+        return Reply(status, {"message": "Internal server error (sandbox fault)"})
+
+    def _line(self, name: str, params: dict, request: Request, request_id: str, now: float):
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or (self.access_token and auth[7:] != self.access_token):
+            return Reply(401, {"message": "Authentication failed. Confirm that the access token in the "
+                                          "authorization header is valid."}), False, None
+        self.arrived_at[name].append(now)
+        bucket = self.buckets.get(name)
+        if bucket is not None and not bucket.take():
+            return Reply(429, {"message": "The API rate limit has been exceeded. Try again later."}), False, None
+        fault = self._pick_fault(name)
+        if fault == "429":
+            return Reply(429, {"message": "The API rate limit has been exceeded. Try again later."}), False, None
+        if fault in ("timeout",) or (fault and fault.startswith("5xx:")):
+            return self._fault_reply(fault), False, None
+        body = None
+        if request.method in ("POST", "PUT") and name in BODY_SCHEMAS:
+            try:
+                body = json.loads(request.body or b"null")
+            except ValueError:
+                return bad_request("The request body has 1 error(s)",
+                                   [{"message": "malformed JSON", "property": ""}]), False, None
+            details = self._validate(name, body)
+            if details:
+                return bad_request(f"The request body has {len(details)} error(s)", details), False, body
+        retry_key = request.headers.get("x-line-retry-key")
+        if retry_key is not None:
+            if name not in ("push", "multicast"):
+                return bad_request("X-Line-Retry-Key is not supported for this endpoint"), False, body
+            try:
+                uuid.UUID(retry_key)
+            except ValueError:
+                return bad_request("Invalid X-Line-Retry-Key",
+                                   [{"message": "must be a UUID", "property": "X-Line-Retry-Key"}]), False, body
+            first = self.retry_keys.get(retry_key)
+            if first is not None:
+                self.duplicates_refused += 1
+                return Reply(409, {"message": "The retry key is already accepted"},
+                             {"x-line-accepted-request-id": first}), False, body
+        reply = getattr(self, f"_do_{name}")(params, body, request_id, now)
+        accepted = reply.status < 300
+        if accepted and retry_key is not None:
+            self.retry_keys[retry_key] = request_id
+        if accepted and fault:  # the request took effect, but the caller does not learn it
+            return self._fault_reply(fault), True, body
+        return reply, accepted, body
+
+    def _validate(self, name: str, body) -> list[dict]:
+        list_field = LIST_FIELDS.get(name)
+        kind, schema = BODY_SCHEMAS[name]
+        if list_field and isinstance(body, dict) and isinstance(body.get(list_field), list):
+            items = body[list_field]
+            limit = 500 if name == "multicast" else 10000
+            if len(items) > limit:
+                return [{"message": f"Size must be between 1 and {limit}", "property": list_field}]
+            for index, item in enumerate(items):
+                value = item if name == "multicast" else (item.get("id") if isinstance(item, dict) else None)
+                if not isinstance(value, str) or (name == "multicast" and not value):
+                    return [{"message": "must be a user ID string", "property": f"{list_field}[{index}]"}]
+            body = dict(body, **{list_field: items[:1]})
+        details = spec.errors(kind, schema, body)
+        if not details and name == "audience_create" and not body.get("description"):
+            details = [{"message": "must be specified", "property": "description"}]
+        return details
+
+    # ---- LINE endpoints ----------------------------------------------------------------------------
+    def _deliver(self, to: str, messages: list) -> None:
+        self.deliveries[to] += 1
+        log = self.user_messages.get(to)
+        if log is None and len(self.user_messages) < USER_LOG_LIMIT:
+            log = self.user_messages[to] = []
+        if log is not None:
+            log.append(messages)
+
+    def _do_push(self, params, body, request_id, now) -> Reply:
+        self._deliver(body["to"], body["messages"])
+        return Reply(200, {"sentMessages": [{"id": str(self.request_seq * 10 + i)} for i in
+                                            range(len(body["messages"]))]})
+
+    def _do_multicast(self, params, body, request_id, now) -> Reply:
+        for to in body["to"]:
+            self._deliver(to, body["messages"])
+        return Reply(200, {})
+
+    def _do_reply(self, params, body, request_id, now) -> Reply:
+        token = body["replyToken"]
+        if token in self.reply_tokens_used:
+            return bad_request("Invalid reply token")
+        self.reply_tokens_used.add(token)
+        return Reply(200, {"sentMessages": [{"id": str(self.request_seq)}]})
+
+    def _do_richmenu_link(self, params, body, request_id, now) -> Reply:
+        self.rich_menus[params["user"]] = params["menu"]
+        return Reply(200, {})
+
+    def _do_richmenu_unlink(self, params, body, request_id, now) -> Reply:
+        self.rich_menus.pop(params["user"], None)
+        return Reply(200, {})
+
+    def _do_link_token(self, params, body, request_id, now) -> Reply:
+        token = secrets.token_urlsafe(24)
+        self.link_tokens[token] = {"user_id": params["user"], "expires": now + 600}
+        return Reply(200, {"linkToken": token})
+
+    # ---- audience ------------------------------------------------------------------------------------
+    def _job_status(self, job: dict, now: float) -> str:
+        age = now - job["created"]
+        if age < self.audience_job_seconds / 2:
+            return "QUEUED"
+        if age < self.audience_job_seconds:
+            return "WORKING"
+        return "FAILED" if job["fail"] else "FINISHED"
+
+    def _in_progress(self, group: dict, now: float) -> int:
+        return sum(1 for job in group["jobs"] if self._job_status(job, now) in ("QUEUED", "WORKING"))
+
+    def _add_job(self, group: dict, body: dict, now: float) -> Reply | None:
+        if self._in_progress(group, now) >= 10:
+            self.jobs_refused += 1
+            return Reply(self.audience_busy_status, {
+                "message": "Too many jobs are in progress for this audience group",
+                "details": [{"message": "AUDIENCE_GROUP_JOB_IN_PROGRESS_LIMIT_EXCEEDED", "property": ""}]})
+        self.next_job_id += 1
+        ids = [item["id"] for item in body.get("audiences") or []]
+        group["jobs"].append({"id": self.next_job_id, "description": body.get("uploadDescription", ""),
+                              "created": now, "count": len(ids),
+                              "fail": self.random.random() < self.audience_fail_rate, "ids": ids})
+        self.max_jobs_in_progress = max(self.max_jobs_in_progress, self._in_progress(group, now))
+        return None
+
+    def _do_audience_create(self, params, body, request_id, now) -> Reply:
+        self.next_group_id += 1
+        group = {"id": self.next_group_id, "description": body["description"], "created": now,
+                 "expire": now + 180 * 86400, "jobs": [], "members": set()}
+        self.groups[group["id"]] = group
+        if body.get("audiences"):
+            self._add_job(group, body, now)
+        return Reply(202, {"audienceGroupId": group["id"], "createRoute": "MESSAGING_API", "type": "UPLOAD",
+                           "description": group["description"], "created": int(now),
+                           "permission": "READ_WRITE", "expireTimestamp": int(group["expire"]),
+                           "isIfaAudience": False})
+
+    def _do_audience_add(self, params, body, request_id, now) -> Reply:
+        group = self.groups.get(body.get("audienceGroupId"))
+        if group is None:
+            return bad_request("audience group not found",
+                               [{"message": "AUDIENCE_GROUP_NOT_FOUND", "property": "audienceGroupId"}])
+        if now >= group["expire"]:
+            return bad_request("Cannot upload to this audience group",
+                               [{"message": "AUDIENCE_GROUP_CAN_NOT_UPLOAD_STATUS_EXPIRED", "property": ""}])
+        refused = self._add_job(group, body, now)
+        return refused or Reply(202, {})
+
+    def _do_audience_get(self, params, body, request_id, now) -> Reply:
+        group = self.groups.get(int(params["group"]))
+        if group is None:
+            return bad_request("audience group not found",
+                               [{"message": "AUDIENCE_GROUP_NOT_FOUND", "property": "audienceGroupId"}])
+        jobs = []
+        for job in group["jobs"]:
+            status = self._job_status(job, now)
+            if status == "FINISHED" and job["ids"]:
+                group["members"].update(job["ids"])
+                job["ids"] = []
+            jobs.append({"audienceGroupJobId": job["id"], "audienceGroupId": group["id"],
+                         "description": job["description"], "type": "DIFF_ADD", "jobStatus": status,
+                         "audienceCount": job["count"], "created": int(job["created"] * 1000),
+                         **({"failedType": "INTERNAL_ERROR"} if status == "FAILED" else {})})
+        first = self._job_status(group["jobs"][0], now) if group["jobs"] else "FINISHED"
+        status = "EXPIRED" if now >= group["expire"] else ("IN_PROGRESS" if first in ("QUEUED", "WORKING")
+                                                             else "READY")
+        return Reply(200, {"audienceGroup": {
+            "audienceGroupId": group["id"], "type": "UPLOAD", "description": group["description"],
+            "status": status, "audienceCount": len(group["members"]), "created": int(group["created"]),
+            "isIfaAudience": False, "permission": "READ_WRITE", "createRoute": "MESSAGING_API"},
+            "jobs": list(reversed(jobs))[:50]})
+
+    # ---- /__sandbox/ control -------------------------------------------------------------------------
+    def control(self, request: Request) -> Reply:
+        query = {k: v[-1] for k, v in parse_qs(request.query).items()}
+        path = request.path[len("/__sandbox/"):].rstrip("/")
+        body = {}
+        if request.body:
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                return bad_request("control body must be JSON")
+        if path == "health":
+            return Reply(200, {"status": "ok", "uptime": round(time.time() - self.started, 3)})
+        if path == "reset" and request.method == "POST":
+            self.reset(keep_config=bool(body.get("keep_config")))
+            return Reply(200, {"status": "reset"})
+        if path == "faults":
+            if request.method == "POST":
+                unknown = set(body) - set(DEFAULT_FAULTS)
+                if unknown:
+                    return bad_request(f"unknown fault setting(s): {sorted(unknown)}")
+                self.faults = dict(DEFAULT_FAULTS, next=[]) if body.get("clear") else self.faults
+                self.faults.update(body)
+                if "seed" in body:
+                    self.random = random.Random(body["seed"])
+            return Reply(200, self.faults)
+        if path == "limits":
+            if request.method == "POST":
+                for name, value in body.items():
+                    if name not in DEFAULT_LIMITS:
+                        return bad_request(f"unknown endpoint {name!r}")
+                    self.limits[name] = None if value is None else (int(value[0]), float(value[1]))
+                self.buckets = {n: TokenBucket(*lim) for n, lim in self.limits.items() if lim}
+            return Reply(200, {n: lim for n, lim in self.limits.items()})
+        if path == "audience":
+            if request.method == "POST":
+                self.audience_job_seconds = float(body.get("job_seconds", self.audience_job_seconds))
+                self.audience_busy_status = int(body.get("busy_status", self.audience_busy_status))
+                self.audience_fail_rate = float(body.get("fail_rate", self.audience_fail_rate))
+                for group_id, seconds in (body.get("expire_in") or {}).items():
+                    self.groups[int(group_id)]["expire"] = time.time() + float(seconds)
+            now = time.time()
+            return Reply(200, {
+                "job_seconds": self.audience_job_seconds, "busy_status": self.audience_busy_status,
+                "max_jobs_in_progress": self.max_jobs_in_progress, "jobs_refused": self.jobs_refused,
+                "max_calls_per_minute": self.max_window("audience", 60.0),
+                "groups": [{"audienceGroupId": g["id"], "description": g["description"],
+                            "members": len(g["members"]) + sum(len(j["ids"]) for j in g["jobs"]
+                                                               if self._job_status(j, now) == "FINISHED"),
+                            "jobs": len(g["jobs"]), "in_progress": self._in_progress(g, now),
+                            "expire": g["expire"]} for g in self.groups.values()]})
+        if path == "enrich":
+            if request.method == "POST":
+                self.enrich.update({k: body[k] for k in ("status", "delay_ms") if k in body})
+            return Reply(200, self.enrich)
+        if path == "requests":
+            since = int(query.get("since", 0))
+            endpoint = query.get("endpoint")
+            limit = int(query.get("limit", 1000))
+            rows = [r for r in self.recent if r["id"] > since and (endpoint is None or r["endpoint"] == endpoint)]
+            return Reply(200, {"requests": rows[:limit], "total": self.request_seq})
+        if path == "stats":
+            window = float(query.get("window", 1.0))
+            return Reply(200, {
+                "requests": self.request_seq,
+                "status_counts": {name: dict(counts) for name, counts in self.status_counts.items()},
+                "max_requests_per_window": {name: self.max_window(name, window) for name in self.arrived_at},
+                "window_seconds": window,
+                "deliveries": sum(self.deliveries.values()), "recipients": len(self.deliveries),
+                "recipients_delivered_more_than_once": sum(1 for n in self.deliveries.values() if n > 1),
+                "duplicates_refused": self.duplicates_refused,
+                "retry_keys_accepted": len(self.retry_keys),
+                "first_request_at": {n: (a[0] if a else None) for n, a in self.arrived_at.items()},
+                "last_request_at": {n: (a[-1] if a else None) for n, a in self.arrived_at.items()},
+            })
+        if path == "deliveries":
+            to = query.get("to")
+            if to:
+                return Reply(200, {"to": to, "count": self.deliveries.get(to, 0),
+                                   "messages": self.user_messages.get(to, [])})
+            return Reply(200, {"counts": dict(self.deliveries)})
+        if path == "richmenus":
+            return Reply(200, dict(self.rich_menus))
+        if path == "link_tokens":
+            return Reply(200, self.link_tokens)
+        return Reply(404, {"message": "unknown sandbox control path"})
+
+    def max_window(self, name: str, window: float) -> int:
+        """Most requests received in any sliding window of `window` seconds."""
+        if name == "audience":
+            stamps = sorted(t for n in AUDIENCE_ENDPOINTS for t in self.arrived_at.get(n, ()))
+        else:
+            stamps = self.arrived_at.get(name, array("d"))
+        best = 0
+        for index, start in enumerate(stamps):
+            end = bisect_left(stamps, start + window, lo=index)
+            best = max(best, end - index)
+        return best
+
+
+def route(method: str, path: str):
+    for route_method, pattern, name in ROUTES:
+        match = pattern.match(path)
+        if match and route_method == method:
+            return name, match
+    return None, None
+
+
+def user_id_valid(value: str) -> bool:
+    return bool(USER_ID.match(value))

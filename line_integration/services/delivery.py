@@ -1,0 +1,335 @@
+"""Proactive delivery: accept (Braze, line_notify), plan into LINE requests, send under the global limits.
+
+Life of a message: `queued` (one row per dispatch_id + user_id) -> `planned` into a
+LineRequest (a push, or a multicast of up to 500 identical rendered messages) ->
+`sent` / `failed`. The LineRequest keeps the exact body and its X-Line-Retry-Key,
+so every retry (after a 429, a 5xx, a timeout or a killed worker whose lease
+expired) is the identical request and LINE delivers it at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.ratelimit import rate_limiter
+from mercari_ops.common.schema import Dict, Schema, Str
+
+from ..clients import (
+    LineBadRequest,
+    LineConflict,
+    LineError,
+    LineRateLimited,
+    LineServerError,
+    LineTimeout,
+    line_client,
+)
+from ..models import LineRequest, LineUser, MessageTemplate, OutboundMessage
+from .templates import RenderError, template_names, template_render, template_save  # noqa: F401
+
+logger = logging.getLogger(__name__)
+
+BRAZE_SCHEMA = Schema({
+    "user_id": Str(max_length=64), "dispatch_id": Str(max_length=200),
+    "campaign_id": Str(max_length=200, required=False), "template": Str(max_length=64), "params": Dict(required=False),
+})
+MULTICAST_MAX = 500
+
+_ACCEPT_SQL = """
+INSERT INTO line_integration_outboundmessage
+    (dispatch_id, user_id, campaign_id, template, params, line_user_id, kind, status, reason, created_at)
+SELECT %s, %s, %s, %s, {params}, COALESCE(u.line_user_id, ''), %s,
+       CASE WHEN u.status = 'linked' THEN 'queued' ELSE 'skipped' END,
+       CASE WHEN u.status = 'linked' THEN '' WHEN u.status = 'blocked' THEN 'blocked' ELSE 'not_linked' END,
+       %s
+FROM (SELECT 1 AS one) AS single LEFT JOIN line_integration_lineuser u ON u.customer_id = %s
+WHERE 1 = 1
+ON CONFLICT (dispatch_id, user_id) DO NOTHING
+RETURNING status, reason
+"""
+
+
+def _accept_sql() -> str:
+    return _ACCEPT_SQL.format(params="%s::jsonb" if connection.vendor == "postgresql" else "%s")
+
+
+def message_enqueue(*, dispatch_id: str, user_id: str, template: str = "", params: dict | None = None,
+                    campaign_id: str = "", kind: str = OutboundMessage.Kind.BRAZE) -> tuple[str, str]:
+    """One INSERT ... ON CONFLICT DO NOTHING; returns (status, reason) of the (new or existing) row."""
+    with connection.cursor() as cursor:
+        cursor.execute(_accept_sql(), [dispatch_id, user_id, campaign_id, template, json.dumps(params or {}),
+                                       kind, timezone.now(), user_id])
+        row = cursor.fetchone()
+    if row is None:  # a repeat of the same (dispatch_id, user_id): answer as the first time
+        row = OutboundMessage.objects.filter(dispatch_id=dispatch_id, user_id=user_id).values_list(
+            "status", "reason").first() or ("queued", "")
+    return row[0], row[1]
+
+
+def braze_accept(*, body: bytes) -> dict:
+    """Validate a Braze webhook body and record its message. Raises ValidationFailed naming the field."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ValidationFailed("body is not valid JSON", "body")
+    cleaned = BRAZE_SCHEMA.clean(data, "")
+    if cleaned["template"] not in template_names():
+        raise ValidationFailed(f"unknown template {cleaned['template']!r}", "template")
+    status, reason = message_enqueue(dispatch_id=cleaned["dispatch_id"], user_id=cleaned["user_id"],
+                                     template=cleaned["template"], params=cleaned.get("params") or {},
+                                     campaign_id=cleaned.get("campaign_id", ""))
+    if status == OutboundMessage.Status.SKIPPED:
+        return {"status": "skipped", "reason": reason or "not_linked"}
+    return {"status": "queued"}
+
+
+def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:
+    """Queue one push of `text` to the customer's LINE, once per idempotency_key (see interfaces.md).
+
+    True when the customer has a linked, not-blocked LINE account (the push is queued or
+    was queued before under this key); False otherwise (the caller notifies another way).
+    """
+    if not LineUser.objects.filter(customer_id=customer_id, status=LineUser.Status.LINKED).exists():
+        return False
+    status, _ = message_enqueue(dispatch_id=f"notify:{idempotency_key}", user_id=customer_id,
+                                params={"messages": [{"type": "text", "text": text[:5000]}]},
+                                kind=OutboundMessage.Kind.NOTIFY)
+    if status == OutboundMessage.Status.SKIPPED:
+        return False
+    _kick_after_commit()
+    return True
+
+
+def test_message_send(*, customer_id: str, text: str = "Test message from Mercari Ops") -> tuple[str, str]:
+    """The admin's "send test message": a one-off push through the normal path (limits, retries, records)."""
+    status = message_enqueue(dispatch_id=f"test:{uuid.uuid4()}", user_id=customer_id,
+                             params={"messages": [{"type": "text", "text": text}]}, kind=OutboundMessage.Kind.TEST)
+    _kick_after_commit()
+    return status
+
+
+def _kick_after_commit() -> None:
+    def kick():
+        from ..tasks import line_send_due
+
+        try:
+            line_send_due.delay()
+        except Exception:  # the broker being down must not fail the caller; the beat kick sends it later
+            logger.warning("could not enqueue line.send_due; the periodic kick will send", exc_info=True)
+
+    transaction.on_commit(kick)
+
+
+# ---- planning: queued messages -> LineRequests -------------------------------------------------------
+def _render(message: OutboundMessage, templates: dict[str, MessageTemplate]) -> list[dict]:
+    if message.kind != OutboundMessage.Kind.BRAZE:
+        return message.params["messages"]
+    template = templates.get(message.template)
+    if template is None:
+        raise RenderError(f"template {message.template!r} no longer exists")
+    return template_render(template=template, params=message.params)
+
+
+def outbound_plan(*, limit: int | None = None) -> int:
+    """Claim queued messages (SKIP LOCKED), render, coalesce identical ones into multicasts. Returns count."""
+    limit = limit or settings.LINE_SEND_BATCH_SIZE
+    now = timezone.now()
+    with transaction.atomic():
+        batch = list(OutboundMessage.objects.select_for_update(skip_locked=True)
+                     .filter(status=OutboundMessage.Status.QUEUED).order_by("id")[:limit])
+        if not batch:
+            return 0
+        names = {m.template for m in batch if m.template}
+        templates = {t.name: t for t in MessageTemplate.objects.filter(name__in=names)}
+        groups: dict[str, list[OutboundMessage]] = defaultdict(list)
+        rendered: dict[str, list[dict]] = {}
+        failed = []
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda m: _safe_render(m, templates), batch))
+        for message, (messages, error) in zip(batch, results, strict=True):
+            if error:
+                message.status, message.reason = OutboundMessage.Status.FAILED, error[:300]
+                failed.append(message)
+                continue
+            key = json.dumps(messages, sort_keys=True, separators=(",", ":"))
+            rendered[key] = messages
+            groups[key].append(message)
+        plans: list[tuple[LineRequest, list[OutboundMessage]]] = []
+        for key, members in groups.items():
+            for start in range(0, len(members), MULTICAST_MAX):
+                chunk = members[start:start + MULTICAST_MAX]
+                if len(chunk) == 1:
+                    body = {"to": chunk[0].line_user_id, "messages": rendered[key]}
+                    kind = LineRequest.Kind.PUSH
+                else:
+                    body = {"to": [m.line_user_id for m in chunk], "messages": rendered[key]}
+                    kind = LineRequest.Kind.MULTICAST
+                plans.append((LineRequest(kind=kind, body=body, recipient_count=len(chunk), retry_key=uuid.uuid4(),
+                                          next_attempt_at=now, created_at=now), chunk))
+        created = LineRequest.objects.bulk_create([request for request, _ in plans], batch_size=1000)
+        planned = []
+        for request, (_, chunk) in zip(created, plans, strict=True):
+            for message in chunk:
+                message.request_id, message.status = request.id, OutboundMessage.Status.PLANNED
+                planned.append(message)
+        OutboundMessage.objects.bulk_update(planned + failed, ["status", "request", "reason"], batch_size=1000)
+    return len(batch)
+
+
+def _safe_render(message, templates):
+    try:
+        return _render(message, templates), None
+    except RenderError as exc:
+        return None, str(exc)
+
+
+# ---- sending: LineRequests -> LINE ---------------------------------------------------------------------
+def _limit_for(kind: str) -> int:
+    return settings.LINE_PUSH_RATE_PER_SECOND if kind == "push" else settings.LINE_MULTICAST_RATE_PER_SECOND
+
+
+def _send_one(request: LineRequest) -> tuple[str, int | None, str, str]:
+    """(outcome, status, reason, accepted_request_id); outcome is sent, retry or failed."""
+    limit = _limit_for(request.kind)
+    if limit > 0:  # 0 = no client-side limit (benchmarks of the raw ceiling)
+        rate_limiter().wait(f"line:{request.kind}", limit=limit, period=1.0)
+    try:
+        response = line_client().send_body(kind=request.kind, body=request.body, retry_key=str(request.retry_key))
+        return "sent", response.status, "", response.request_id
+    except LineConflict as exc:  # the retry key was accepted earlier: delivered
+        return "sent", 409, "retry key already accepted", exc.accepted_request_id
+    except (LineRateLimited, LineServerError, LineTimeout) as exc:
+        return "retry", exc.status, exc.reason if exc.status else str(exc), ""
+    except LineBadRequest as exc:
+        return "failed", exc.status, exc.reason, ""
+    except LineError as exc:
+        return "retry", exc.status, str(exc), ""
+
+
+def _backoff(attempts: int) -> timedelta:
+    base = settings.LINE_SEND_RETRY_BASE_SECONDS
+    seconds = min(base * (2 ** max(attempts - 1, 0)), 300.0)
+    return timedelta(seconds=seconds * (0.5 + random.random() / 2))
+
+
+def requests_send_due(*, limit: int | None = None, pool: ThreadPoolExecutor | None = None) -> dict:
+    """Claim due requests with a lease, send them concurrently, record outcomes in bulk."""
+    limit = limit or settings.LINE_SEND_BATCH_SIZE
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.LINE_SEND_LEASE_SECONDS, microseconds=random.randint(0, 999_999))
+    with transaction.atomic():
+        claimed = list(LineRequest.objects.select_for_update(skip_locked=True)
+                       .filter(status=LineRequest.Status.PENDING, next_attempt_at__lte=now)
+                       .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+                       .order_by("next_attempt_at", "id")[:limit])
+        if not claimed:
+            return {"claimed": 0}
+        LineRequest.objects.filter(id__in=[r.id for r in claimed]).update(claimed_until=lease)
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS)
+    try:
+        outcomes = list(pool.map(_send_one, claimed))
+    finally:
+        if own_pool:
+            pool.shutdown()
+    return _record(claimed, outcomes, lease)
+
+
+def _record(claimed: list[LineRequest], outcomes: list[tuple], lease) -> dict:
+    now = timezone.now()
+    max_age = timedelta(hours=settings.LINE_SEND_MAX_AGE_HOURS)
+    sent, failed, retry = [], [], []
+    for request, (outcome, status, reason, accepted_id) in zip(claimed, outcomes, strict=True):
+        request.attempts += 1
+        request.last_status, request.last_error = status, reason[:2000]
+        request.claimed_until = None
+        if outcome == "sent":
+            request.status, request.sent_at, request.accepted_request_id = LineRequest.Status.SENT, now, accepted_id
+            sent.append(request)
+        elif outcome == "failed" or now - request.created_at > max_age:
+            request.status = LineRequest.Status.FAILED
+            if outcome != "failed":
+                request.last_error = f"gave up after {request.attempts} attempts: {reason}"[:2000]
+            failed.append(request)
+        else:
+            request.next_attempt_at = now + _backoff(request.attempts)
+            retry.append(request)
+    fields = ["attempts", "last_status", "last_error", "claimed_until", "status", "sent_at", "accepted_request_id",
+              "next_attempt_at"]
+    with transaction.atomic():
+        # Only rows still under our lease: if it expired and another worker took over, its result wins.
+        mine = set(LineRequest.objects.select_for_update().filter(id__in=[r.id for r in claimed], claimed_until=lease)
+                   .values_list("id", flat=True))
+        LineRequest.objects.bulk_update([r for r in claimed if r.id in mine], fields, batch_size=1000)
+        sent_ids = [r.id for r in sent if r.id in mine]
+        if sent_ids:
+            OutboundMessage.objects.filter(request_id__in=sent_ids).update(status=OutboundMessage.Status.SENT,
+                                                                           sent_at=now)
+        for request in failed:
+            if request.id in mine:
+                OutboundMessage.objects.filter(request_id=request.id).update(
+                    status=OutboundMessage.Status.FAILED, reason=request.last_error[:300])
+    return {"claimed": len(claimed), "sent": len(sent), "retry": len(retry), "failed": len(failed),
+            "lost_lease": len(claimed) - len(mine)}
+
+
+def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict:
+    """Plan and send until nothing is due (or `seconds` pass). Returns totals."""
+    deadline = time.monotonic() + (seconds if seconds is not None else settings.LINE_SENDER_TASK_SECONDS)
+    totals = defaultdict(int)
+    with ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS) as pool:
+        while time.monotonic() < deadline:
+            planned = outbound_plan()
+            result = requests_send_due(pool=pool)
+            totals["planned"] += planned
+            for key, value in result.items():
+                totals[key] += value
+            if not planned and not result["claimed"]:
+                if until_idle:
+                    break
+                time.sleep(0.2)
+    return dict(totals)
+
+
+def work_pending() -> bool:
+    now = timezone.now()
+    return (OutboundMessage.objects.filter(status=OutboundMessage.Status.QUEUED).exists()
+            or LineRequest.objects.filter(status=LineRequest.Status.PENDING, next_attempt_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)).exists())
+
+
+def message_send_now(*, message_id: int) -> dict:
+    """Plan one queued message into its own push and send it at once (the greeting after linking).
+
+    If LINE is busy or down, the request stays pending and the sender retries it with the same key.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        message = (OutboundMessage.objects.select_for_update(skip_locked=True)
+                   .filter(id=message_id, status=OutboundMessage.Status.QUEUED).first())
+        if message is None:
+            return {"claimed": 0}
+        messages, error = _safe_render(message, {})
+        if error:
+            message.status, message.reason = OutboundMessage.Status.FAILED, error[:300]
+            message.save(update_fields=["status", "reason"])
+            return {"claimed": 0, "failed": 1}
+        lease = now + timedelta(seconds=settings.LINE_SEND_LEASE_SECONDS, microseconds=random.randint(0, 999_999))
+        request = LineRequest.objects.create(kind=LineRequest.Kind.PUSH, body={"to": message.line_user_id,
+                                                                              "messages": messages},
+                                             next_attempt_at=now, created_at=now, claimed_until=lease)
+        message.request, message.status = request, OutboundMessage.Status.PLANNED
+        message.save(update_fields=["request", "status"])
+    return _record([request], [_send_one(request)], lease)

@@ -1,0 +1,70 @@
+"""The client maps LINE's answers to typed errors and never retries on its own."""
+
+import uuid
+
+import pytest
+
+from line_integration.clients import (
+    LineBadRequest,
+    LineClient,
+    LineConflict,
+    LineRateLimited,
+    LineServerError,
+    LineTimeout,
+)
+
+USER = "U" + "b" * 32
+TEXT = [{"type": "text", "text": "hello"}]
+
+
+@pytest.fixture
+def client(line_sandbox):
+    return LineClient(base_url=line_sandbox.url, read_timeout=0.5)
+
+
+@pytest.mark.parametrize(("fault", "error"), [(429, LineRateLimited), (500, LineServerError),
+                                              (503, LineServerError), (400, LineBadRequest)])
+def test_status_codes_become_typed_errors_after_one_request(line_sandbox, client, fault, error):
+    line_sandbox.control("faults", {"next": [fault]})
+    with pytest.raises(error) as caught:
+        client.push(to=USER, messages=TEXT, retry_key=str(uuid.uuid4()))
+    assert caught.value.status == fault
+    assert line_sandbox.control("stats")["requests"] == 1  # no hidden retry
+
+
+def test_duplicate_retry_key_is_a_conflict_carrying_the_accepted_request_id(line_sandbox, client):
+    key = str(uuid.uuid4())
+    first = client.push(to=USER, messages=TEXT, retry_key=key)
+    with pytest.raises(LineConflict) as caught:
+        client.push(to=USER, messages=TEXT, retry_key=key)
+    assert caught.value.accepted_request_id == first.request_id
+
+
+def test_read_timeout_is_line_timeout(line_sandbox, client):
+    line_sandbox.control("faults", {"next": ["timeout"], "timeout_seconds": 1.5})
+    with pytest.raises(LineTimeout):
+        client.multicast(to=[USER, "U" + "c" * 32], messages=TEXT, retry_key=str(uuid.uuid4()))
+
+
+def test_connection_refused_is_line_timeout(settings):
+    with pytest.raises(LineTimeout):
+        LineClient(base_url="http://127.0.0.1:9", connect_timeout=0.5).link_token_issue(user_id=USER)
+
+
+def test_audience_add_uses_the_long_read_timeout(settings):
+    client = LineClient(base_url="http://127.0.0.1:9")
+    assert client.audience_read_timeout == 30.0 and client.read_timeout == settings.LINE_READ_TIMEOUT
+
+
+def test_every_request_the_client_builds_is_valid_for_line(line_sandbox, client):
+    client.push(to=USER, messages=TEXT, retry_key=str(uuid.uuid4()))
+    client.multicast(to=[USER], messages=TEXT, retry_key=str(uuid.uuid4()))
+    client.reply(reply_token="r" * 32, messages=TEXT)
+    client.rich_menu_link(user_id=USER, rich_menu_id="richmenu-" + "0" * 32)
+    client.rich_menu_unlink(user_id=USER)
+    assert client.link_token_issue(user_id=USER)
+    group = client.audience_create(description="g", audiences=[USER], upload_description="first")
+    client.audience_add(audience_group_id=group["audienceGroupId"], audiences=[USER], upload_description="second")
+    assert client.audience_get(audience_group_id=group["audienceGroupId"])["jobs"]
+    counts = line_sandbox.control("stats")["status_counts"]
+    assert all(status in ("200", "202") for per in counts.values() for status in per), counts
