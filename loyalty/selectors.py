@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -42,12 +43,25 @@ def customer_stage_get(*, customer_id: str) -> int | None:
     return stage
 
 
+_RULESETS: dict[int, RuleSet] = {}
+
+
 def rules_active() -> RuleSet:
-    """The rules in force: the highest version (version 0 = one base stage until rules are published)."""
-    row = StageRuleVersion.objects.order_by("-version").values_list("version", "definition").first()
-    if row is None:
+    """The rules in force: the highest version (version 0 = one base stage until rules are published).
+
+    Versions are immutable, so a parsed version is cached per process; the version number itself is
+    read every time (one indexed query), so a new version is in force everywhere at its commit.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}")
+        version = cursor.fetchone()[0]
+    if version is None:
         return ruleset_build(0, DEFAULT_DEFINITION)
-    return ruleset_build(row[0], row[1])
+    ruleset = _RULESETS.get(version)
+    if ruleset is None:
+        definition = StageRuleVersion.objects.values_list("definition", flat=True).get(version=version)
+        ruleset = _RULESETS[version] = ruleset_build(version, definition)
+    return ruleset
 
 
 def window_metrics(*, customer_pks: Iterable[int], start: date) -> dict[int, dict[str, int]]:
@@ -56,11 +70,17 @@ def window_metrics(*, customer_pks: Iterable[int], start: date) -> dict[int, dic
     result = {pk: metrics_empty() for pk in pks}
     if not pks:
         return result
-    rows = (MonthlyTotal.objects.filter(customer_id__in=pks, month__gte=start)
-            .values_list("customer_id", "kind").annotate(amount=Sum("amount"), count=Sum("count"))
-            .order_by())
-    for pk, kind, amount, count in rows:
-        metrics_add(result[pk], kind, amount or 0, count or 0)
+    table = MonthlyTotal._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            where, params = "customer_id = ANY(%s)", [pks]
+        else:
+            where, params = f"customer_id IN ({', '.join(['%s'] * len(pks))})", list(pks)
+        cursor.execute(f'SELECT customer_id, kind, SUM(amount), SUM("count") FROM {table} '
+                       f"WHERE {where} AND month >= %s GROUP BY customer_id, kind",
+                       [*params, connection.ops.adapt_datefield_value(start)])
+        for pk, kind, amount, count in cursor.fetchall():
+            metrics_add(result[pk], kind, int(amount or 0), int(count or 0))
     return result
 
 

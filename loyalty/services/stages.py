@@ -52,14 +52,23 @@ def customers_lock_batch(*, after: str, limit: int, rules_stage_above: int | Non
 
 
 def _customers_write(updates: list[tuple]) -> None:
+    """Write (rules_stage, stage, at, pk) tuples: one UPDATE ... FROM unnest(...) on PostgreSQL."""
     if not updates:
         return
-    now_param = connection.ops.adapt_datetimefield_value
+    table = Customer._meta.db_table
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {Customer._meta.db_table} SET rules_stage = %s, stage = %s, stage_changed_at = %s WHERE id = %s",
-            [(rules_stage, stage, now_param(at), pk) for rules_stage, stage, at, pk in updates],
-        )
+        if connection.vendor == "postgresql":
+            rules_stages, stages, ats, pks = (list(column) for column in zip(*updates, strict=True))
+            cursor.execute(
+                f"UPDATE {table} AS c SET rules_stage = u.rules_stage, stage = u.stage, stage_changed_at = u.at "
+                "FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::timestamptz[]) AS u(id, rules_stage, stage, at) "
+                "WHERE c.id = u.id",
+                [pks, rules_stages, stages, ats],
+            )
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        cursor.executemany(f"UPDATE {table} SET rules_stage = %s, stage = %s, stage_changed_at = %s WHERE id = %s",
+                           [(rules_stage, stage, adapt(at), pk) for rules_stage, stage, at, pk in updates])
 
 
 def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, trigger: str,

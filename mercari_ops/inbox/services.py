@@ -167,6 +167,8 @@ def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]
     if not events:
         return {}
     now = timezone.now()
+    if connection.vendor == "postgresql" and len(events) > 1:
+        return _rows_insert_arrays(topic, events, now)
     payload_field = InboxEvent._meta.get_field("payload")
     values, params = [], []
     for event, message_id in events:
@@ -179,6 +181,26 @@ def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return dict(cursor.fetchall())
+
+
+def _rows_insert_arrays(topic: Topic, events: list[tuple[dict, str]], now) -> dict[str, int]:
+    """Batch insert on PostgreSQL with three array parameters instead of 7 placeholders per row.
+
+    psycopg parses every %s placeholder client-side; for a 2,000-event batch that parsing cost
+    more than the INSERT itself (measured by the loyalty ingest benchmark).
+    """
+    event_ids = [event["event_id"] for event, _ in events]
+    message_ids = [message_id for _, message_id in events]
+    payloads = [json.dumps(event) for event, _ in events] if topic.keep_payload else [None] * len(events)
+    sql = (
+        f"INSERT INTO {InboxEvent._meta.db_table} {_INSERT_COLUMNS} "
+        "SELECT %s, e.event_id, %s, e.payload::jsonb, '', 1, '', '', e.message_id, %s, %s "
+        "FROM unnest(%s::varchar[], %s::text[], %s::varchar[]) AS e(event_id, payload, message_id) "
+        "ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [topic.name, InboxEvent.Status.PROCESSED, now, now, event_ids, payloads, message_ids])
         return dict(cursor.fetchall())
 
 
