@@ -1,0 +1,15 @@
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run a LINE sender in the foreground: plan queued messages and send due requests."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
+        parser.add_argument("--forever", action="store_true", help="keep polling when idle")
+
+    def handle(self, *args, **options):
+        from line_integration.services import sender_run
+
+        result = sender_run(seconds=options["seconds"], until_idle=not options["forever"])
+        self.stdout.write(str(result))

@@ -1,0 +1,203 @@
+"""Sender: exactly-once delivery through 429/5xx/timeouts, multicast coalescing, limits, killed workers."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+
+from line_integration.models import LineRequest, OutboundMessage
+from line_integration.services import line_notify, message_enqueue, sender_run, template_save
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def enqueue(linked: dict, *, personal: bool = True, dispatch: str = "d-1") -> None:
+    for customer_id in linked:
+        message_enqueue(dispatch_id=dispatch, user_id=customer_id, template="saved_search_new_items",
+                        params={"search_id": customer_id if personal else "same"}, campaign_id="cmp")
+
+
+def drain(max_seconds: float = 60) -> None:
+    deadline = time.monotonic() + max_seconds
+    while OutboundMessage.objects.filter(status__in=["queued", "planned"]).exists():
+        assert time.monotonic() < deadline, "messages left undelivered"
+        sender_run(seconds=5)
+        time.sleep(0.05)
+
+
+def assert_each_delivered_once(sandbox, linked: dict) -> None:
+    counts = sandbox.control("deliveries")["counts"]
+    assert {line_id: counts.get(line_id, 0) for line_id in linked.values()} == {v: 1 for v in linked.values()}
+    assert not OutboundMessage.objects.exclude(status="sent").exists()
+
+
+@pytest.mark.django_db
+def test_personalized_messages_are_pushed_identical_ones_multicast(line_sandbox, text_template, link_customers):
+    linked = link_customers([f"c-{i}" for i in range(1, 8)])
+    enqueue(linked, personal=True, dispatch="personal")
+    enqueue(linked, personal=False, dispatch="same")
+    drain()
+    stats = line_sandbox.control("stats")
+    assert stats["status_counts"] == {"push": {"200": 7}, "multicast": {"200": 1}}
+    assert line_sandbox.control(f"deliveries?to={linked['c-3']}")["messages"][0] == [
+        {"type": "text", "text": "New items for your search c-3"}]
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"sent"}
+
+
+@pytest.mark.django_db
+def test_multicast_is_split_at_500_recipients(line_sandbox, text_template, link_customers, settings):
+    settings.LINE_SEND_BATCH_SIZE = 2000
+    linked = link_customers([f"c-{i}" for i in range(1203)])
+    enqueue(linked, personal=False)
+    drain()
+    assert sorted(r.recipient_count for r in LineRequest.objects.all()) == [203, 500, 500]
+    assert_each_delivered_once(line_sandbox, linked)
+
+
+@pytest.mark.django_db
+def test_429_and_500_bursts_and_timeouts_still_deliver_each_message_exactly_once(
+        line_sandbox, text_template, link_customers, settings):
+    settings.LINE_READ_TIMEOUT = 0.3
+    linked = link_customers([f"c-{i}" for i in range(300)])
+    enqueue(dict(list(linked.items())[:200]), personal=True)
+    enqueue(dict(list(linked.items())[200:]), personal=False)
+    line_sandbox.control("faults", {"rate_429": 0.2, "error_rate": 0.2, "accept_before_error": 0.5,
+                                    "timeout_rate": 0.05, "timeout_seconds": 0.6, "accept_before_timeout": 0.5,
+                                    "next": [429] * 20 + [500] * 20, "seed": 7})
+    drain()
+    stats = line_sandbox.control("stats")
+    assert stats["status_counts"]["push"].get("429", 0) > 20 and stats["status_counts"]["push"].get("500", 0) > 20
+    assert stats["duplicates_refused"] > 0  # accepted-then-failed requests were retried with their key
+    assert_each_delivered_once(line_sandbox, linked)
+    assert LineRequest.objects.filter(last_status=409, status="sent").exists()
+
+
+@pytest.mark.django_db
+def test_other_4xx_fails_with_the_reason_and_is_not_retried(line_sandbox, text_template, link_customers):
+    linked = link_customers(["c-1"])
+    enqueue(linked)
+    line_sandbox.control("faults", {"next": [400]})
+    drain()
+    message = OutboundMessage.objects.get()
+    assert message.status == "failed" and message.reason.startswith("400")
+    assert line_sandbox.control("stats")["requests"] == 1
+
+
+@pytest.mark.django_db
+def test_missing_placeholder_fails_with_a_reason(line_sandbox, link_customers):
+    template_save(name="needs_name", messages=[{"type": "text", "text": "Hi {name}"}])
+    link_customers(["c-1"])
+    message_enqueue(dispatch_id="d", user_id="c-1", template="needs_name", params={})
+    drain()
+    assert OutboundMessage.objects.get().reason == "missing value for placeholder {name}"
+
+
+@pytest.mark.django_db
+def test_enrichment_fills_the_template_and_falls_back_when_slow(line_sandbox, link_customers, settings):
+    template_save(name="items", enrich_path="/saved-searches/{search_id}/items",
+                  messages=[{"type": "text", "text": "{enrich.count} new: {enrich.items.0.name}"}],
+                  fallback_messages=[{"type": "text", "text": "New items for your saved search"}])
+    linked = link_customers(["c-1", "c-2"])
+    message_enqueue(dispatch_id="d", user_id="c-1", template="items", params={"search_id": "s-5"})
+    drain()
+    settings.ENRICH_TIMEOUT_SECONDS = 0.2
+    line_sandbox.control("enrich", {"delay_ms": 600})
+    message_enqueue(dispatch_id="d", user_id="c-2", template="items", params={"search_id": "s-5"})
+    drain()
+    first = line_sandbox.control(f"deliveries?to={linked['c-1']}")["messages"][0][0]["text"]
+    second = line_sandbox.control(f"deliveries?to={linked['c-2']}")["messages"][0][0]["text"]
+    assert (first, second) == ("2 new: Vintage camera", "New items for your saved search")
+
+
+@pytest.mark.django_db
+def test_push_rate_limit_is_never_exceeded_in_any_second(line_sandbox, link_customers, text_template, settings):
+    settings.LINE_PUSH_RATE_PER_SECOND = 40
+    linked = link_customers([f"c-{i}" for i in range(100)])
+    enqueue(linked, personal=True)
+    started = time.monotonic()
+    drain()
+    stats = line_sandbox.control("stats")
+    assert stats["max_requests_per_window"]["push"] <= 40
+    assert stats["status_counts"]["push"] == {"200": 100}
+    assert time.monotonic() - started >= 1.5  # 100 at 40/s cannot finish in under two windows
+
+
+@pytest.mark.django_db
+def test_line_notify(line_sandbox, link_customers):
+    linked = link_customers(["c-1"])
+    assert line_notify(customer_id="c-1", text="Your points arrived", idempotency_key="k-1") is True
+    assert line_notify(customer_id="c-1", text="Your points arrived", idempotency_key="k-1") is True
+    assert line_notify(customer_id="c-404", text="x", idempotency_key="k-2") is False
+    drain()
+    assert line_sandbox.control(f"deliveries?to={linked['c-1']}")["messages"] == [
+        [{"type": "text", "text": "Your points arrived"}]]
+
+
+def _db_env() -> dict:
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "postgresql":
+        base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+        url = f"{base}/{name}"
+    else:
+        url = f"sqlite:///{name}"
+    return {**os.environ, "DATABASE_URL": url}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_batch_is_taken_over_and_nothing_is_sent_twice(
+        line_sandbox, link_customers, text_template, settings):
+    linked = link_customers([f"c-{i}" for i in range(60)])
+    enqueue(linked, personal=True)
+    line_sandbox.control("faults", {"latency_ms": 100})
+    env = {**_db_env(), "LINE_API_BASE": line_sandbox.url, "LINE_SEND_LEASE_SECONDS": "2", "LINE_SEND_THREADS": "4",
+           "LINE_SEND_BATCH_SIZE": "60"}
+    worker = subprocess.Popen([sys.executable, "manage.py", "line_send", "--seconds", "60"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while line_sandbox.control("stats")["deliveries"] < 10:
+        assert time.monotonic() < deadline and worker.poll() is None
+        time.sleep(0.05)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    delivered_by_killed = line_sandbox.control("stats")["deliveries"]
+    assert 10 <= delivered_by_killed < 60
+    assert OutboundMessage.objects.filter(status="planned").count() >= 60 - delivered_by_killed
+    line_sandbox.control("faults", {"latency_ms": 0})
+    settings.LINE_SEND_LEASE_SECONDS = 2
+    time.sleep(2.1)  # the dead worker's lease expires
+    drain()
+    assert_each_delivered_once(line_sandbox, linked)
+    assert line_sandbox.control("stats")["duplicates_refused"] >= 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_share_the_work_without_doubles(line_sandbox, link_customers, text_template, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("SKIP LOCKED needs PostgreSQL")
+    settings.LINE_SEND_BATCH_SIZE = 100
+    linked = link_customers([f"c-{i}" for i in range(600)])
+    enqueue(linked, personal=True)
+    results = []
+
+    def work():
+        try:
+            results.append(sender_run(seconds=60))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.get("sent", 0) for r in results) == 600
+    assert sum(1 for r in results if r.get("sent")) >= 2  # the work was really shared
+    assert line_sandbox.control("stats")["duplicates_refused"] == 0
+    assert_each_delivered_once(line_sandbox, linked)
