@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -48,11 +48,13 @@ def audience_rotate() -> AudienceGroup:
     created = line_client().audience_create(description=f"{settings.LINE_AUDIENCE_DESCRIPTION} "
                                                         f"{now:%Y-%m-%d %H%M}"[:120])
     expire = created.get("expireTimestamp")
+    if expire and expire > 10**11:  # milliseconds
+        expire = expire / 1000
     with transaction.atomic():
         AudienceGroup.objects.filter(active=True).update(active=False)
         group = AudienceGroup.objects.create(
             audience_group_id=created["audienceGroupId"], description=created.get("description", "")[:120],
-            created_at=now, expires_at=(timezone.datetime.fromtimestamp(expire, tz=timezone.UTC) if expire
+            created_at=now, expires_at=(datetime.fromtimestamp(expire, tz=UTC) if expire
                                         else now + LINE_EXPIRY))
         AudienceJob.objects.filter(status=AudienceJob.Status.IN_PROGRESS).update(status=AudienceJob.Status.FAILED,
                                                                                   finished_at=now)

@@ -90,8 +90,8 @@ def test_expired_or_foreign_nonce_does_not_link(line_sandbox, post_webhook, api_
     post_webhook(webhook_body(event("accountLink", USER, link={"result": "ok", "nonce": nonce.nonce})))
     post_webhook(webhook_body(event("accountLink", USER, link={"result": "failed", "nonce": "whatever-nonce"})))
     assert not LineUser.objects.filter(status="linked").exists()
-    assert list(WebhookEvent.objects.filter(event_type="accountLink").order_by("id").values_list("outcome", flat=True)) \
-        == ["link refused: nonce was issued for another LINE user", "link refused: nonce expired",
+    outcomes = WebhookEvent.objects.filter(event_type="accountLink").order_by("id").values_list("outcome", flat=True)
+    assert list(outcomes) == ["link refused: nonce was issued for another LINE user", "link refused: nonce expired",
             "link failed at LINE: failed"]
 
 

@@ -1,0 +1,157 @@
+"""The 3-minute audience job: <= 10 jobs in progress, <= 60 calls a minute (from the sandbox's records)."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from line_integration.models import AudienceGroup, AudienceJob, LineLinkageUser
+from line_integration.services import audience_sync, linkage_user_add
+
+pytestmark = pytest.mark.django_db
+
+
+def linkages(n: int) -> None:
+    now = timezone.now()
+    LineLinkageUser.objects.bulk_create([LineLinkageUser(line_id=f"U{i:032x}", created=now, updated=now)
+                                         for i in range(n)])
+
+
+def statuses() -> dict:
+    return {s: LineLinkageUser.objects.filter(line_audience_status=s).count() for s in ("pending", "adding", "added")}
+
+
+def run_until_added(sandbox, runs: int, pause: float = 1.1) -> list[dict]:
+    results = []
+    for _ in range(runs):
+        results.append(audience_sync())
+        if statuses()["added"] == LineLinkageUser.objects.count():
+            break
+        time.sleep(pause)
+    return results
+
+
+def assert_line_limits_held(sandbox, per_minute: int = 60) -> None:
+    state = sandbox.control("audience")
+    assert state["max_jobs_in_progress"] <= 10 and state["jobs_refused"] == 0
+    assert state["max_calls_per_minute"] <= per_minute
+    counts = sandbox.control("stats")["status_counts"]
+    assert not any("429" in counts.get(name, {}) for name in ("audience_create", "audience_add", "audience_get"))
+
+
+def test_linking_inserts_a_pending_row_once():
+    linkage_user_add(line_id="U" + "1" * 32)
+    linkage_user_add(line_id="U" + "1" * 32)
+    assert list(LineLinkageUser.objects.values_list("line_audience_status", flat=True)) == ["pending"]
+
+
+def test_a_burst_is_added_with_at_most_10_jobs_in_progress_and_60_calls_a_minute(line_sandbox, settings):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 100
+    linkages(2500)  # 25 chunks: more than 10 jobs' worth, so runs must wait for LINE to finish some
+    results = run_until_added(line_sandbox, runs=8)
+    assert statuses() == {"pending": 0, "adding": 0, "added": 2500}
+    assert results[0]["jobs_started"] == 10 and results[0]["stopped"] == ""
+    assert line_sandbox.control("audience")["groups"][0]["members"] == 2500
+    assert_line_limits_held(line_sandbox)
+    assert set(AudienceJob.objects.values_list("status", flat=True)) == {"finished"}
+
+
+def test_the_per_minute_budget_stops_a_run_and_the_next_run_continues(line_sandbox, settings):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 10
+    settings.LINE_AUDIENCE_RATE_PER_MINUTE = 8
+    line_sandbox.control("limits", {name: [8, 60.0] for name in ("audience_create", "audience_add", "audience_get")})
+    linkages(200)
+    first = audience_sync()
+    assert first["stopped"] == "audience budget used up" and first["jobs_started"] == 6  # create + get + 6 adds
+    assert audience_sync()["stopped"] == "audience budget used up"
+    assert statuses()["pending"] == 140
+    state = line_sandbox.control("audience")
+    assert state["max_calls_per_minute"] <= 8
+
+
+@pytest.mark.parametrize("busy_status", [429, 409])
+def test_too_many_jobs_answer_puts_the_chunk_back(line_sandbox, settings, busy_status):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 10
+    linkages(30)
+    audience_sync()  # creates the group and adds all three chunks
+    LineLinkageUser.objects.update(line_audience_status="pending", job=None)
+    AudienceJob.objects.all().delete()
+    line_sandbox.control("faults", {"endpoints": ["audience_add"], "next": [busy_status]})
+    result = audience_sync()
+    assert result["stopped"] == f"busy: {busy_status}" and result["jobs_started"] == 0
+    assert statuses()["pending"] == 30 and not AudienceJob.objects.exists()
+
+
+def test_failed_job_puts_users_back_to_pending(line_sandbox, settings):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 10
+    linkages(10)
+    line_sandbox.control("audience", {"fail_rate": 1.0})
+    audience_sync()
+    time.sleep(1.1)
+    line_sandbox.control("audience", {"fail_rate": 0.0})
+    audience_sync()  # settles the FAILED job, then adds the users again in a new job
+    assert AudienceJob.objects.filter(status="failed").count() == 1
+    time.sleep(1.1)
+    audience_sync()
+    assert statuses()["added"] == 10
+
+
+def test_add_that_timed_out_is_settled_from_lines_job_list(line_sandbox, settings):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 10
+    settings.LINE_AUDIENCE_READ_TIMEOUT = 0.3
+    linkages(10)
+    line_sandbox.control("faults", {"endpoints": ["audience_add"], "next": ["timeout+"], "timeout_seconds": 0.6})
+    result = audience_sync()
+    assert result["stopped"].startswith("uncertain add") and statuses()["adding"] == 10
+    time.sleep(1.1)
+    audience_sync()
+    assert statuses()["added"] == 10
+    assert line_sandbox.control("stats")["status_counts"]["audience_add"] == {"500": 1}  # LINE took it once
+
+
+def test_group_nearing_expiry_is_rotated_and_everyone_re_added(line_sandbox, settings):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 100
+    linkages(50)
+    run_until_added(line_sandbox, runs=3)
+    old = AudienceGroup.objects.get()
+    AudienceGroup.objects.update(expires_at=timezone.now() + timedelta(days=9))
+    result = audience_sync()
+    new = AudienceGroup.objects.get(active=True)
+    assert result["rotated_to"] == new.audience_group_id != old.audience_group_id
+    assert statuses()["adding"] == 50
+    time.sleep(1.1)
+    audience_sync()
+    assert statuses()["added"] == 50
+    groups = {g["audienceGroupId"]: g["members"] for g in line_sandbox.control("audience")["groups"]}
+    assert groups[new.audience_group_id] == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_periodic_task_runs_every_3_minutes_and_never_overlaps(line_sandbox):
+    from django.db import connection
+
+    from line_integration.tasks import line_audience_sync
+    from mercari_ops.common.locks import try_named_lock
+    from mercari_ops.common.periodic import PERIODIC_TASKS
+
+    assert PERIODIC_TASKS["line.audience_sync"].crontab == {"minute": "*/3"}
+    held, release = threading.Event(), threading.Event()
+
+    def other_run():
+        with try_named_lock("periodic:line.audience_sync") as acquired:
+            assert acquired
+            held.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    held.wait(10)
+    try:
+        assert line_audience_sync.run() == {"skipped": "locked"}
+    finally:
+        release.set()
+        thread.join()
+    assert line_audience_sync.run()["stopped"] == "no linked users yet"
