@@ -44,44 +44,88 @@ def customer_stage_get(*, customer_id: str) -> int | None:
 
 
 _RULESETS: dict[int, RuleSet] = {}
+_LAST_SEEN = {"version": None}
 
 
-def rules_active() -> RuleSet:
-    """The rules in force: the highest version (version 0 = one base stage until rules are published).
+def rules_cache_clear() -> None:
+    """Forget parsed versions (a test database rolled back can reuse a version number)."""
+    _RULESETS.clear()
+    _LAST_SEEN["version"] = None
 
-    Versions are immutable, so a parsed version is cached per process; the version number itself is
-    read every time (one indexed query), so a new version is in force everywhere at its commit.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}")
-        version = cursor.fetchone()[0]
+
+def ruleset_of_version(version: int | None) -> RuleSet:
+    """A rules version, parsed once per process (versions are immutable)."""
     if version is None:
         return ruleset_build(0, DEFAULT_DEFINITION)
     ruleset = _RULESETS.get(version)
     if ruleset is None:
         definition = StageRuleVersion.objects.values_list("definition", flat=True).get(version=version)
         ruleset = _RULESETS[version] = ruleset_build(version, definition)
+    _LAST_SEEN["version"] = version
     return ruleset
+
+
+def _max_version_sql() -> str:
+    return f"SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}"
+
+
+def rules_active() -> RuleSet:
+    """The rules in force: the highest version (version 0 = one base stage until rules are published).
+
+    The version number is read every time (one indexed query), so a new version is in force
+    everywhere as soon as it commits.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_max_version_sql())
+        return ruleset_of_version(cursor.fetchone()[0])
+
+
+def _window_query(pks: list[int], start: date, with_version: bool) -> tuple[str, list]:
+    table = MonthlyTotal._meta.db_table
+    if connection.vendor == "postgresql":
+        where, params = "customer_id = ANY(%s)", [pks]
+    else:
+        where, params = f"customer_id IN ({', '.join(['%s'] * len(pks))})", list(pks)
+    sql = (f'SELECT customer_id, kind, SUM(amount), SUM("count") FROM {table} '
+           f"WHERE {where} AND month >= %s GROUP BY customer_id, kind")
+    params.append(connection.ops.adapt_datefield_value(start))
+    if with_version:
+        sql = f"SELECT NULL, 'version', ({_max_version_sql()}), NULL UNION ALL {sql}"
+    return sql, params
 
 
 def window_metrics(*, customer_pks: Iterable[int], start: date) -> dict[int, dict[str, int]]:
     """Window totals per customer from a dozen monthly rows each: one GROUP BY query for all of them."""
-    pks = list(customer_pks)
+    return _window_metrics(list(customer_pks), start, with_version=False)[0]
+
+
+def _window_metrics(pks: list[int], start: date, with_version: bool) -> tuple[dict[int, dict[str, int]], int | None]:
     result = {pk: metrics_empty() for pk in pks}
-    if not pks:
-        return result
-    table = MonthlyTotal._meta.db_table
+    version = None
+    if not pks and not with_version:
+        return result, None
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            where, params = "customer_id = ANY(%s)", [pks]
-        else:
-            where, params = f"customer_id IN ({', '.join(['%s'] * len(pks))})", list(pks)
-        cursor.execute(f'SELECT customer_id, kind, SUM(amount), SUM("count") FROM {table} '
-                       f"WHERE {where} AND month >= %s GROUP BY customer_id, kind",
-                       [*params, connection.ops.adapt_datefield_value(start)])
+        cursor.execute(*_window_query(pks or [0], start, with_version))
         for pk, kind, amount, count in cursor.fetchall():
+            if pk is None:
+                version = amount
+                continue
             metrics_add(result[pk], kind, int(amount or 0), int(count or 0))
-    return result
+    return result, version
+
+
+def rules_and_window_metrics(*, customer_pks: list[int], now: datetime) -> tuple[RuleSet, dict[int, dict[str, int]]]:
+    """The rules in force and the window totals under them, in one round trip in the usual case.
+
+    The window start depends on the rules, so the query uses the last version this process saw and
+    also returns the current version number; if a newer version appeared, it queries again.
+    """
+    guess = ruleset_of_version(_LAST_SEEN["version"]) if _LAST_SEEN["version"] is not None else rules_active()
+    metrics, version = _window_metrics(customer_pks, window_start(now, guess.window_months), with_version=True)
+    if version == guess.version or (version is None and guess.version == 0):
+        return guess, metrics
+    ruleset = ruleset_of_version(version)
+    return ruleset, window_metrics(customer_pks=customer_pks, start=window_start(now, ruleset.window_months))
 
 
 def effective_stage(rules_stage: int, pin_floor: int | None, pin_expires_at: datetime | None,

@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..models import Customer, MonthlyTotal
-from ..selectors import rules_active
+from ..selectors import rules_and_window_metrics
 from .stages import NEW_CUSTOMER, CustomerState, aware, restage
 
 _CHUNK = 2000
@@ -93,6 +93,38 @@ def _totals_upsert(rows: list[tuple[int, str, date, int, int]]) -> None:
                            f"{', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} {tail}", params)
 
 
+def _customers_and_totals_upsert(customer_ids: list[str], sums: dict, now: datetime) -> list[CustomerState]:
+    """PostgreSQL, one round trip: lock/insert the customers (in customer_id order), then upsert their totals.
+
+    Both inserts live in one statement (data-modifying CTEs); the totals rows are only ever written
+    under their customer's row lock, so they cannot deadlock either.
+    """
+    customer_table, totals_table = Customer._meta.db_table, MonthlyTotal._meta.db_table
+    keys = sorted(sums)
+    sql = (
+        f"WITH c AS (INSERT INTO {customer_table} (customer_id, stage, rules_stage, created_at) "
+        f"SELECT u.customer_id, {NEW_CUSTOMER}, {NEW_CUSTOMER}, %s FROM unnest(%s::varchar[]) AS u(customer_id) "
+        "ORDER BY u.customer_id "
+        "ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id "
+        "RETURNING id, customer_id, stage, rules_stage, pin_floor, pin_expires_at), "
+        f't AS (INSERT INTO {totals_table} (customer_id, kind, month, amount, "count") '
+        "SELECT c.id, s.kind, s.month, s.amount, s.n "
+        "FROM unnest(%s::varchar[], %s::varchar[], %s::date[], %s::bigint[], %s::int[]) "
+        "AS s(customer_id, kind, month, amount, n) JOIN c ON c.customer_id = s.customer_id "
+        "ON CONFLICT (customer_id, kind, month) DO UPDATE SET "
+        f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count") '
+        "SELECT * FROM c"
+    )
+    params = [now, customer_ids, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+              [sums[k][0] for k in keys], [sums[k][1] for k in keys]]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    states = [CustomerState(*row) for row in rows]
+    states.sort(key=lambda state: state.customer_id)
+    return states
+
+
 @transaction.atomic
 def activity_apply(*, events: list[dict], now: datetime | None = None) -> int:
     """Add cleaned activity events to the totals and raise stages at once. Returns the stage changes made."""
@@ -110,16 +142,22 @@ def _apply(events: list[dict], now: datetime | None) -> int:
         entry = sums[(event["customer_id"], event["kind"], _month_of(event["occurred_at"]))]
         entry[0] += amount
         entry[1] += 1 if amount >= 0 else -1
-    states = _customers_upsert_locked(sorted({key[0] for key in sums}), now)
-    pk_of = {state.customer_id: state.pk for state in states}
-    _totals_upsert(sorted(
-        (pk_of[customer_id], kind, month, amount, count)
-        for (customer_id, kind, month), (amount, count) in sums.items()
-    ))
+    customer_ids = sorted({key[0] for key in sums})
+    if connection.vendor == "postgresql":
+        states = _customers_and_totals_upsert(customer_ids, sums, now)
+    else:
+        states = _customers_upsert_locked(customer_ids, now)
+        pk_of = {state.customer_id: state.pk for state in states}
+        _totals_upsert(sorted(
+            (pk_of[customer_id], kind, month, amount, count)
+            for (customer_id, kind, month), (amount, count) in sums.items()
+        ))
     # Read the rules after the locks: a recomputation for newer rules waits for our commit, so
-    # whichever runs second sees the other's work.
-    return restage(states=states, ruleset=rules_active(), now=now, trigger="event", allow_up=True,
-                   allow_down=False)
+    # whichever runs second sees the other's work. The window query is a new statement after the
+    # locks were taken, so it sees every committed total of these customers plus our own.
+    ruleset, metrics = rules_and_window_metrics(customer_pks=[state.pk for state in states], now=now)
+    return restage(states=states, ruleset=ruleset, now=now, trigger="event", allow_up=True, allow_down=False,
+                   metrics_by_pk=metrics)
 
 
 def activity_handle(event: dict) -> None:

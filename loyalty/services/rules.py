@@ -21,6 +21,7 @@ from mercari_ops.common.locks import try_named_lock
 
 from ..models import Customer, RecomputeJob, StageChange, StageRuleVersion
 from ..rules import definition_validate, ruleset_build
+from ..selectors import rules_cache_clear
 from .stages import customers_lock_batch, restage
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ UNFINISHED = (RecomputeJob.Status.QUEUED, RecomputeJob.Status.RUNNING, Recompute
 def rules_version_publish(*, definition, by: str, note: str = "") -> StageRuleVersion:
     """Validate and store a new rules version, then recompute every customer in the background."""
     cleaned = definition_validate(definition)
+    rules_cache_clear()
     if not by:
         raise ValidationFailed("the author's name is required", "by")
     try:

@@ -73,12 +73,13 @@ def _customers_write(updates: list[tuple]) -> None:
 
 def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, trigger: str,
             allow_up: bool, allow_down: bool, up_cause: str = StageChange.Cause.UPGRADE,
-            down_cause: str = StageChange.Cause.DOWNGRADE) -> int:
+            down_cause: str = StageChange.Cause.DOWNGRADE, metrics_by_pk: dict | None = None) -> int:
     """Evaluate locked customers against `ruleset` and record every stage that moves. Returns the changes."""
     if not states:
         return 0
     start = window_start(now, ruleset.window_months)
-    metrics_by_pk = window_metrics(customer_pks=[state.pk for state in states], start=start)
+    if metrics_by_pk is None:
+        metrics_by_pk = window_metrics(customer_pks=[state.pk for state in states], start=start)
     updates, changes = [], []
     for state in states:
         metrics = metrics_by_pk[state.pk]
