@@ -39,32 +39,34 @@ def state_key(payment_id: str, state: str) -> str:
 def payment_event_apply(event: dict) -> Waiting | None:
     """Inbox handler: create an entry or move one along its state path; Waiting if what it needs is missing."""
     canonical = event_canonicalize(event)
-    if canonical.parent_id is not None:
-        owner = PaymentEntry.objects.filter(payment_id=canonical.parent_id).values_list("customer_id", flat=True)
-        owner = owner.first()
-        if owner is not None and owner != canonical.customer_id:
-            raise PermanentEventError(f"parent {canonical.parent_id} belongs to another customer", "customer_id")
     customer_lock(customer_id=canonical.customer_id)
     if canonical.is_transition:
         return _transition_apply(canonical)
     return _entry_create(canonical)
 
 
+def _parent_check(event: CanonicalEvent, parent: PaymentEntry) -> None:
+    if parent.customer_id != event.customer_id:
+        raise PermanentEventError(f"parent {event.parent_id} belongs to another customer", "customer_id")
+
+
 def _entry_create(event: CanonicalEvent) -> Waiting | None:
-    existing = PaymentEntry.objects.filter(payment_id=event.payment_id).select_related("parent").first()
+    # One query for both the payment itself (a republished event) and its parent.
+    wanted = [event.payment_id] + ([event.parent_id] if event.parent_id else [])
+    found = {row.payment_id: row for row in PaymentEntry.objects.filter(payment_id__in=wanted)}
+    existing, parent = found.get(event.payment_id), found.get(event.parent_id) if event.parent_id else None
     if existing is not None:
-        same = (existing.type, existing.customer_id, existing.amount,
-                existing.parent.payment_id if existing.parent else None) == (
-            event.type, event.customer_id, event.amount, event.parent_id)
+        existing_parent = found.get(event.parent_id) if event.parent_id else None
+        same = (existing.type, existing.customer_id, existing.amount, existing.parent_id) == (
+            event.type, event.customer_id, event.amount, existing_parent.pk if existing_parent else None)
         if same:  # republished under a new event_id: nothing new to apply
             return None
         raise PermanentEventError(f"payment {event.payment_id} already exists with other details "
                                   f"({existing.type}, {existing.amount} yen)", "payment_id")
-    parent = None
     if event.parent_id is not None:
-        parent = PaymentEntry.objects.filter(payment_id=event.parent_id).first()
         if parent is None:
             return Waiting(on=event.parent_id, reason=f"parent {event.parent_id} not received yet")
+        _parent_check(event, parent)
         if parent.type not in ENTRY_PARENT_TYPES[event.type]:
             raise PermanentEventError(f"a {event.type} cannot have a {parent.type} as parent", "parent_id")
     state = INITIAL_STATE[event.type]
@@ -87,6 +89,7 @@ def _transition_apply(event: CanonicalEvent) -> Waiting | None:
     entry = PaymentEntry.objects.select_for_update().filter(payment_id=event.parent_id).first()
     if entry is None:
         return Waiting(on=event.parent_id, reason=f"payment {event.parent_id} not received yet")
+    _parent_check(event, entry)
     if entry.type not in TRANSITION_TARGET_TYPES[event.type]:
         raise PermanentEventError(f"{event.type} cannot apply to a {entry.type}", "parent_id")
     if PaymentTransition.objects.filter(entry=entry, kind=event.type, source_id=event.payment_id).exists():

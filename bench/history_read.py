@@ -1,0 +1,130 @@
+"""History read API: one customer with 1,000,000 entries, first page vs a page 10,000 deep (issue 6).
+
+    flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read [--entries 1000000] [--duration 10]
+
+Bulk-loads the entries with INSERT ... SELECT generate_series (not the ORM), once: half of them
+top-level marketplace purchases, each with the billed card transaction that paid for it as its
+child. A page is 20 top-level entries (with their children, actions and estimates), so page
+10,000 starts 199,980 entries deep. Measures the selector in-process and the HTTP API through
+gunicorn + wrk (1 connection: latency, not throughput), both on PostgreSQL, and shows the plan of the deep query.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+from bench.harness import Server, bench_env, database_create, manage, report, wrk
+
+CUSTOMER = "c-bench-1m"
+PAGE = 20
+DEEP_PAGE = 10_000
+
+LOAD_ROOTS = """
+INSERT INTO history_paymententry (payment_id, customer_id, type, parent_id, root_id, amount, state, state_at,
+    occurred_at, title, attributes, event_id, created_at, updated_at)
+SELECT 'bp-' || g, %(customer)s, 'mercari.purchase', NULL, NULL, 300 + g %% 9700, 'completed', t, t,
+       'item ' || g, jsonb_build_object('item_name', 'item ' || g), 'be-p-' || g, now(), now()
+FROM generate_series(1, %(roots)s) AS g,
+     LATERAL (SELECT timestamptz '2013-07-01 00:00:00+00' + g * interval '5 minutes' AS t) AS x
+"""
+LOAD_CHILDREN = """
+INSERT INTO history_paymententry (payment_id, customer_id, type, parent_id, root_id, amount, state, state_at,
+    occurred_at, title, attributes, event_id, created_at, updated_at)
+SELECT 'bt-' || substr(p.payment_id, 4), p.customer_id, 'mercard.transaction', p.id, p.id, p.amount,
+       CASE WHEN p.id %% 3 = 0 THEN 'repaid' ELSE 'billed' END, p.occurred_at + interval '10 days',
+       p.occurred_at + interval '1 second', 'Mercari',
+       '{"merchant_name": "Mercari", "merchant_id": "m-mercari", "payment_method": "mercard"}'::jsonb,
+       'be-t-' || substr(p.payment_id, 4), now(), now()
+FROM history_paymententry p WHERE p.customer_id = %(customer)s AND p.parent_id IS NULL
+"""
+
+
+def load(entries: int) -> dict:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM history_paymententry WHERE customer_id = %s", [CUSTOMER])
+        have = cursor.fetchone()[0]
+        if have == entries:
+            return {"loaded": False, "entries": have}
+        started = time.perf_counter()
+        cursor.execute("DELETE FROM history_paymententry WHERE customer_id = %s AND parent_id IS NOT NULL",
+                       [CUSTOMER])
+        cursor.execute("DELETE FROM history_paymententry WHERE customer_id = %s", [CUSTOMER])
+        cursor.execute(LOAD_ROOTS, {"customer": CUSTOMER, "roots": entries // 2})
+        cursor.execute(LOAD_CHILDREN, {"customer": CUSTOMER})
+        cursor.execute("ANALYZE history_paymententry")
+        return {"loaded": True, "entries": entries, "load_seconds": round(time.perf_counter() - started, 1)}
+
+
+def in_process(samples: int) -> dict:
+    from django.db import connection
+
+    from history.selectors import cursor_encode, history_page
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT occurred_at, id FROM history_paymententry WHERE customer_id = %s AND parent_id IS NULL "
+            "ORDER BY occurred_at DESC, id DESC OFFSET %s LIMIT 1", [CUSTOMER, PAGE * (DEEP_PAGE - 1) - 1])
+        deep_at, deep_id = cursor.fetchone()
+    deep_cursor = cursor_encode(deep_at, deep_id)
+    deep = history_page(customer_id=CUSTOMER, cursor=deep_cursor, page_size=PAGE)
+    assert len(deep["entries"]) == PAGE and all(e["children"] for e in deep["entries"])
+
+    def timed(cursor):
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            history_page(customer_id=CUSTOMER, cursor=cursor, page_size=PAGE)
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        return {"p50_ms": round(statistics.median(times), 3), "p99_ms": round(times[int(len(times) * 0.99) - 1], 3),
+                "samples": samples}
+
+    timed(None)  # warm
+    result = {"first_page": timed(None), "page_10000": timed(deep_cursor)}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM history_paymententry WHERE customer_id = %s AND "
+            "parent_id IS NULL AND occurred_at <= %s AND (occurred_at < %s OR (occurred_at = %s AND id < %s)) "
+            "ORDER BY occurred_at DESC, id DESC LIMIT 21", [CUSTOMER, deep_at, deep_at, deep_at, deep_id])
+        result["deep_plan"] = [row[0] for row in cursor.fetchall()][:4]
+    return result, deep_cursor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=2000)
+    args = parser.parse_args()
+    os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
+    env = bench_env()
+    database_create(env)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
+                                           "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+    loaded = load(args.entries)
+    direct, deep_cursor = in_process(args.samples)
+    token = manage("create_service_token", "bench-history", env=env).stdout.strip()
+    auth = {"Authorization": f"Token {token}"}
+    url = f"/api/history/customers/{CUSTOMER}/payments?page_size={PAGE}"
+    with Server(env=env, migrate=False) as server:
+        wrk(server.url(url), headers=auth, duration=3, connections=1)  # warm-up
+        first = wrk(server.url(url), headers=auth, duration=args.duration, connections=1)
+        deep = wrk(server.url(url + f"&cursor={deep_cursor}"), headers=auth, duration=args.duration,
+                   connections=1)
+    report("Payment history: read API, 1,000,000 entries for one customer", {
+        "data": loaded, "page_size": PAGE, "selector_in_process": direct,
+        "http_first_page": first, "http_page_10000": deep,
+        "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read --entries {args.entries} "
+                   f"--duration {args.duration}",
+    })
+
+
+if __name__ == "__main__":
+    main()
