@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime
 
 from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mercari_ops.common.errors import NotFound, ValidationFailed
+from mercari_ops.common.errors import DomainError, NotFound, ValidationFailed, error_body
 from mercari_ops.common.schema import Int, List, Schema, Str
 
 from .models import Campaign
@@ -68,8 +72,61 @@ _error = inline_serializer("CampaignError", {"error": serializers.CharField(),
                                              "field": serializers.CharField(allow_null=True)})
 
 
+def _json(body: dict, status_code: int = 200, **headers) -> HttpResponse:
+    response = HttpResponse(json.dumps(body), content_type="application/json", status=status_code)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
 class EstimateView(APIView):
+    """The item page's hot path.
+
+    `dispatch` answers POST without DRF's request wrapping, negotiation and rendering (measured at
+    roughly half the cost of the whole request); the contract is the same as any other API view here:
+    `Authorization: Token <key>` (401 otherwise), errors as {"error", "field"}, 503 when the database
+    is unreachable. `post` is the same logic through DRF, kept for the OpenAPI schema and for tests.
+    """
+
     authentication_classes = [CachedTokenAuthentication]
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method != "POST":
+            return super().dispatch(request, *args, **kwargs)
+        parts = request.META.get("HTTP_AUTHORIZATION", "").split()
+        if len(parts) != 2 or parts[0] != "Token":
+            return _json(error_body("Authentication credentials were not provided."), 401,
+                         **{"WWW-Authenticate": "Token"})
+        # CONN_HEALTH_CHECKS would spend a "SELECT 1" round trip on every request before our one query;
+        # here a dead connection just fails that query (503) and Django drops it at the end of the request.
+        connection.health_check_done = True
+        try:
+            CachedTokenAuthentication().authenticate_credentials(parts[1])
+            try:
+                data = json.loads(request.body)
+            except (ValueError, UnicodeDecodeError):
+                raise ValidationFailed("body is not valid JSON", "body") from None
+            return _json(self.estimate(data))
+        except AuthenticationFailed as exc:
+            return _json(error_body(str(exc.detail)), 401, **{"WWW-Authenticate": "Token"})
+        except DomainError as exc:
+            return _json(error_body(exc.message, exc.field), exc.status_code)
+        except DatabaseError:
+            return _json(error_body("database unavailable, retry later"), 503)
+
+    @staticmethod
+    def estimate(data) -> dict:
+        if not isinstance(data, dict):
+            raise ValidationFailed("body must be a JSON object", None)
+        if "items" in data:
+            body = LIST_SCHEMA.clean(data)
+            if len(body["items"]) > settings.CAMPAIGNS_ESTIMATE_MAX_ITEMS:
+                raise ValidationFailed(f"items has more than {settings.CAMPAIGNS_ESTIMATE_MAX_ITEMS} entries",
+                                       "items")
+            return {"customer_id": body["customer_id"],
+                    "items": estimate_items(customer_id=body["customer_id"], items=body["items"])}
+        body = SINGLE_SCHEMA.clean(data)
+        return estimate_items(customer_id=body["customer_id"], items=[body])[0]
 
     @extend_schema(
         operation_id="campaigns_estimate",
@@ -94,18 +151,7 @@ class EstimateView(APIView):
         ],
     )
     def post(self, request):
-        data = request.data
-        if not isinstance(data, dict):
-            raise ValidationFailed("body must be a JSON object", None)
-        if "items" in data:
-            body = LIST_SCHEMA.clean(data)
-            if len(body["items"]) > settings.CAMPAIGNS_ESTIMATE_MAX_ITEMS:
-                raise ValidationFailed(f"items has more than {settings.CAMPAIGNS_ESTIMATE_MAX_ITEMS} entries",
-                                       "items")
-            results = estimate_items(customer_id=body["customer_id"], items=body["items"])
-            return Response({"customer_id": body["customer_id"], "items": results})
-        body = SINGLE_SCHEMA.clean(data)
-        return Response(estimate_items(customer_id=body["customer_id"], items=[body])[0])
+        return Response(self.estimate(request.data))
 
 
 def _datetime(value, field: str) -> datetime:

@@ -132,3 +132,20 @@ def test_token_required(client, live):
     response = client.post(URL, {"customer_id": "c-1", "amount": 1, "channel": "mercari"},
                            content_type="application/json")
     assert response.status_code == 401
+
+
+def test_invalid_json_and_wrong_token(api_client, client, live):
+    response = api_client.generic("POST", URL, "{not json", content_type="application/json")
+    assert response.status_code == 400 and response.json() == {"error": "body is not valid JSON", "field": "body"}
+    response = client.post(URL, {"customer_id": "c-1", "amount": 1, "channel": "mercari"},
+                           content_type="application/json", HTTP_AUTHORIZATION="Token nope")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Token"
+    assert response.json()["error"]
+
+
+def test_drf_path_gives_the_same_answer(live, customer):
+    from campaigns.api import EstimateView
+
+    customer("c-1", stage=30)
+    body = {"customer_id": "c-1", "amount": 3000, "channel": "mercari"}
+    assert EstimateView.estimate(body) == points_estimate(customer_id="c-1", amount=3000, channel="mercari")
