@@ -172,7 +172,8 @@ def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]
     payload_field = InboxEvent._meta.get_field("payload")
     values, params = [], []
     for event, message_id in events:
-        payload = payload_field.get_db_prep_value(event if topic.keep_payload else None, connection)
+        # SQL NULL (not JSON null) when the topic keeps no payload, so retention and isnull filters see it.
+        payload = payload_field.get_db_prep_value(event, connection) if topic.keep_payload else None
         values.append("(%s, %s, %s, %s, '', 1, '', '', %s, %s, %s)")
         params += [topic.name, event["event_id"], InboxEvent.Status.PROCESSED, payload, message_id, now, now]
     sql = (

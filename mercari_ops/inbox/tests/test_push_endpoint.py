@@ -125,3 +125,11 @@ def test_database_down_answers_503(push, test_topic):
     assert not calls
     with pytest.raises(InboxEvent.DoesNotExist):
         InboxEvent.objects.get(event_id="e-db")
+
+
+def test_topic_without_payload_keeps_only_the_dedupe_key(push, test_topic):
+    name, calls, register = test_topic
+    register(keep_payload=False)
+    assert push(name, {"event_id": "private-1", "n": 1}).status_code == 204
+    assert InboxEvent.objects.filter(event_id="private-1", payload__isnull=True).exists()
+    assert calls == [{"event_id": "private-1", "n": 1}]
