@@ -35,7 +35,8 @@ Customer.objects.bulk_create([Customer(customer_id=c, stage=rng.choice([10, 20, 
 CardStatus.objects.filter(customer_id__in=ids).delete()
 CardStatus.objects.bulk_create([CardStatus(customer_id=c, mercard_status=rng.choice([1, 2, 3, 3]),
                                            changed_at=timezone.now()) for c in ids], batch_size=5000)
-rows = ["merchant_id,payment_method,master_id,is_marketplace", "m-mercari,,mercari,1", "m-mercari-ap,apple_pay,mercari,"]
+rows = ["merchant_id,payment_method,master_id,is_marketplace", "m-mercari,,mercari,1",
+        "m-mercari-ap,apple_pay,mercari,"]
 rows += [f"m-s{n},,shop-{n},0" for n in range(2000)]
 merchant_master_import_csv(text="\\n".join(rows) + "\\n")
 Campaign.objects.filter(name__startswith="bench-").update(status="ended")

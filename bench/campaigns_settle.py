@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from bench.harness import VENV_BIN, ROOT, bench_env, database_create, report
+from bench.harness import ROOT, VENV_BIN, bench_env, database_create, report
 
 TABLES = ["campaigns_customernotification", "campaigns_pointsledgerentry", "campaigns_campaignreward",
           "campaigns_pointsgrant", "campaigns_campaignbudget", "campaigns_billline", "campaigns_bill",
