@@ -208,7 +208,10 @@ def latencies(events, parent_of, outcome, nack: bool) -> dict:
     return {"all": pct(all_ms), "early_children": pct(early_ms), "never_visible": missing,
             "early_share": round(len(early) / len(events), 3),
             "deliveries_per_event": round(sum(deliveries.values()) / len(events), 3),
-            "achieved_rate_per_s": round(len(events) / outcome["sent_seconds"], 1)}
+            "dispatch_rate_per_s": round(len(events) / outcome["sent_seconds"], 1),
+            # what the server actually absorbed: below the dispatch rate means a queue built up
+            "served_rate_per_s": round(len(events) / (max(r[3] for r in outcome["results"])
+                                                      - min(outcome["first_start"].values())), 1)}
 
 
 def inbox_attempts(env, prefix: str) -> dict:
