@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -361,6 +361,14 @@ def dead_letter_discard(*, letter_pk: int, by: str = "") -> None:
     )
 
 
+def _order_value(value) -> datetime:
+    """Events order by time, not by string: '...:00.5Z' must come after '...:00Z'."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 def inbox_release_waiting(*, topic_name: str, key: str) -> list[Result]:
     """Run the events waiting on `key` now that it exists, in the topic's order (occurred_at).
 
@@ -373,7 +381,7 @@ def inbox_release_waiting(*, topic_name: str, key: str) -> list[Result]:
         InboxEvent.objects.select_for_update()
         .filter(topic=topic_name, status=InboxEvent.Status.WAITING, waiting_on=key)
     )
-    rows.sort(key=lambda row: (str(row.payload.get(topic.order_key, "")), row.pk))
+    rows.sort(key=lambda row: (_order_value(row.payload.get(topic.order_key)), row.pk))
     results = []
     for row in rows:
         result = _handler_run(topic, row.pk, row.payload, attempts_before=row.attempts)
