@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.errors import DomainError
 from mercari_ops.inbox.admin import DeadLetterAdmin, InboxEventAdmin
 from mercari_ops.inbox.models import InboxEvent
@@ -140,3 +141,19 @@ class RepaymentRequestAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+def _dashboard_rows():
+    return [
+        ("Payment events waiting for their parent",
+         WaitingPaymentEvent.objects.filter(topic=TOPIC, status=InboxEvent.Status.WAITING).count(),
+         "/admin/history/waitingpaymentevent/"),
+        ("Payment events dead", DeadPaymentEvent.objects.filter(topic=TOPIC, status=InboxEvent.Status.DEAD).count(),
+         "/admin/history/deadpaymentevent/"),
+        ("Repayment requests not yet delivered",
+         RepaymentRequest.objects.filter(status=RepaymentRequest.Status.PENDING).count(),
+         "/admin/history/repaymentrequest/?status__exact=pending"),
+    ]
+
+
+register_panel("Payment history", _dashboard_rows)

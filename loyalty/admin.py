@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.errors import DomainError
 
 from . import services
@@ -287,3 +288,18 @@ class StagePinAdmin(admin.ModelAdmin):
             services.stage_pin_revoke(pin_id=pk, by=request.user.get_username(), reason="revoked in the admin")
             n += 1
         self.message_user(request, f"Revoked {n} pin(s).")
+
+
+def _dashboard_rows():
+    from .models import RecomputeJob
+
+    rows = []
+    job = RecomputeJob.objects.select_related("rule_version").order_by("-pk").first()
+    if job is not None:
+        rows.append((f"Latest stage recomputation (rules v{job.rule_version.version})",
+                     f"{job.done}/{job.total} {job.get_status_display().lower()}",
+                     f"/admin/loyalty/recomputejob/{job.pk}/change/"))
+    return rows
+
+
+register_panel("Loyalty", _dashboard_rows)

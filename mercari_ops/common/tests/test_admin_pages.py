@@ -33,3 +33,10 @@ def test_every_changelist_and_one_change_page_render(superuser_client):
                 failures.append((change, status))
     assert failures == []
     assert superuser_client.get("/admin/").status_code == 200
+
+
+def test_dashboard_shows_every_app_panel_to_operators(superuser_client):
+    content = superuser_client.get("/admin/").content.decode()
+    for title in ("Event inbox", "Loyalty", "Campaigns", "Payment history", "Bills waiting for settlement",
+                  "Payment events waiting for their parent", "Latest stage recomputation"):
+        assert title in content
