@@ -244,9 +244,8 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=seconds * (0.5 + random.random() / 2))
 
 
-def requests_send_due(*, limit: int | None = None, pool: ThreadPoolExecutor | None = None) -> dict:
-    """Claim due requests with a lease, send them concurrently, record outcomes in bulk."""
-    limit = limit or settings.LINE_SEND_BATCH_SIZE
+def _claim(limit: int) -> tuple[list[LineRequest], object]:
+    """Due requests, reserved for us until the lease (a random microsecond makes it our claim token)."""
     now = timezone.now()
     lease = now + timedelta(seconds=settings.LINE_SEND_LEASE_SECONDS, microseconds=random.randint(0, 999_999))
     with transaction.atomic():
@@ -254,13 +253,27 @@ def requests_send_due(*, limit: int | None = None, pool: ThreadPoolExecutor | No
                        .filter(status=LineRequest.Status.PENDING, next_attempt_at__lte=now)
                        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
                        .order_by("next_attempt_at", "id")[:limit])
-        if not claimed:
-            return {"claimed": 0}
-        LineRequest.objects.filter(id__in=[r.id for r in claimed]).update(claimed_until=lease)
+        if claimed:
+            LineRequest.objects.filter(id__in=[r.id for r in claimed]).update(claimed_until=lease)
+    return claimed, lease
+
+
+def requests_send_due(*, limit: int | None = None, pool: ThreadPoolExecutor | None = None,
+                      while_sending=None) -> dict:
+    """Claim due requests with a lease, send them concurrently, record outcomes in bulk.
+
+    `while_sending()` runs in this thread while the pool sends (the sender plans the next batch then).
+    """
+    claimed, lease = _claim(limit or settings.LINE_SEND_BATCH_SIZE)
+    if not claimed:
+        return {"claimed": 0}
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS)
     try:
-        outcomes = list(pool.map(_send_one, claimed))
+        futures = [pool.submit(_send_one, request) for request in claimed]
+        if while_sending is not None:
+            while_sending()
+        outcomes = [future.result() for future in futures]
     finally:
         if own_pool:
             pool.shutdown()
@@ -350,13 +363,16 @@ def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict
     deadline = time.monotonic() + (seconds if seconds is not None else settings.LINE_SENDER_TASK_SECONDS)
     totals = defaultdict(int)
     with ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS) as pool:
+        totals["planned"] += outbound_plan()
         while time.monotonic() < deadline:
-            planned = outbound_plan()
-            result = requests_send_due(pool=pool)
-            totals["planned"] += planned
+            ahead: list[int] = []
+            result = requests_send_due(pool=pool, while_sending=lambda ahead=ahead: ahead.append(outbound_plan()))
+            if not result["claimed"]:
+                ahead.append(outbound_plan())
             for key, value in result.items():
                 totals[key] += value
-            if not planned and not result["claimed"]:
+            totals["planned"] += ahead[0]
+            if not result["claimed"] and not ahead[0]:
                 if until_idle:
                     break
                 time.sleep(0.2)

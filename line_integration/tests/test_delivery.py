@@ -201,3 +201,21 @@ def test_concurrent_senders_share_the_work_without_doubles(line_sandbox, link_cu
     assert sum(1 for r in results if r.get("sent")) >= 2  # the work was really shared
     assert line_sandbox.control("stats")["duplicates_refused"] == 0
     assert_each_delivered_once(line_sandbox, linked)
+
+
+@pytest.mark.django_db
+def test_send_task_respects_the_sender_concurrency_lease(line_sandbox, link_customers, text_template, settings):
+    from line_integration.tasks import line_kick_senders, line_send_due
+    from mercari_ops.common.ratelimit import concurrency_limiter
+
+    settings.LINE_SENDER_CONCURRENCY = 1
+    linked = link_customers(["c-1", "c-2"])
+    enqueue(linked)
+    token = concurrency_limiter().acquire("line:sender", limit=1, ttl=30)
+    try:
+        assert line_send_due.run() == {"skipped": "enough senders running"}
+    finally:
+        concurrency_limiter().release("line:sender", token)
+    assert line_send_due.run()["sent"] == 2
+    assert line_kick_senders.run()["senders_started"] == 0  # nothing left to send
+    assert_each_delivered_once(line_sandbox, linked)
