@@ -8,7 +8,10 @@
 """
 
 import argparse
+import os
 import time
+from contextlib import closing
+from pathlib import Path
 
 from bench.harness import report
 from bench.line_common import Sandbox, line_env, link_users, manage_py, prepare, reset_limiter, sql
@@ -24,36 +27,66 @@ def enqueue(env: dict, *, count: int, dispatch: str, personal: bool) -> None:
                   FROM generate_series(1, {count}) AS n"""])
 
 
-def run_senders(env: dict, processes: int) -> float:
+def statuses(env: dict, dispatch: str) -> dict:
+    import psycopg
+
+    with closing(psycopg.connect(env["DATABASE_URL"])) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM line_integration_outboundmessage WHERE dispatch_id = %s "
+                            "GROUP BY status", [dispatch]).fetchall()
+    return dict(rows)
+
+
+def run_senders(env: dict, processes: int) -> tuple[float, float]:
+    """Wall seconds and the CPU seconds the sender processes used."""
     started = time.monotonic()
-    procs = [manage_py(env, "line_send", "--seconds", "170") for _ in range(processes)]
+    procs = [manage_py(env, "line_send", "--seconds", "900") for _ in range(processes)]
+    cpu = 0.0
     for proc in procs:
-        proc.wait()
-    return time.monotonic() - started
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
+    return time.monotonic() - started, cpu
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes on the machine used so far (ours, PostgreSQL, Redis, anyone else's)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def phase(sandbox: Sandbox, env: dict, *, count: int, personal: bool, processes: int, dispatch: str) -> dict:
     sandbox.control("reset", {"keep_config": True})
     reset_limiter()
     enqueue(env, count=count, dispatch=dispatch, personal=personal)
-    wall = run_senders(env, processes)
+    sandbox_cpu, busy = process_cpu(sandbox.proc.pid), machine_busy()
+    wall, sender_cpu = run_senders(env, processes)
+    sandbox_cpu, busy = process_cpu(sandbox.proc.pid) - sandbox_cpu, machine_busy() - busy
     stats = sandbox.control("stats")
     kind = "push" if personal else "multicast"
     first, last = stats["first_request_at"].get(kind), stats["last_request_at"].get(kind)
     span = (last - first) if first and last else None
     calls = sum(stats["status_counts"].get(kind, {}).values())
-    return {"messages": count, "api_calls": calls, "status_counts": stats["status_counts"].get(kind),
+    return {"messages": count, "message_statuses": statuses(env, dispatch), "api_calls": calls,
+             "status_counts": stats["status_counts"].get(kind),
             "deliveries": stats["deliveries"], "recipients_delivered_more_than_once":
             stats["recipients_delivered_more_than_once"], "wall_seconds_incl_startup": round(wall, 2),
             "first_to_last_request_seconds": round(span, 2) if span else None,
             "achieved_requests_per_second": round((calls - 1) / span, 1) if span else None,
-            "max_requests_in_any_1s_window": stats["max_requests_per_window"].get(kind)}
+            "max_requests_in_any_1s_window": stats["max_requests_per_window"].get(kind),
+            "cpu_ms_per_api_call": {"senders": round(1000 * sender_cpu / calls, 3),
+                                    "sandbox": round(1000 * sandbox_cpu / calls, 3),
+                                    "whole_machine": round(1000 * busy / calls, 3)}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--identical", type=int, default=200_000)
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--identical", type=int, default=1_000_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
@@ -63,11 +96,13 @@ def main() -> None:
     results = {}
     with Sandbox(env) as sandbox:
         env["LINE_API_BASE"] = sandbox.url
+        sandbox.control("limits", {"push": [1000, 1.0]})  # so a burst over the limit shows up as 429s
         limited = dict(env, LINE_PUSH_RATE_PER_SECOND="1000")
         results["push_limit_1000"] = phase(sandbox, limited, count=args.messages, personal=True,
                                            processes=args.processes, dispatch="limited")
         r = results["push_limit_1000"]
         r["share_of_limit"] = round(r["achieved_requests_per_second"] / 1000, 3)
+        r["rate_safety"] = float(limited.get("LINE_RATE_SAFETY", 0.97))
         r["target"] = ">= 0.95 of 1,000/s, max window <= 1,000, zero 429"
         sandbox.control("limits", {"push": None})
         unlimited = dict(env, LINE_PUSH_RATE_PER_SECOND="0")

@@ -156,8 +156,11 @@ def outbound_plan(*, limit: int | None = None) -> int:
         groups: dict[str, list[OutboundMessage]] = defaultdict(list)
         rendered: dict[str, list[dict]] = {}
         failed = []
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda m: _safe_render(m, templates), batch))
+        if any(t.enrich_path for t in templates.values()):  # enrichment is an HTTP call per message: overlap them
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                results = list(pool.map(lambda m: _safe_render(m, templates), batch))
+        else:  # pure CPU: threads would only fight over the GIL with the sending threads
+            results = [_safe_render(m, templates) for m in batch]
         for message, (messages, error) in zip(batch, results, strict=True):
             if error:
                 message.status, message.reason = OutboundMessage.Status.FAILED, error[:300]
@@ -203,23 +206,19 @@ def _limit_for(kind: str) -> int:
 def _rate_wait(kind: str) -> None:
     """Take one call from the global budget, paced so LINE never sees more than the limit in any second.
 
-    LINE counts at arrival; thread scheduling moves arrivals by a few ms, so we aim a little under the
-    limit (LINE_RATE_SAFETY) and spread grants over 100 ms slices instead of bursting at each second.
+    LINE counts at arrival and thread scheduling moves arrivals by a few ms, so we aim a little under the
+    limit (LINE_RATE_SAFETY). Calls are paced on one even schedule shared by every worker (a slot every
+    1/rate seconds, `RateLimiter.pace`, one Redis call): no bursts at slice or window boundaries, so no
+    sliding second holds more than the aimed rate, and a thread that wakes up late does not push the
+    later slots back, so the achieved rate is the aimed rate when the senders keep up.
     """
     limit = _limit_for(kind)
     if limit <= 0:  # 0 = no client-side limit (benchmarks of the raw ceiling)
         return
     effective = max(1, int(limit * settings.LINE_RATE_SAFETY))
-    if limit < 200:  # a few percent is less than one request here: keep one 100 ms slice of headroom instead
+    if limit < 200:  # a few percent is less than one request here: keep a tenth of the limit as headroom instead
         effective = max(1, min(effective, limit - -(-limit // 10)))
-    limiter = rate_limiter()
-    while True:
-        if effective >= 20:
-            limiter.wait(f"line:{kind}:slice", limit=-(-effective // 10), period=0.1)
-        wait = limiter.acquire(f"line:{kind}", limit=effective, period=1.0)
-        if wait == 0.0:
-            return
-        time.sleep(wait)
+    rate_limiter().pace(f"line:{kind}", limit=effective, period=1.0)
 
 
 def _send_one(request: LineRequest) -> tuple[str, int | None, str, str]:
@@ -262,22 +261,33 @@ def requests_send_due(*, limit: int | None = None, pool: ThreadPoolExecutor | No
                       while_sending=None) -> dict:
     """Claim due requests with a lease, send them concurrently, record outcomes in bulk.
 
-    `while_sending()` runs in this thread while the pool sends (the sender plans the next batch then).
+    `while_sending()` runs in this thread while the pool sends.
     """
-    claimed, lease = _claim(limit or settings.LINE_SEND_BATCH_SIZE)
-    if not claimed:
-        return {"claimed": 0}
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS)
     try:
-        futures = [pool.submit(_send_one, request) for request in claimed]
+        batch = _batch_start(pool, limit or settings.LINE_SEND_BATCH_SIZE)
+        if batch is None:
+            return {"claimed": 0}
         if while_sending is not None:
             while_sending()
-        outcomes = [future.result() for future in futures]
+        return _batch_finish(batch)
     finally:
         if own_pool:
             pool.shutdown()
-    return _record(claimed, outcomes, lease)
+
+
+def _batch_start(pool: ThreadPoolExecutor, limit: int) -> tuple | None:
+    """Claim due requests and queue their sends on the pool; None when nothing is due."""
+    claimed, lease = _claim(limit)
+    if not claimed:
+        return None
+    return claimed, lease, [pool.submit(_send_one, request) for request in claimed]
+
+
+def _batch_finish(batch: tuple) -> dict:
+    claimed, lease, futures = batch
+    return _record(claimed, [future.result() for future in futures], lease)
 
 
 def _record(claimed: list[LineRequest], outcomes: list[tuple], lease) -> dict:
@@ -359,23 +369,36 @@ def _requests_set(claimed: list[LineRequest], fields: list[str], lease) -> set[i
 
 
 def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict:
-    """Plan and send until nothing is due (or `seconds` pass). Returns totals."""
+    """Plan and send until nothing is due (or `seconds` pass). Returns totals.
+
+    Pipelined so the pool never runs dry between batches (an idle gap is budget lost for good under an
+    even schedule): the next batch is claimed and queued behind the one on the wire, then this thread
+    plans more messages and records the previous batch while the pool sends.
+    """
     deadline = time.monotonic() + (seconds if seconds is not None else settings.LINE_SENDER_TASK_SECONDS)
+    batch_size = settings.LINE_SEND_BATCH_SIZE
     totals = defaultdict(int)
     with ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS) as pool:
         totals["planned"] += outbound_plan()
-        while time.monotonic() < deadline:
-            ahead: list[int] = []
-            result = requests_send_due(pool=pool, while_sending=lambda ahead=ahead: ahead.append(outbound_plan()))
-            if not result["claimed"]:
-                ahead.append(outbound_plan())
-            for key, value in result.items():
-                totals[key] += value
-            totals["planned"] += ahead[0]
-            if not result["claimed"] and not ahead[0]:
-                if until_idle:
+        in_flight = None
+        while True:
+            running = time.monotonic() < deadline
+            batch = _batch_start(pool, batch_size) if running else None
+            if batch is None and in_flight is None:
+                planned = outbound_plan() if running else 0
+                totals["planned"] += planned
+                if planned:
+                    continue
+                if until_idle or not running:
                     break
                 time.sleep(0.2)
+                continue
+            totals["planned"] += outbound_plan() if running else 0
+            if in_flight is not None:
+                for key, value in _batch_finish(in_flight).items():
+                    totals[key] += value
+            in_flight = batch
+    totals.setdefault("claimed", 0)
     return dict(totals)
 
 

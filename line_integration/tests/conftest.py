@@ -14,8 +14,7 @@ from django.conf import settings as django_settings
 from line_integration import spec
 from line_integration.sandbox import SandboxThread
 
-LIMITER_KEYS = ("line:push", "line:multicast", "line:push:slice", "line:multicast:slice", "line:audience",
-                "line:richmenu", "line:sender")
+LIMITER_KEYS = ("line:push", "line:multicast", "line:audience", "line:richmenu", "line:sender")
 
 
 def line_user_id(customer_id: str) -> str:

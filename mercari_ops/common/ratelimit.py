@@ -1,11 +1,17 @@
 """Global limits shared by every worker process and machine.
 
-Two primitives:
+Three primitives:
 
 * `RateLimiter.acquire(key, limit=N, period=P)`: at most N grants for `key` in
   any sliding window of P seconds (a sliding log, so no window -- not just the
   aligned ones -- ever holds more than N). Returns 0.0 when granted, otherwise
   the seconds to wait before asking again.
+* `RateLimiter.reserve(key, limit=N, period=P)` / `pace(...)`: evenly spaced
+  slots, one every P/N seconds (GCRA without burst), so no sliding window of P
+  seconds holds more than N slots either. A caller reserves the next free slot
+  and sleeps until it: the schedule does not slip when callers wake up late, and
+  there are no bursts at window or slice boundaries. For senders that should
+  run steadily just under a limit.
 * `ConcurrencyLimiter.acquire(key, limit=M, ttl=T)`: at most M leases held at
   once; a lease not released within T seconds (a dead worker) expires.
 
@@ -52,6 +58,22 @@ local wait = tonumber(oldest[2]) + period - now + 1
 return {0, now, wait}
 """
 
+# KEYS[1] = schedule key (the theoretical arrival time, microseconds); ARGV = interval_us, max_ahead_us
+# Returns {reserved(1|0), now_us, wait_us}: reserved -> the slot is wait_us from now; else ask again in wait_us.
+_SCHEDULE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(tat, now)
+if slot - now > tonumber(ARGV[2]) then
+  return {0, now, slot - now - tonumber(ARGV[2])}
+end
+local expire_ms = math.floor((slot + interval - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', slot + interval), 'PX', expire_ms)
+return {1, now, slot - now}
+"""
+
 # KEYS[1] = lease set; ARGV = limit, ttl_ms, token
 _LEASE_LUA = """
 local t = redis.call('TIME')
@@ -80,6 +102,7 @@ class _RedisBackend:
         self.prefix = prefix
         self._log = self.client.register_script(_SLIDING_LOG_LUA)
         self._lease = self.client.register_script(_LEASE_LUA)
+        self._schedule = self.client.register_script(_SCHEDULE_LUA)
 
     def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
         granted, now_ms, wait_ms = self._log(
@@ -90,6 +113,11 @@ class _RedisBackend:
             raise ValueError(f"cost {cost} is larger than the limit {limit}")
         return bool(granted), now_ms / 1000.0, wait_ms / 1000.0
 
+    def schedule(self, key: str, interval_us: int, max_ahead: float) -> tuple[bool, float, float]:
+        reserved, now_us, wait_us = self._schedule(keys=[f"{self.prefix}gc:{key}"],
+                                                   args=[interval_us, int(max_ahead * 1_000_000)])
+        return bool(reserved), now_us / 1_000_000, wait_us / 1_000_000
+
     def lease(self, key: str, limit: int, ttl: float) -> str | None:
         token = uuid.uuid4().hex
         ok = self._lease(keys=[f"{self.prefix}cc:{key}"], args=[limit, int(ttl * 1000), token])
@@ -99,7 +127,7 @@ class _RedisBackend:
         self.client.zrem(f"{self.prefix}cc:{key}", token)
 
     def reset(self, key: str) -> None:
-        self.client.delete(f"{self.prefix}rl:{key}", f"{self.prefix}cc:{key}")
+        self.client.delete(f"{self.prefix}rl:{key}", f"{self.prefix}cc:{key}", f"{self.prefix}gc:{key}")
 
 
 class _SqliteBackend:
@@ -112,6 +140,7 @@ class _SqliteBackend:
             conn.execute("CREATE TABLE IF NOT EXISTS grants (key TEXT NOT NULL, at REAL NOT NULL)")
             conn.execute("CREATE INDEX IF NOT EXISTS grants_key_at ON grants (key, at)")
             conn.execute("CREATE TABLE IF NOT EXISTS leases (key TEXT NOT NULL, token TEXT PRIMARY KEY, until REAL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS schedules (key TEXT PRIMARY KEY, tat INTEGER NOT NULL)")
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -149,6 +178,23 @@ class _SqliteBackend:
             conn.execute("ROLLBACK")
             raise
 
+    def schedule(self, key: str, interval_us: int, max_ahead: float) -> tuple[bool, float, float]:
+        conn = self._immediate()
+        try:
+            now = int(time.time() * 1_000_000)
+            row = conn.execute("SELECT tat FROM schedules WHERE key = ?", (key,)).fetchone()
+            slot = max(row[0] if row else 0, now)
+            if slot - now > max_ahead * 1_000_000:
+                conn.execute("COMMIT")
+                return False, now / 1_000_000, (slot - now) / 1_000_000 - max_ahead
+            conn.execute("INSERT INTO schedules (key, tat) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat", (key, slot + interval_us))
+            conn.execute("COMMIT")
+            return True, now / 1_000_000, (slot - now) / 1_000_000
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def lease(self, key: str, limit: int, ttl: float) -> str | None:
         conn = self._immediate()
         try:
@@ -172,6 +218,14 @@ class _SqliteBackend:
         conn = self._connect()
         conn.execute("DELETE FROM grants WHERE key = ?", (key,))
         conn.execute("DELETE FROM leases WHERE key = ?", (key,))
+        conn.execute("DELETE FROM schedules WHERE key = ?", (key,))
+
+
+def _interval_us(limit: int, period: float) -> int:
+    """Slot spacing in microseconds: strictly more than period/limit, so limit + 1 slots span more than a period."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    return round(period * 1_000_000) // limit + 1
 
 
 class RateLimiter:
@@ -198,6 +252,32 @@ class RateLimiter:
             if deadline is not None and time.monotonic() + wait > deadline:
                 raise RateLimitExceeded(wait)
             time.sleep(wait)
+
+    def reserve(self, key: str, *, limit: int, period: float = 1.0, max_ahead: float | None = None) -> float | None:
+        """Reserve the next free slot of an even schedule (one every period/limit seconds) for `key`.
+
+        Returns the seconds until that slot; the caller must not act before it. No sliding window of
+        `period` holds more than `limit` slots. None (nothing reserved) when the next free slot is
+        more than `max_ahead` seconds away (default: one period), so callers cannot book far ahead.
+        """
+        reserved, _, wait = self.backend.schedule(key, _interval_us(limit, period),
+                                                  period if max_ahead is None else max_ahead)
+        return wait if reserved else None
+
+    def reserve_at(self, key: str, *, limit: int, period: float = 1.0) -> float | None:
+        """Like reserve, but returns the slot's time on the limiter's clock (for audits and tests)."""
+        reserved, now, wait = self.backend.schedule(key, _interval_us(limit, period), period)
+        return now + wait if reserved else None
+
+    def pace(self, key: str, *, limit: int, period: float = 1.0) -> None:
+        """Block until this caller's slot of the even schedule (see `reserve`)."""
+        interval_us = _interval_us(limit, period)
+        while True:
+            reserved, _, wait = self.backend.schedule(key, interval_us, period)
+            if wait > 0:
+                time.sleep(wait)
+            if reserved:
+                return
 
     def reset(self, key: str) -> None:
         self.backend.reset(key)

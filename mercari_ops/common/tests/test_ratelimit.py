@@ -75,3 +75,70 @@ def test_concurrency_limiter_caps_leases_and_expires_dead_holders():
     assert limiter.acquire(key, limit=2, ttl=0.3) is not None
     assert limiter.acquire(key, limit=2, ttl=0.3) is not None
     assert limiter.acquire(key, limit=2, ttl=0.3) is None
+
+
+# ---- even schedule (reserve / pace) ------------------------------------------------------------------
+PACE_WORKER = """
+import json, os, sys, time
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+django.setup()
+from mercari_ops.common.ratelimit import rate_limiter
+key, limit, period, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+limiter, slots, deadline = rate_limiter(), [], time.monotonic() + seconds
+while time.monotonic() < deadline:
+    slot = limiter.reserve_at(key, limit=limit, period=period)
+    if slot is None:
+        time.sleep(0.001)
+        continue
+    slots.append(slot)
+    time.sleep(max(0.0, slot - time.time()))  # act at the slot, like pace()
+print(json.dumps(slots))
+"""
+
+
+def test_paced_slots_of_several_processes_are_evenly_spaced_and_never_exceed_the_limit():
+    key = f"test:{uuid.uuid4().hex}"
+    procs = [subprocess.Popen([sys.executable, "-c", PACE_WORKER, key, "100", "0.5", "1.5"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    slots = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        slots += json.loads(out)
+    slots.sort()
+    assert max_in_any_window(slots, 0.5) <= 100
+    # no bursts: consecutive slots (of any process) are at least period/limit apart
+    assert min(b - a for a, b in zip(slots, slots[1:], strict=False)) >= 0.005
+    # and the schedule does not slip: about the full 200/s was booked over the 1.5 s
+    assert len(slots) >= 200 * 1.5 * 0.9, f"{BACKEND} booked only {len(slots)}"
+
+
+def _backends(tmp_path):
+    from mercari_ops.common.ratelimit import RateLimiter, _backend, _SqliteBackend
+
+    backends = [("sqlite", RateLimiter(_SqliteBackend(tmp_path / "ratelimit.sqlite3")))]
+    if settings.REDIS_URL:
+        backends.append(("redis", RateLimiter(_backend())))
+    return backends
+
+
+def test_reserve_books_evenly_spaced_slots_and_not_beyond_max_ahead(tmp_path):
+    for name, limiter in _backends(tmp_path):
+        key = f"test:{uuid.uuid4().hex}"
+        waits = [limiter.reserve(key, limit=10, period=1.0, max_ahead=0.35) for _ in range(5)]
+        assert waits[4] is None, name  # the fifth slot is 0.4 s away: not booked
+        assert [round(w, 2) for w in waits[:4]] == [0.0, 0.1, 0.2, 0.3], (name, waits)
+        limiter.reset(key)
+        assert limiter.reserve(key, limit=10, period=1.0) == 0.0, name
+
+
+def test_pace_blocks_until_the_callers_slot(tmp_path):
+    import time
+
+    for name, limiter in _backends(tmp_path):
+        key = f"test:{uuid.uuid4().hex}"
+        started = time.monotonic()
+        for _ in range(6):
+            limiter.pace(key, limit=20, period=1.0)
+        assert 0.24 <= time.monotonic() - started < 0.6, name  # slots at 0, 50, ..., 250 ms
