@@ -2,32 +2,43 @@
 beside the nack-and-redeliver approach on the same server, same machine, same stream.
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_ingest [--rate 500] [--seconds 20]
+        [--workers 2] [--threads 1] [--connections 32]
 
 The stream: trees purchase -> card transaction -> bill over 1,000 customers, delivered in batches
 of 10 (one every 20 ms); in each batch one child is moved ahead of its parent (10% early).
-Requests are dispatched on schedule by 48 client threads (keep-alive http.client).
+
+The client is one asyncio process on raw sockets (no threads, no HTTP library): every request is
+encoded before the clock starts, event i is due at t0 + i / rate (open loop: the schedule does not
+wait for answers), and up to --connections requests are in flight, on kept-alive connections
+when the server keeps them (gthread) and a new one per request otherwise (sync workers). Its own
+CPU is reported (client_cpu_share_of_one_core), as is the CPU the server spent per event
+(gunicorn master + workers, and the PostgreSQL backends of the bench database, from /proc).
 
 Visible: an event is readable through the API once the transaction that applied it committed,
 i.e. when the push that applied it answered: its own push, or for an early child the push of
-the event it waited for (visible_at(e) = max(answer(e), visible_at(parent(e))), conservative).
-Latency = visible_at - the moment the client started sending e.
+the event it waited for. visible_at(e) = max(answer(e), visible_at(parent(e))), which is
+conservative (an early child is applied inside its parent's transaction, never later than it).
+Latency = visible_at - the time e was due (not when a connection became free, so time spent
+queued in the client or the server counts). An event whose inbox row is not `processed` after
+the run (still waiting, dead) is never visible, whatever its push answered.
 
-nack mode (POST /bench/history-nack/payment-events, bench/history_nack_wsgi.py): a missing parent
-rolls back and answers 409; like Pub/Sub with ordering keys, the nacked message and the later
-messages of its batch are redelivered after --nack-backoff seconds (Pub/Sub retry policy default
-minimum backoff: 10 s). Attempts = deliveries that reached the handler per event.
+nack mode (POST /bench/history-nack/payment-events, bench/history_nack_wsgi.py, same gunicorn):
+a missing parent rolls back and answers 409; like Pub/Sub with ordering keys, the nacked message
+and the later messages of its batch are redelivered after --nack-backoff seconds (Pub/Sub retry
+policy default minimum backoff: 10 s), with the same messageId. Deliveries per event counts every
+delivery that reached the server; attempts per event (inbox mode) is the inbox row's count of
+handler runs.
 """
 
 import argparse
+import asyncio
 import base64
-import http.client
 import json
 import os
-import queue
 import statistics
-import threading
 import time
 from contextlib import closing
+from pathlib import Path
 
 from bench.harness import ROOT, VENV_BIN, Server, bench_env, database_create, report
 
@@ -65,163 +76,176 @@ def stream(rate: int, seconds: int) -> tuple[list[dict], dict[str, str]]:
     return [e for batch in batches for e in batch], parent_of
 
 
-def body_of(event: dict, attempt: int) -> bytes:
+def request_bytes(event: dict, path: str, token: str) -> bytes:
+    """The whole HTTP/1.1 request, encoded once before the timed run.
+
+    A redelivery reuses it: Pub/Sub redelivers a message with the same messageId.
+    """
     data = base64.b64encode(json.dumps(event).encode()).decode()
-    return json.dumps({"message": {"data": data, "messageId": f"{event['event_id']}-{attempt}"},
+    body = json.dumps({"message": {"data": data, "messageId": f"m-{event['event_id']}"},
                        "subscription": "projects/p/subscriptions/bench"}).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
 
 
-class Client:
-    """Dispatch requests at given times from a pool of keep-alive connections."""
+async def _exchange(port: int, conn, request: bytes):
+    """Send one request on a kept-alive connection (opened when needed); (status, conn or None)."""
+    if conn is None:
+        conn = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = conn
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    length = int(headers.get("content-length", "0"))
+    if length:
+        await reader.readexactly(length)
+    if headers.get("connection") == "close" or lines[0].startswith("HTTP/1.0"):
+        writer.close()
+        conn = None
+    return status, conn
 
-    def __init__(self, port: int, path: str, headers: dict, threads: int = 48):
-        self.port, self.path, self.headers = port, path, headers
-        self.jobs: queue.Queue = queue.Queue()
-        self.results: list[tuple] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-        for thread in self.threads:
-            thread.start()
 
-    def _run(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+async def _dispatch(port: int, requests: list[bytes], rate: int, connections: int, nack_backoff: float | None,
+                    timeout: float) -> dict:
+    """Open loop: event i is due at t0 + i / rate whatever the answers; a bounded pool of connections sends.
+
+    The measured latency starts at the due time, so a request that waits for a free connection or a
+    busy server is charged for the wait (no coordinated omission).
+    """
+    loop = asyncio.get_running_loop()
+    jobs: asyncio.Queue = asyncio.Queue()
+    results: list[tuple[int, int, float, float, int]] = []  # (index, attempt, due, answered, status)
+    applied: set[int] = set()
+    total = len(requests)
+    finished = asyncio.Event()
+
+    def redeliver(index: int, attempt: int) -> None:
+        jobs.put_nowait((index, attempt, loop.time()))
+
+    async def sender():
+        conn = None
         while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            event, attempt = job
-            started = time.monotonic()
+            index, attempt, due = await jobs.get()
+            status = 0
             for _ in range(3):
                 try:
-                    conn.request("POST", self.path, body_of(event, attempt), self.headers)
-                    response = conn.getresponse()
-                    response.read()
-                    status = response.status
+                    status, conn = await _exchange(port, conn, requests[index])
                     break
-                except (OSError, http.client.HTTPException):
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            else:
-                status = 0
-            with self.lock:
-                self.results.append((event["event_id"], attempt, started, time.monotonic(), status))
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    if conn is not None:
+                        conn[1].close()
+                    conn = None
+            results.append((index, attempt, due, loop.time(), status))
+            if status == 409 and nack_backoff is not None:
+                # nack: Pub/Sub with an ordering key redelivers it and the later messages of its batch
+                batch = index // 10
+                for other in range(index, min(batch * 10 + 10, total)):
+                    loop.call_later(nack_backoff, redeliver, other, attempt + 1)
+            elif 200 <= status < 300:
+                applied.add(index)
+                if len(applied) == total:
+                    finished.set()
 
-    def submit(self, event, attempt):
-        self.jobs.put((event, attempt))
-
-    def close(self):
-        for _ in self.threads:
-            self.jobs.put(None)
-        for thread in self.threads:
-            thread.join()
-
-
-def run(port: int, path: str, headers: dict, events: list[dict], rate: int, nack_backoff: float | None) -> dict:
-    client = Client(port, path, headers)
-    interval = 1.0 / rate
-    by_id = {e["event_id"]: e for e in events}
-    batch_of = {e["event_id"]: i // 10 for i, e in enumerate(events)}
-    pending: list[tuple[float, str, int]] = []  # redeliveries (due, event_id, attempt)
-    seen_results = 0
-    first_start: dict[str, float] = {}
-    t0 = time.monotonic()
-    index = 0
-    deadline = t0 + len(events) / rate + (4 * nack_backoff + 30 if nack_backoff else 30)
-    done: set[str] = set()
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        while index < len(events) and t0 + index * interval <= now:
-            first_start.setdefault(events[index]["event_id"], t0 + index * interval)
-            client.submit(events[index], 1)
-            index += 1
-        if nack_backoff is not None:
-            with client.lock:
-                fresh = client.results[seen_results:]
-                seen_results = len(client.results)
-            for event_id, attempt, _, answered, status in fresh:
-                if status == 409:  # nack: redeliver it and the later messages of its batch (ordering key)
-                    batch = batch_of[event_id]
-                    members = [e["event_id"] for e in events[batch * 10:batch * 10 + 10]]
-                    for other in members[members.index(event_id):]:
-                        pending.append((answered + nack_backoff, other, attempt + 1))
-                elif status == 204:
-                    done.add(event_id)
-            due = [p for p in pending if p[0] <= now]
-            pending = [p for p in pending if p[0] > now]
-            for _, event_id, attempt in due:
-                client.submit(by_id[event_id], attempt)
-        if index >= len(events) and not pending and client.jobs.empty():
-            with client.lock:
-                if len(client.results) >= len(events) and (nack_backoff is None or len(done) >= len(events)):
-                    break
-        time.sleep(0.001)
-    time.sleep(0.5)
-    client.close()
-    sent_seconds = len(events) / rate
-    return {"results": client.results, "first_start": first_start, "sent_seconds": sent_seconds}
+    senders = [asyncio.create_task(sender()) for _ in range(connections)]
+    t0 = loop.time() + 0.05
+    for index in range(total):
+        due = t0 + index / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        jobs.put_nowait((index, 1, due))
+    try:
+        await asyncio.wait_for(finished.wait(), timeout)
+    except TimeoutError:
+        pass
+    for task in senders:
+        task.cancel()
+    return {"results": results, "t0": t0}
 
 
-def latencies(events, parent_of, outcome, nack: bool) -> dict:
-    answered: dict[str, float] = {}
-    deliveries: dict[str, int] = {}
-    for event_id, _, _, end, status in outcome["results"]:
-        deliveries[event_id] = deliveries.get(event_id, 0) + 1
-        if status == 204 and (event_id not in answered or end < answered[event_id]):
-            if not nack or event_id not in answered:
-                answered[event_id] = min(end, answered.get(event_id, end))
-    visible: dict[str, float] = {}
+def run(port: int, path: str, token: str, events: list[dict], rate: int, nack_backoff: float | None,
+        connections: int) -> dict:
+    requests = [request_bytes(event, path, token) for event in events]  # before the clock starts
+    timeout = len(events) / rate + (6 * nack_backoff + 60 if nack_backoff else 60)
+    cpu_before = time.process_time()
+    outcome = asyncio.run(_dispatch(port, requests, rate, connections, nack_backoff, timeout))
+    outcome["client_cpu_s"] = time.process_time() - cpu_before
+    outcome["sent_seconds"] = len(events) / rate
+    return outcome
 
-    def visible_at(event_id):
-        if event_id not in visible:
-            own = answered.get(event_id)
-            if own is None:
-                return None
-            parent = parent_of.get(event_id)
-            parent_visible = visible_at(parent) if parent and not nack else None
-            visible[event_id] = max(own, parent_visible) if parent_visible else own
-        return visible[event_id]
 
-    early = set()
-    position = {e["event_id"]: i for i, e in enumerate(events)}
-    for e in events:
-        parent = parent_of.get(e["event_id"])
-        if parent and position[parent] > position[e["event_id"]]:
-            early.add(e["event_id"])
+def latencies(events, parent_of, outcome, nack: bool, applied: set[str]) -> dict:
+    """Event-to-visible latency per event (see the module docstring for the definition).
+
+    `applied`: event_ids whose inbox row is processed after the run; an answered event that is not
+    (still waiting, dead) counts as never visible, whatever its answer said.
+    """
+    index_of = {e["event_id"]: i for i, e in enumerate(events)}
+    answered: dict[int, float] = {}  # the first 2xx answer of each event
+    deliveries = [0] * len(events)
+    for index, _, _, end, status in outcome["results"]:
+        deliveries[index] += 1
+        if 200 <= status < 300 and events[index]["event_id"] in applied and (
+                index not in answered or end < answered[index]):
+            answered[index] = end
+    visible: dict[int, float | None] = {}
+
+    def visible_at(index: int) -> float | None:
+        if index not in visible:
+            own = answered.get(index)
+            parent = parent_of.get(events[index]["event_id"])
+            parent_visible = visible_at(index_of[parent]) if parent and not nack and own is not None else None
+            visible[index] = max(own, parent_visible) if own is not None and parent_visible else own
+        return visible[index]
+
+    early = {i for i, e in enumerate(events)
+             if parent_of.get(e["event_id"]) and index_of[parent_of[e["event_id"]]] > i}
+    t0, rate = outcome["t0"], len(events) / outcome["sent_seconds"]
     all_ms, early_ms, missing = [], [], 0
-    for e in events:
-        v = visible_at(e["event_id"])
+    for index in range(len(events)):
+        v = visible_at(index)
         if v is None:
             missing += 1
             continue
-        ms = (v - outcome["first_start"][e["event_id"]]) * 1000
+        ms = (v - (t0 + index / rate)) * 1000
         all_ms.append(ms)
-        if e["event_id"] in early:
+        if index in early:
             early_ms.append(ms)
 
     def pct(values):
         values = sorted(values)
         if not values:
             return {}
-        return {"p50_ms": round(statistics.median(values), 1), "p99_ms": round(values[int(len(values) * 0.99) - 1], 1),
+        return {"p50_ms": round(statistics.median(values), 1),
+                "p99_ms": round(values[max(int(len(values) * 0.99) - 1, 0)], 1),
                 "max_ms": round(values[-1], 1), "n": len(values)}
 
+    last_answer = max(r[3] for r in outcome["results"])
     return {"all": pct(all_ms), "early_children": pct(early_ms), "never_visible": missing,
             "early_share": round(len(early) / len(events), 3),
-            "deliveries_per_event": round(sum(deliveries.values()) / len(events), 3),
-            "dispatch_rate_per_s": round(len(events) / outcome["sent_seconds"], 1),
+            "deliveries_per_event": round(sum(deliveries) / len(events), 3),
+            "dispatch_rate_per_s": round(rate, 1),
             # what the server actually absorbed: below the dispatch rate means a queue built up
-            "served_rate_per_s": round(len(events) / (max(r[3] for r in outcome["results"])
-                                                      - min(outcome["first_start"].values())), 1)}
+            "served_rate_per_s": round(len(events) / (last_answer - t0), 1),
+            "client_cpu_share_of_one_core": round(outcome["client_cpu_s"] / (last_answer - t0), 3)}
 
 
-def inbox_attempts(env, prefix: str) -> dict:
+def inbox_attempts(env, prefix: str) -> tuple[dict, set[str]]:
+    """Handler runs per event from the inbox rows, and the event_ids whose row is processed."""
     import psycopg
 
     with closing(psycopg.connect(env["DATABASE_URL"])) as conn:
         row = conn.execute(
             "SELECT count(*), avg(attempts), max(attempts), count(*) FILTER (WHERE status <> 'processed') "
             "FROM inbox_inboxevent WHERE topic = %s AND event_id LIKE %s", [TOPIC, prefix + "%"]).fetchone()
-    return {"events": row[0], "attempts_avg": float(row[1] or 0), "attempts_max": row[2], "not_processed": row[3]}
+        applied = {r[0] for r in conn.execute(
+            "SELECT event_id FROM inbox_inboxevent WHERE topic = %s AND event_id LIKE %s AND status = 'processed'",
+            [TOPIC, prefix + "%"])}
+    return ({"events": row[0], "attempts_avg": round(float(row[1] or 0), 4), "attempts_max": row[2],
+             "not_processed": row[3]}, applied)
 
 
 def reset(env) -> None:
@@ -237,14 +261,34 @@ def reset(env) -> None:
         conn.commit()
 
 
+def _cpu_seconds(pids) -> float:
+    """utime + stime of processes that are alive now (/proc), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 class NackServer(Server):
+    """gunicorn serving the project plus the nack endpoint: one server, the same config for both approaches."""
+
+    def __init__(self, *, threads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.threads = threads
+
     def __enter__(self):
         import socket
         import subprocess
 
+        worker = ["--worker-class", "gthread", "--threads", str(self.threads)] if self.threads > 1 else []
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "bench.history_nack_wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(self.workers), "--log-level", "warning", "--backlog", "2048"],
+             "--workers", str(self.workers), *worker, "--log-level", "warning", "--backlog", "2048"],
             cwd=ROOT, env=self.env)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -255,35 +299,71 @@ class NackServer(Server):
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not start")
 
+    def cpu_pids(self) -> tuple[list[int], list[int]]:
+        """The gunicorn master and workers, and the PostgreSQL backends connected to the bench database."""
+        import psycopg
+
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        with closing(psycopg.connect(self.env["DATABASE_URL"])) as conn:
+            backends = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        return [self.proc.pid, *map(int, children)], backends
+
+
+def measured(server: NackServer, path: str, token: str, events: list[dict], rate: int, backoff: float | None,
+             connections: int) -> dict:
+    web, db = server.cpu_pids()  # workers and their connections exist since the warm-up (CONN_MAX_AGE)
+    web_before, db_before = _cpu_seconds(web), _cpu_seconds(db)
+    outcome = run(server.port, path, token, events, rate, backoff, connections)
+    outcome["server_cpu_ms_per_event"] = {
+        "gunicorn": round((_cpu_seconds(web) - web_before) * 1000 / len(events), 2),
+        "postgres": round((_cpu_seconds(db) - db_before) * 1000 / len(events), 2),
+    }
+    return outcome
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread when > 1)")
+    parser.add_argument("--connections", type=int, default=32, help="client connections (in-flight requests)")
     parser.add_argument("--nack-backoff", type=float, default=10.0)
+    parser.add_argument("--modes", default="inbox_waiting,nack_redeliver")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
-    env = bench_env()
+    # The per-push transaction path; set GROUP_COMMIT=1 to measure group commit where it exists.
+    env = bench_env(GROUP_COMMIT=os.environ.get("GROUP_COMMIT", "0"))
     database_create(env)
     events, parent_of = stream(args.rate, args.seconds)
-    headers = {"Authorization": f"Bearer {env['PUBSUB_PUSH_TOKEN']}", "Content-Type": "application/json"}
+    token = env["PUBSUB_PUSH_TOKEN"]
+    modes = {"inbox_waiting": (f"/pubsub/push/{TOPIC}", None),
+             "nack_redeliver": (f"/bench/history-nack/{TOPIC}", args.nack_backoff)}
     results = {}
-    with NackServer(env=env, workers=args.workers, migrate=False) as server:
-        for mode, path, backoff in (("inbox_waiting", f"/pubsub/push/{TOPIC}", None),
-                                    ("nack_redeliver", f"/bench/history-nack/{TOPIC}", args.nack_backoff)):
+    with NackServer(env=env, workers=args.workers, threads=args.threads, migrate=False) as server:
+        for mode in args.modes.split(","):
+            path, backoff = modes[mode]
             reset(env)
             warm = [dict(e, event_id="w" + e["event_id"], payment_id="w" + e["payment_id"],
                          **({"parent_id": "w" + e["parent_id"]} if e.get("parent_id") else {}))
-                    for e in events[:300]]
-            run(server.port, path, headers, warm, args.rate, backoff)  # warm-up (not measured)
-            outcome = run(server.port, path, headers, events, args.rate, backoff)
-            results[mode] = latencies(events, parent_of, outcome, nack=backoff is not None)
-            results[mode]["inbox"] = inbox_attempts(env, "i-")
+                    for e in events[:500]]
+            run(server.port, path, token, warm, args.rate, backoff, args.connections)  # warm-up (not measured)
+            outcome = measured(server, path, token, events, args.rate, backoff, args.connections)
+            inbox, applied = inbox_attempts(env, "i-")
+            results[mode] = latencies(events, parent_of, outcome, nack=backoff is not None, applied=applied)
+            results[mode]["server_cpu_ms_per_event"] = outcome["server_cpu_ms_per_event"]
+            results[mode]["inbox"] = inbox
     report("Payment history: event-to-visible latency, 10% early children", {
-        "rate_per_s": args.rate, "events": len(events), "gunicorn_workers": args.workers, **results,
+        "rate_per_s": args.rate, "events": len(events), "gunicorn_workers": args.workers,
+        "gunicorn_threads": args.threads, "client_connections": args.connections,
+        "inbox_group_commit": env["GROUP_COMMIT"],
+        "load_average_before": [round(x, 2) for x in load_before], **results,
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_ingest --rate {args.rate} "
-                   f"--seconds {args.seconds} --workers {args.workers} --nack-backoff {args.nack_backoff}",
+                   f"--seconds {args.seconds} --workers {args.workers} --threads {args.threads} "
+                   f"--connections {args.connections} --nack-backoff {args.nack_backoff}"
+                   + (f" --modes {args.modes}" if args.modes != "inbox_waiting,nack_redeliver" else ""),
     })
 
 

@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=1, help="HTTP runs per page (noise shows as spread)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
     env = bench_env()
     database_create(env)
@@ -113,16 +115,19 @@ def main() -> None:
     token = manage("create_service_token", "bench-history", env=env).stdout.strip()
     auth = {"Authorization": f"Token {token}"}
     url = f"/api/history/customers/{CUSTOMER}/payments?page_size={PAGE}"
+    first, deep = [], []
     with Server(env=env, migrate=False) as server:
         wrk(server.url(url), headers=auth, duration=3, connections=1)  # warm-up
-        first = wrk(server.url(url), headers=auth, duration=args.duration, connections=1)
-        deep = wrk(server.url(url + f"&cursor={deep_cursor}"), headers=auth, duration=args.duration,
-                   connections=1)
+        for _ in range(args.repeat):  # interleaved, so a noisy moment hits both pages alike
+            first.append(wrk(server.url(url), headers=auth, duration=args.duration, connections=1))
+            deep.append(wrk(server.url(url + f"&cursor={deep_cursor}"), headers=auth, duration=args.duration,
+                            connections=1))
     report("Payment history: read API, 1,000,000 entries for one customer", {
         "data": loaded, "page_size": PAGE, "selector_in_process": direct,
         "http_first_page": first, "http_page_10000": deep,
+        "load_average_before": [round(x, 2) for x in load_before],
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read --entries {args.entries} "
-                   f"--duration {args.duration}",
+                   f"--duration {args.duration}" + (f" --repeat {args.repeat}" if args.repeat > 1 else ""),
     })
 
 
