@@ -19,6 +19,12 @@ def push_body(event, message_id: str | None = None) -> bytes:
     }).encode()
 
 
+@pytest.fixture(autouse=True)
+def _inbox_push_without_group_commit(settings):
+    """Pushes run in the test's own transaction; group commit has its own transactional tests."""
+    settings.GROUP_COMMIT = False
+
+
 @pytest.fixture
 def push(client):
     """push(topic, event) -> response, through the real endpoint with the configured token."""

@@ -13,17 +13,21 @@ from mercari_ops.common.errors import ValidationFailed, error_body
 from mercari_ops.inbox.views import bearer_matches
 
 from . import services
+from .services.braze import braze_accept_grouped
 from .services.linking import BadSignature
 
 
 @csrf_exempt
 @require_POST
 def braze_webhook(request):
-    """POST /line/braze/webhook: one insert, then 202 (queued, or skipped: not_linked)."""
+    """POST /line/braze/webhook: one insert (shared with concurrent requests), then 202 (queued, or skipped)."""
     if not bearer_matches(request, settings.BRAZE_WEBHOOK_TOKEN):
         return JsonResponse(error_body("missing or wrong bearer token", "Authorization"), status=401)
     try:
-        result = services.braze_accept(body=request.body)
+        if settings.GROUP_COMMIT:
+            result = braze_accept_grouped(body=request.body)
+        else:
+            result = services.braze_accept(body=request.body)
     except ValidationFailed as exc:
         return JsonResponse(error_body(exc.message, exc.field), status=400)
     return JsonResponse(result, status=202)

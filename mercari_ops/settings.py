@@ -173,6 +173,10 @@ INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=8)
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 INBOX_WAITING_ALERT_SECONDS = env.int("INBOX_WAITING_ALERT_SECONDS", default=300)
 INBOX_WAITING_TIMEOUT_SECONDS = env.int("INBOX_WAITING_TIMEOUT_SECONDS", default=600)
+# Group commit (threaded web server): concurrent Pub/Sub pushes and Braze webhooks of one process share a transaction.
+GROUP_COMMIT = env.bool("GROUP_COMMIT", default=True)
+GROUP_COMMIT_MAX = env.int("GROUP_COMMIT_MAX", default=200)
+GROUP_COMMIT_TIMEOUT_SECONDS = env.float("GROUP_COMMIT_TIMEOUT_SECONDS", default=30.0)
 EVENT_FUTURE_TOLERANCE_SECONDS = env.int("EVENT_FUTURE_TOLERANCE_SECONDS", default=300)
 
 ADMIN_SITE_TITLE = "Mercari Ops back-office"

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.groupcommit import group_committer
 
 from .models import DeadLetter, InboxEvent
 from .registry import PermanentEventError, Topic, Waiting, get_topic
@@ -240,8 +241,66 @@ def inbox_accept(*, topic: Topic, event: dict, message_id: str = "") -> Result:
             return _failure_write(topic, inserted[event_id], event, 0, failed.cause)
 
 
-def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True) -> Result:
-    """The push endpoint's service: decode, validate, accept. Raises ValidationFailed (400)."""
+def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
+    """Group commit of concurrent pushes: (topic, event, message_id) items in one transaction.
+
+    One multi-row insert per topic for the dedupe (a repeat of an event_id within the group is a
+    duplicate of its first occurrence), then the handlers of the new events: a topic's
+    `handle_batch` when it has one, otherwise `handle` event by event in arrival order. Events
+    recorded in one group see each other's effects exactly as if they had come one by one (a
+    child whose parent comes later in the group waits, and the parent's handler releases it).
+    If any handler fails, the whole group rolls back and every item is accepted again on its own
+    through `inbox_accept`, so a failing event never changes another event's outcome.
+    """
+    results: list[Result | None] = [None] * len(items)
+    try:
+        with transaction.atomic():
+            by_topic: dict[str, list[int]] = {}
+            for index, (topic, _, _) in enumerate(items):
+                by_topic.setdefault(topic.name, []).append(index)
+            new_rows: dict[int, int] = {}
+            for indexes in by_topic.values():
+                topic = items[indexes[0]][0]
+                inserted = _rows_insert(topic, [(items[i][1], items[i][2]) for i in indexes])
+                for i in indexes:
+                    row_id = inserted.pop(items[i][1]["event_id"], None)
+                    if row_id is None:
+                        results[i] = Result(Outcome.DUPLICATE, items[i][1]["event_id"])
+                    else:
+                        new_rows[i] = row_id
+            for indexes in by_topic.values():
+                topic = items[indexes[0]][0]
+                new_indexes = [i for i in indexes if i in new_rows]
+                if not new_indexes:
+                    continue
+                if topic.handle_batch is not None:
+                    try:
+                        topic.handle_batch([items[i][1] for i in new_indexes])
+                    except Exception as exc:
+                        raise _HandlerFailed(exc) from exc
+                    for i in new_indexes:
+                        results[i] = Result(Outcome.PROCESSED, items[i][1]["event_id"])
+                    continue
+                for i in new_indexes:
+                    event = items[i][1]
+                    try:
+                        outcome = topic.handle(event)
+                    except Exception as exc:
+                        raise _HandlerFailed(exc) from exc
+                    # written at once: a parent later in the group must find this event waiting to release it
+                    results[i] = (_waiting_write(new_rows[i], event, 0, outcome) if isinstance(outcome, Waiting)
+                                  else Result(Outcome.PROCESSED, event["event_id"]))
+    except _HandlerFailed:
+        return [inbox_accept(topic=topic, event=event, message_id=message_id) for topic, event, message_id in items]
+    return results
+
+
+def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, group_commit: bool = False) -> Result:
+    """The push endpoint's service: decode, validate, accept. Raises ValidationFailed (400).
+
+    With `group_commit` the accept runs in this process's committer thread together with the
+    pushes that arrived at the same moment (see mercari_ops.common.groupcommit).
+    """
     topic = get_topic(topic_name)
     try:
         if topic is None:
@@ -252,7 +311,11 @@ def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True) -> 
         if record_dead:
             dead_letter_record(topic=topic_name, body=body, error=exc.message, field=exc.field)
         raise
-    result = inbox_accept(topic=topic, event=event, message_id=message_id)
+    if group_commit:
+        committer = group_committer("inbox", inbox_accept_group, max_group=settings.GROUP_COMMIT_MAX)
+        result = committer.submit((topic, event, message_id), timeout=settings.GROUP_COMMIT_TIMEOUT_SECONDS)
+    else:
+        result = inbox_accept(topic=topic, event=event, message_id=message_id)
     if result.outcome is Outcome.DEAD:
         raise PermanentEventError(result.error or "event can never succeed", result.field)
     return result

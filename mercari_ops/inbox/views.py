@@ -25,7 +25,7 @@ def pubsub_push(request, topic: str):
     if not bearer_matches(request, settings.PUBSUB_PUSH_TOKEN):
         return JsonResponse(error_body("missing or wrong bearer token", "Authorization"), status=401)
     try:
-        inbox_receive(topic_name=topic, body=request.body)
+        inbox_receive(topic_name=topic, body=request.body, group_commit=settings.GROUP_COMMIT)
     except ValidationFailed as exc:
         return JsonResponse(error_body(exc.message, exc.field), status=400)
     return HttpResponse(status=204)
