@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
+from mercari_ops.common.http import http_session
+
 from .models import PointsLedgerEntry
 
 
@@ -48,9 +50,7 @@ class PointsApiClient:
 
     def __init__(self, base_url: str, *, token: str = "", timeout: float = 5.0):
         self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session = http_session(self.base_url, token=token)
         self.timeout = (min(2.0, timeout), timeout)
 
     def grant(self, request: GrantRequest) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import requests
 
+from mercari_ops.common.http import http_session
+
 
 class RepaymentError(Exception):
     pass
@@ -29,9 +31,7 @@ class RepaymentClient:
     def __init__(self, base_url: str, *, timeout: tuple[float, float] = (3.05, 10.0), token: str = ""):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = requests.Session()
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session = http_session(self.base_url, token=token)
 
     def repayment_create(self, *, idempotency_key: str, body: dict) -> int:
         """The HTTP status (2xx or 409) once the service holds the request."""

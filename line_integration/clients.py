@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import requests
 from django.conf import settings
 
+from mercari_ops.common.http import http_session
+
 
 class LineError(Exception):
     def __init__(self, message: str, *, status: int | None = None, body: dict | None = None,
@@ -68,12 +70,9 @@ class LineClient:
         self.connect_timeout = connect_timeout or settings.LINE_CONNECT_TIMEOUT
         self.read_timeout = read_timeout or settings.LINE_READ_TIMEOUT
         self.audience_read_timeout = audience_read_timeout or settings.LINE_AUDIENCE_READ_TIMEOUT
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update({"Authorization": f"Bearer {access_token or settings.LINE_CHANNEL_ACCESS_TOKEN}",
-                                     "Content-Type": "application/json"})
+        self.session = http_session(self.base_url, pool_size=pool_size,
+                                    token=access_token or settings.LINE_CHANNEL_ACCESS_TOKEN)
+        self.session.headers["Content-Type"] = "application/json"
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _call(self, method: str, path: str, *, json_body=None, headers: dict | None = None,

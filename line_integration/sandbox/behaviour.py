@@ -92,6 +92,10 @@ class Sandbox:
         self.access_token = access_token
         self.audience_job_seconds = audience_job_seconds
         self.reset()
+        # Load and compile the OpenAPI specs now: done lazily, the first request of each kind would
+        # spend a second or more on it and time out a client with a short read timeout.
+        for kind, schema in BODY_SCHEMAS.values():
+            spec.validator(kind, schema)
 
     # ---- state -------------------------------------------------------------------------------
     def reset(self, keep_config: bool = False) -> None:
