@@ -17,12 +17,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.groupcommit import group_committer
 
 from ..models import OutboundMessage
-from .delivery import BRAZE_SCHEMA, message_enqueue
-from .templates import template_names
+from .delivery import braze_answer, braze_clean, braze_enqueue
 
 _GROUP_INSERT_SQL = """
 INSERT INTO line_integration_outboundmessage
@@ -39,31 +37,11 @@ RETURNING dispatch_id, user_id, status, reason
 """
 
 
-def braze_clean(*, body: bytes) -> dict:
-    """The validated webhook body, or ValidationFailed naming the bad field (400)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ValidationFailed("body is not valid JSON", "body")
-    cleaned = BRAZE_SCHEMA.clean(data, "")
-    if cleaned["template"] not in template_names():
-        raise ValidationFailed(f"unknown template {cleaned['template']!r}", "template")
-    return cleaned
-
-
-def _answer(status: str, reason: str) -> dict:
-    if status == OutboundMessage.Status.SKIPPED:
-        return {"status": "skipped", "reason": reason or "not_linked"}
-    return {"status": "queued"}
-
-
 def braze_enqueue_group(messages: list[dict]) -> list[dict]:
     """Record cleaned Braze messages in one transaction; the webhook answer of each, in order."""
     if connection.vendor != "postgresql":  # SQLite: one statement per message, still one commit
         with transaction.atomic():
-            return [_answer(*message_enqueue(
-                dispatch_id=m["dispatch_id"], user_id=m["user_id"], template=m["template"],
-                params=m.get("params") or {}, campaign_id=m.get("campaign_id", ""))) for m in messages]
+            return [braze_enqueue(message) for message in messages]
     columns = ([m["dispatch_id"] for m in messages], [m["user_id"] for m in messages],
                [m.get("campaign_id", "") for m in messages], [m["template"] for m in messages],
                [json.dumps(m.get("params") or {}) for m in messages])
@@ -80,7 +58,7 @@ def braze_enqueue_group(messages: list[dict]) -> list[dict]:
                 [[d for d, _ in repeats], [u for _, u in repeats]],
             )
             outcome.update({(d, u): (s, r) for d, u, s, r in cursor})
-    return [_answer(*outcome.get((m["dispatch_id"], m["user_id"]), ("queued", ""))) for m in messages]
+    return [braze_answer(*outcome.get((m["dispatch_id"], m["user_id"]), ("queued", ""))) for m in messages]
 
 
 def braze_accept_grouped(*, body: bytes) -> dict:

@@ -78,8 +78,8 @@ def message_enqueue(*, dispatch_id: str, user_id: str, template: str = "", param
     return row[0], row[1]
 
 
-def braze_accept(*, body: bytes) -> dict:
-    """Validate a Braze webhook body and record its message. Raises ValidationFailed naming the field."""
+def braze_clean(*, body: bytes) -> dict:
+    """The validated webhook body, or ValidationFailed naming the bad field (400)."""
     try:
         data = json.loads(body)
     except ValueError:
@@ -87,12 +87,26 @@ def braze_accept(*, body: bytes) -> dict:
     cleaned = BRAZE_SCHEMA.clean(data, "")
     if cleaned["template"] not in template_names():
         raise ValidationFailed(f"unknown template {cleaned['template']!r}", "template")
-    status, reason = message_enqueue(dispatch_id=cleaned["dispatch_id"], user_id=cleaned["user_id"],
-                                     template=cleaned["template"], params=cleaned.get("params") or {},
-                                     campaign_id=cleaned.get("campaign_id", ""))
+    return cleaned
+
+
+def braze_answer(status: str, reason: str) -> dict:
+    """The webhook's 202 body for a recorded message."""
     if status == OutboundMessage.Status.SKIPPED:
         return {"status": "skipped", "reason": reason or "not_linked"}
     return {"status": "queued"}
+
+
+def braze_enqueue(message: dict) -> dict:
+    """Record one cleaned Braze message; its webhook answer."""
+    return braze_answer(*message_enqueue(
+        dispatch_id=message["dispatch_id"], user_id=message["user_id"], template=message["template"],
+        params=message.get("params") or {}, campaign_id=message.get("campaign_id", "")))
+
+
+def braze_accept(*, body: bytes) -> dict:
+    """Validate a Braze webhook body and record its message. Raises ValidationFailed naming the field."""
+    return braze_enqueue(braze_clean(body=body))
 
 
 def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:
