@@ -132,3 +132,19 @@ def test_production_refuses_to_start_without_secret_key():
     result = _manage("check", **env)
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_every_variable_settings_reads_is_documented_in_env_example():
+    import re
+
+    source = (ROOT / "mercari_ops" / "settings.py").read_text()
+    read = set(re.findall(r"""\b(?:env|Env\(\))\.\w+\(\s*["']([A-Z][A-Z0-9_]+)["']""", source))
+    example = (ROOT / ".env.example").read_text().splitlines()
+    documented = {}
+    for previous, current in zip(["", *example], example, strict=False):
+        name = current.split("=", 1)[0]
+        if "=" in current and not current.startswith("#"):
+            documented[name] = previous.startswith("# ")
+    assert {"DB_CONN_HEALTH_CHECKS", "DB_SERVER_SIDE_BINDING", "DATABASE_URL", "VAR_DIR"} <= read
+    assert sorted(read - set(documented)) == []
+    assert sorted(name for name, commented in documented.items() if not commented) == []
