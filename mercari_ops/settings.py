@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +24,9 @@ else:
     # No defaults when DEBUG is off: a missing secret stops the process at start.
     SECRET_KEY = env.str("DJANGO_SECRET_KEY")
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+    if not ALLOWED_HOSTS:
+        # An empty list would start fine and then answer 400 to every request.
+        raise ImproperlyConfigured("Set the ALLOWED_HOSTS environment variable (DEBUG is off)")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

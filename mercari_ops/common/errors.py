@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.db import DatabaseError
+import re
+
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 
 class DomainError(Exception):
@@ -55,13 +57,63 @@ def _first_drf_error(detail, prefix: str = "") -> tuple[str, str | None]:
     return str(detail), prefix or None
 
 
+_PG_KEY_COLUMNS = re.compile(r"Key \((?P<columns>[^)]*)\)=")
+_SQLITE_CONSTRAINT = re.compile(r"(?P<kind>UNIQUE|NOT NULL|CHECK) constraint failed: (?P<names>.+)")
+
+
+def _integrity_error_body(exc: IntegrityError) -> tuple[dict, int]:
+    """What was wrong with the input, from the driver's error (PostgreSQL diagnostics or SQLite's message).
+
+    Only column and constraint names go back to the caller, never the values of the row.
+    """
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if diag is not None:  # PostgreSQL (psycopg)
+        key = _PG_KEY_COLUMNS.match(diag.message_detail or "")
+        columns = ",".join(c.strip() for c in key.group("columns").split(",")) if key else None
+        kind = {"23505": "UNIQUE", "23502": "NOT NULL", "23503": "FOREIGN KEY", "23514": "CHECK"}.get(diag.sqlstate)
+        column, constraint = columns or diag.column_name, diag.constraint_name
+    else:  # SQLite: "UNIQUE constraint failed: table.a, table.b"
+        match = _SQLITE_CONSTRAINT.match(str(exc))
+        kind = match.group("kind") if match else ("FOREIGN KEY" if "FOREIGN KEY" in str(exc) else None)
+        names = [n.strip().rsplit(".", 1)[-1] for n in match.group("names").split(",")] if match else []
+        column = ",".join(names) if kind in ("UNIQUE", "NOT NULL") else None
+        constraint = names[0] if kind == "CHECK" and names else None
+    if kind == "UNIQUE":
+        return error_body(f"a record with the same {column or 'key'} already exists", column), 409
+    if kind == "NOT NULL":
+        return error_body(f"{column or 'a value'} is required", column), 400
+    if kind == "FOREIGN KEY":
+        return error_body(f"{column or 'a reference'} refers to a record that does not exist", column), 400
+    if kind == "CHECK":
+        return error_body(f"the input breaks the rule {constraint or '(check constraint)'}", None), 400
+    return error_body("the input breaks a database constraint", None), 400
+
+
+def _data_error_body(exc: DataError) -> dict:
+    """A value the column cannot hold (too long, out of range, not a number)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or str(exc).splitlines()[0] or "invalid value"
+    return error_body(message, getattr(diag, "column_name", None))
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return Response(error_body(exc.message, exc.field), status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
         message, field = _first_drf_error(exc.detail)
         return Response(error_body(message, field), status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, IntegrityError):
+        # Bad input, not an outage: a retry of the same request can never succeed.
+        set_rollback()
+        body, code = _integrity_error_body(exc)
+        return Response(body, status=code)
+    if isinstance(exc, DataError):
+        set_rollback()
+        return Response(_data_error_body(exc), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, (DatabaseError, InterfaceError)):  # InterfaceError is not a DatabaseError
+        # OperationalError / InterfaceError (server down, connection lost, lock timeout): the caller retries.
+        set_rollback()
         return Response(error_body("database unavailable, retry later"), status=503)
     response = exception_handler(exc, context)
     if response is not None:

@@ -1,13 +1,29 @@
+import json
 import os
+import re
 import subprocess
 import sys
+from io import StringIO
 from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 from django_celery_beat.models import PeriodicTask
 from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory
+from rest_framework.views import APIView
 
 from mercari_ops.common.errors import api_exception_handler
 from mercari_ops.common.locks import lock_key, try_named_lock
@@ -135,8 +151,6 @@ def test_production_refuses_to_start_without_secret_key():
 
 
 def test_every_variable_settings_reads_is_documented_in_env_example():
-    import re
-
     source = (ROOT / "mercari_ops" / "settings.py").read_text()
     read = set(re.findall(r"""\b(?:env|Env\(\))\.\w+\(\s*["']([A-Z][A-Z0-9_]+)["']""", source))
     example = (ROOT / ".env.example").read_text().splitlines()
@@ -148,3 +162,140 @@ def test_every_variable_settings_reads_is_documented_in_env_example():
     assert {"DB_CONN_HEALTH_CHECKS", "DB_SERVER_SIDE_BINDING", "DATABASE_URL", "VAR_DIR"} <= read
     assert sorted(read - set(documented)) == []
     assert sorted(name for name, commented in documented.items() if not commented) == []
+
+
+@pytest.mark.parametrize("allowed_hosts", [None, ""], ids=["unset", "empty"])
+def test_production_refuses_to_start_without_allowed_hosts(allowed_hosts):
+    env = dict(PRODUCTION)
+    env.pop("ALLOWED_HOSTS")
+    if allowed_hosts is not None:
+        env["ALLOWED_HOSTS"] = allowed_hosts
+    result = _manage("check", **env)
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS" in result.stderr
+
+
+DEAD_DATABASE_PROBE = """
+import json, django
+django.setup()
+from django.test import Client
+client = Client()
+health = client.get("/healthz")
+api = client.get("/api/whoami", HTTP_AUTHORIZATION="Token any-key")
+print(json.dumps({"health": [health.status_code, health.json()], "api": [api.status_code, api.json()]}))
+"""
+
+
+def test_healthz_and_api_are_503_when_the_database_is_unreachable(tmp_path):
+    # given: a web process whose database server is not there (nothing listens on port 1 / an unopenable file)
+    dead = ("postgres://postgres@127.0.0.1:1/mops_dead" if connection.vendor == "postgresql"
+            else f"sqlite:///{tmp_path}/missing-dir/db.sqlite3")
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
+    env.update(DATABASE_URL=dead, DJANGO_SETTINGS_MODULE="mercari_ops.settings")
+    # when
+    result = subprocess.run([sys.executable, "-c", DEAD_DATABASE_PROBE], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    # then: 503 (callers retry), the broker is still reported as fine, the API answers {"error", "field"}
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answers["health"] == [503, {"status": "unavailable", "database": False, "broker": True}]
+    assert answers["api"] == [503, {"error": "database unavailable, retry later", "field": None}]
+
+
+def test_ensure_admin_prints_the_password_once():
+    from django.contrib.auth import get_user_model
+
+    first, second = StringIO(), StringIO()
+    call_command("ensure_admin", "--username", "boss", stdout=first)
+    password = re.search(r"Admin user created: boss / (\S+)", first.getvalue()).group(1)
+    user = get_user_model().objects.get(username="boss")
+    assert user.is_superuser and user.check_password(password)
+
+    call_command("ensure_admin", "--username", "boss", stdout=second)
+    assert password not in second.getvalue()
+    assert "already exists" in second.getvalue()
+    user.refresh_from_db()
+    assert user.check_password(password)  # the second run did not reset it
+
+
+def test_create_service_token_is_stable_and_rotate_replaces_the_key(client):
+    def command(*args) -> str:
+        out = StringIO()
+        call_command("create_service_token", *args, stdout=out)
+        return out.getvalue().strip()
+
+    def whoami(key):
+        return client.get("/api/whoami", HTTP_AUTHORIZATION=f"Token {key}")
+
+    old = command("billing")
+    assert command("billing") == old
+    assert whoami(old).json() == {"service": "billing"}
+
+    new = command("billing", "--rotate")
+
+    assert new != old
+    assert whoami(old).status_code == 401
+    assert (whoami(new).status_code, whoami(new).json()) == (200, {"service": "billing"})
+
+
+def _database_error(statements: list[str]):
+    """Run SQL that the real database rejects; return the exception Django raised."""
+    with pytest.raises(DatabaseError) as caught, transaction.atomic(), connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+    return caught.value
+
+
+def test_unique_conflict_is_409_naming_the_field():
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create(username="twice")
+    with pytest.raises(IntegrityError) as caught, transaction.atomic():
+        get_user_model().objects.create(username="twice")
+    response = api_exception_handler(caught.value, {})
+    assert response.status_code == 409
+    assert response.data == {"error": "a record with the same username already exists", "field": "username"}
+
+
+def test_missing_required_value_is_400_naming_the_field():
+    error = _database_error(["INSERT INTO auth_group (name) VALUES (NULL)"])
+    assert isinstance(error, IntegrityError)
+    response = api_exception_handler(error, {})
+    assert (response.status_code, response.data) == (400, {"error": "name is required", "field": "name"})
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite does not enforce varchar length")
+def test_value_the_column_cannot_hold_is_400():
+    error = _database_error([f"INSERT INTO auth_group (name) VALUES ('{'x' * 200}')"])
+    assert isinstance(error, DataError)
+    response = api_exception_handler(error, {})
+    assert response.status_code == 400
+    assert response.data == {"error": "value too long for type character varying(150)", "field": None}
+
+
+def test_database_outage_is_still_503():
+    if connection.vendor == "postgresql":
+        error = _database_error(["SET LOCAL statement_timeout = 1", "SELECT pg_sleep(1)"])  # query cancelled
+    else:
+        error = _database_error(["SELECT * FROM table_that_is_not_there"])
+    assert isinstance(error, OperationalError)
+    for exc in (error, InterfaceError("connection already closed")):
+        response = api_exception_handler(exc, {})
+        assert (response.status_code, response.data) == (503, {"error": "database unavailable, retry later",
+                                                               "field": None})
+
+
+class _CreateGroupApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def post(self, request):
+        return Response({"id": Group.objects.create(name=request.data["name"]).pk}, status=201)
+
+
+def test_api_view_answers_409_to_a_duplicate_instead_of_503():
+    view = _CreateGroupApi.as_view()
+    assert view(APIRequestFactory().post("/x", {"name": "team"}, format="json")).status_code == 201
+    response = view(APIRequestFactory().post("/x", {"name": "team"}, format="json"))
+    assert (response.status_code, response.data) == (409, {"error": "a record with the same name already exists",
+                                                           "field": "name"})
