@@ -87,9 +87,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    # Server-side binding lets psycopg prepare hot statements (the inbox insert) once per connection.
+    # Server-side binding plus a prepare threshold let psycopg prepare hot statements (the inbox insert,
+    # the handlers' statements) after they ran DB_PREPARE_THRESHOLD times on a connection; Django alone
+    # never prepares. Set DB_PREPARE_THRESHOLD= (empty) behind a transaction-pooling pgbouncer older than 1.21.
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING",
                                                                                     default=True)
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5) \
+        if env.str("DB_PREPARE_THRESHOLD", default="5") != "" else None
     # Off by default: a health check costs a round trip per request; a dead connection fails one
     # request with 503 (callers retry) and is then replaced.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
