@@ -3,7 +3,10 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.errors import ValidationFailed
@@ -85,8 +88,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(PiiMaskMixin, admin.ModelAdmin):
     pii_fields = ("line_user_id",)
-    list_display = ["id", "campaign_id", "dispatch_id", "user_id", "template", "kind", "status", "reason",
-                    "created_at", "sent_at"]
+    list_display = ["id", "campaign_id", "dispatch_id", "user_id", "line_user_id", "template", "kind", "status",
+                    "reason", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
     search_fields = ["campaign_id", "dispatch_id", "user_id"]
     fields = ["dispatch_id", "user_id", "campaign_id", "template", "params_pretty", "line_user_id", "kind", "status",
@@ -161,7 +164,7 @@ class LineUserAdmin(PiiMaskMixin, admin.ModelAdmin):
     def line_user_id_masked(self, obj):
         return mask(obj.line_user_id)
 
-    @admin.action(description="Send a test message to the selected linked users")
+    @admin.action(description="Send a test message to the selected linked users", permissions=["change"])
     def send_test_message(self, request, queryset):
         sent = 0
         for user in queryset.filter(status=LineUser.Status.LINKED).exclude(customer_id=None)[:100]:
@@ -198,12 +201,43 @@ class LineLinkageUserAdmin(PiiMaskMixin, admin.ModelAdmin):
 
 
 class RunAudienceJobMixin:
-    @admin.action(description="Run the audience job now")
-    def run_audience_job_now(self, request, queryset):
+    """A "Run the audience job now" button on the changelist: works with no rows (a fresh install).
+
+    POST only to `<changelist>/run-now/` (the admin view wrapper adds login and CSRF checks); only users
+    who may change the model (operators) see the button or may use it. It queues the same periodic task
+    (the service under its lock), so it never overlaps a scheduled run.
+    """
+
+    change_list_template = "admin/line_integration/audience_change_list.html"
+
+    def _url_name(self, view: str) -> str:
+        return f"{self.model._meta.app_label}_{self.model._meta.model_name}_{view}"
+
+    def get_urls(self):
+        run_now = path("run-now/", self.admin_site.admin_view(self.run_audience_job_now),
+                       name=self._url_name("run_now"))
+        return [run_now, *super().get_urls()]
+
+    def run_audience_job_now(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         from .tasks import line_audience_sync
 
-        line_audience_sync.delay()
-        self.message_user(request, "Audience job queued (it runs under its lock; see Audience jobs).")
+        try:
+            line_audience_sync.delay()
+        except Exception as exc:  # the broker is down: say so instead of a 500
+            self.message_user(request, f"Could not queue the audience job: {exc}", messages.ERROR)
+        else:
+            self.message_user(request, "Audience job queued (it runs under its lock; see Audience jobs).",
+                              messages.SUCCESS)
+        return HttpResponseRedirect(reverse(f"admin:{self._url_name('changelist')}", current_app=self.admin_site.name))
+
+    def changelist_view(self, request, extra_context=None):
+        run_now_url = (reverse(f"admin:{self._url_name('run_now')}", current_app=self.admin_site.name)
+                       if self.has_change_permission(request) else None)
+        return super().changelist_view(request, {**(extra_context or {}), "run_now_url": run_now_url})
 
 
 @admin.register(AudienceGroup)
@@ -211,7 +245,6 @@ class AudienceGroupAdmin(RunAudienceJobMixin, admin.ModelAdmin):
     list_display = ["audience_group_id", "description", "active", "created_at", "expires_at"]
     list_filter = ["active"]
     readonly_fields = ["audience_group_id", "description", "active", "created_at", "expires_at"]
-    actions = ["run_audience_job_now"]
 
 
 @admin.register(AudienceJob)
@@ -221,16 +254,6 @@ class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
     list_filter = ["status"]
     readonly_fields = ["audience_group", "description", "status", "line_job_id", "user_count", "created_at",
                        "finished_at"]
-    actions = ["run_audience_job_now"]
-
-    def changelist_view(self, request, extra_context=None):
-        if request.method == "POST" and request.POST.get("action") == "run_audience_job_now":
-            # the action needs no selection: allow it on an empty changelist
-            post = request.POST.copy()
-            post.setlist(admin.helpers.ACTION_CHECKBOX_NAME, post.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
-                         or [str(pk) for pk in AudienceJob.objects.values_list("pk", flat=True)[:1]])
-            request.POST = post
-        return super().changelist_view(request, extra_context)
 
 
 @admin.register(WebhookEvent)
@@ -245,6 +268,3 @@ class WebhookEventAdmin(PiiMaskMixin, admin.ModelAdmin):
     @admin.display(description="LINE user")
     def line_user_id_masked(self, obj):
         return mask(obj.line_user_id)
-
-
-

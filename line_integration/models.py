@@ -91,6 +91,7 @@ class LineRequest(models.Model):
         PENDING = "pending"
         SENT = "sent"
         FAILED = "failed"
+        CANCELLED = "cancelled", "cancelled (no recipient left before it was sent)"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     retry_key = models.UUIDField(default=uuid.uuid4, unique=True)

@@ -120,6 +120,7 @@ class Sandbox:
         self.link_tokens: dict[str, dict] = {}
         self.rich_menus: dict[str, str] = {}
         self.groups: dict[int, dict] = {}
+        self.expire_on_add: set[int] = set()  # groups that expire when the next add arrives (after a get)
         self.next_group_id = 1000
         self.next_job_id = 5000
         self.max_jobs_in_progress = 0
@@ -338,6 +339,9 @@ class Sandbox:
         if group is None:
             return bad_request("audience group not found",
                                [{"message": "AUDIENCE_GROUP_NOT_FOUND", "property": "audienceGroupId"}])
+        if group["id"] in self.expire_on_add:
+            self.expire_on_add.discard(group["id"])
+            group["expire"] = now
         if now >= group["expire"]:
             return bad_request("Cannot upload to this audience group",
                                [{"message": "AUDIENCE_GROUP_CAN_NOT_UPLOAD_STATUS_EXPIRED", "property": ""}])
@@ -408,6 +412,7 @@ class Sandbox:
                 self.audience_fail_rate = float(body.get("fail_rate", self.audience_fail_rate))
                 for group_id, seconds in (body.get("expire_in") or {}).items():
                     self.groups[int(group_id)]["expire"] = time.time() + float(seconds)
+                self.expire_on_add.update(int(group_id) for group_id in body.get("expire_on_add") or [])
             now = time.time()
             return Reply(200, {
                 "job_seconds": self.audience_job_seconds, "busy_status": self.audience_busy_status,

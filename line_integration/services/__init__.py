@@ -6,6 +6,7 @@ from .delivery import (  # noqa: F401
     line_notify,
     message_enqueue,
     outbound_plan,
+    planned_cancel,
     requests_send_due,
     sender_run,
     template_save,

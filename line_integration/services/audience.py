@@ -4,7 +4,8 @@ Every run (every 3 minutes, under a lock): read the group's jobs, settle ours
 (FINISHED -> added, FAILED or lost -> pending), then while fewer than 10 jobs are in
 progress and the 60/min budget allows, add pending users in chunks of up to
 10,000. LINE's "too many jobs" (429, or 409 in some deployments) puts the chunk
-back for the next run. Groups are rotated before their 180-day expiry.
+back for the next run. Groups are rotated before their 180-day expiry, and at once when LINE reports
+one EXPIRED or refuses an add as expired anyway (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -111,6 +112,17 @@ def _release(job: AudienceJob) -> None:
         job.delete()
 
 
+def _rotate_expired(group: AudienceGroup, summary: dict) -> AudienceGroup | None:
+    """LINE says the group expired: retire it and rotate at once if the budget allows (else the next run)."""
+    AudienceGroup.objects.filter(pk=group.pk).update(active=False)
+    logger.warning("audience group %s expired at LINE before its rotation", group.audience_group_id)
+    if not _budget():
+        return None
+    new = audience_rotate()
+    summary["rotated_to"] = new.audience_group_id
+    return new
+
+
 def audience_sync() -> dict:
     """One run of the audience job (the periodic task calls it under its lock)."""
     summary = {"jobs_started": 0, "users_sent": 0, "stopped": ""}
@@ -133,8 +145,10 @@ def audience_sync() -> dict:
     except LineBadRequest as exc:
         return dict(summary, stopped=f"audience get refused: {exc.reason}")
     if (data.get("audienceGroup") or {}).get("status") == "EXPIRED":
-        AudienceGroup.objects.filter(pk=group.pk).update(active=False)
-        return dict(summary, stopped="audience group expired; the next run rotates")
+        group = _rotate_expired(group, summary)
+        if group is None:
+            return dict(summary, stopped="audience group expired; the next run rotates")
+        data = {"jobs": []}  # a new group has no jobs yet
     in_progress = _settle(group, data.get("jobs") or [])
     summary["in_progress"] = in_progress
     while in_progress < settings.LINE_AUDIENCE_MAX_JOBS:
@@ -161,8 +175,11 @@ def audience_sync() -> dict:
             break
         except LineBadRequest as exc:
             _release(job)
-            if "EXPIRED" in exc.reason:
-                AudienceGroup.objects.filter(pk=group.pk).update(active=False)
+            if "EXPIRED" in exc.reason and "rotated_to" not in summary:  # expired since our get: rotate, go on
+                group = _rotate_expired(group, summary)
+                if group is not None:
+                    in_progress = 0
+                    continue
             summary["stopped"] = f"refused: {exc.reason}"
             break
         in_progress += 1

@@ -20,7 +20,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
@@ -156,15 +157,40 @@ def _render(message: OutboundMessage, templates: dict[str, MessageTemplate]) -> 
     return template_render(template=template, params=message.params)
 
 
+def _skip_reason():
+    """'' while the message's LINE account is still linked to its customer; else `blocked` / `not_linked`.
+
+    Read in the same statement that claims the batch (one indexed lookup per row, no query per
+    message): a user who unfollowed or was unlinked after Braze queued their messages gets nothing.
+    """
+    account = LineUser.objects.filter(line_user_id=OuterRef("line_user_id")).annotate(skip=Case(
+        When(status=LineUser.Status.BLOCKED, then=Value("blocked")),
+        When(status=LineUser.Status.LINKED, customer_id=OuterRef("user_id"), then=Value("")),
+        default=Value("not_linked"), output_field=CharField()))
+    return Coalesce(Subquery(account.values("skip")[:1]), Value("not_linked"), output_field=CharField())
+
+
 def outbound_plan(*, limit: int | None = None) -> int:
-    """Claim queued messages (SKIP LOCKED), render, coalesce identical ones into multicasts. Returns count."""
+    """Claim queued messages (SKIP LOCKED), render, coalesce identical ones into multicasts. Returns count.
+
+    Messages whose LINE user has since blocked the account or been unlinked are `skipped` with that
+    reason instead (see `_skip_reason`; `planned_cancel` handles those already planned).
+    """
     limit = limit or settings.LINE_SEND_BATCH_SIZE
     now = timezone.now()
     with transaction.atomic():
-        batch = list(OutboundMessage.objects.select_for_update(skip_locked=True)
-                     .filter(status=OutboundMessage.Status.QUEUED).order_by("id")[:limit])
-        if not batch:
+        claimed = list(OutboundMessage.objects.select_for_update(skip_locked=True)
+                       .filter(status=OutboundMessage.Status.QUEUED).annotate(skip=_skip_reason())
+                       .order_by("id")[:limit])
+        if not claimed:
             return 0
+        batch, skipped = [], []
+        for message in claimed:
+            if message.skip:
+                message.status, message.reason = OutboundMessage.Status.SKIPPED, message.skip
+                skipped.append(message)
+            else:
+                batch.append(message)
         names = {m.template for m in batch if m.template}
         templates = {t.name: t for t in MessageTemplate.objects.filter(name__in=names)}
         groups: dict[str, list[OutboundMessage]] = defaultdict(list)
@@ -201,8 +227,47 @@ def outbound_plan(*, limit: int | None = None) -> int:
             for message in chunk:
                 message.request_id, message.status = request.id, OutboundMessage.Status.PLANNED
                 planned.append(message)
-        _messages_set(planned + failed)
-    return len(batch)
+        _messages_set(planned + failed + skipped)
+    return len(claimed)
+
+
+@transaction.atomic
+def planned_cancel(*, line_user_id: str, reason: str) -> int:
+    """Take a LINE user who just blocked the account or was unlinked out of requests not yet sent.
+
+    Queued messages need nothing: planning re-reads the account (`_skip_reason`). Messages already
+    planned into a LineRequest are handled by what LINE may have seen of it:
+    - never claimed by a sender (claimed_until NULL, attempts 0): LINE has not seen the request, so its
+      body may still change under its retry key. The user's messages become `skipped` with the reason,
+      the user leaves the multicast's `to`, and a request left with no recipient is `cancelled`.
+    - claimed at least once: it may already have reached LINE (a timeout, a 5xx after acceptance, a
+      killed worker), so it is retried unchanged, to stay exactly-once; the user may get that one
+      message, as they would have had it gone out a moment earlier.
+    A planner that read the account just before this commit can still plan the user's messages (a
+    window of one planning transaction); those are sent.
+    Returns how many messages were skipped.
+    """
+    request_ids = set(OutboundMessage.objects.filter(status=OutboundMessage.Status.PLANNED, line_user_id=line_user_id)
+                      .values_list("request_id", flat=True))
+    if not request_ids:
+        return 0
+    skipped = 0
+    untouched = (LineRequest.objects.select_for_update()
+                 .filter(id__in=request_ids, status=LineRequest.Status.PENDING, attempts=0, claimed_until__isnull=True))
+    for request in untouched:
+        skipped += OutboundMessage.objects.filter(
+            request=request, line_user_id=line_user_id, status=OutboundMessage.Status.PLANNED).update(
+            status=OutboundMessage.Status.SKIPPED, reason=reason, request=None)
+        recipients = request.body["to"] if isinstance(request.body["to"], list) else [request.body["to"]]
+        remaining = [to for to in recipients if to != line_user_id]
+        if remaining:
+            request.body = {**request.body, "to": remaining}
+            request.recipient_count = len(remaining)
+            request.save(update_fields=["body", "recipient_count"])
+        else:
+            request.status, request.last_error = LineRequest.Status.CANCELLED, f"cancelled: recipient {reason}"
+            request.save(update_fields=["status", "last_error"])
+    return skipped
 
 
 def _safe_render(message, templates):
@@ -431,9 +496,14 @@ def message_send_now(*, message_id: int) -> dict:
     now = timezone.now()
     with transaction.atomic():
         message = (OutboundMessage.objects.select_for_update(skip_locked=True)
-                   .filter(id=message_id, status=OutboundMessage.Status.QUEUED).first())
+                   .filter(id=message_id, status=OutboundMessage.Status.QUEUED).annotate(skip=_skip_reason())
+                   .first())
         if message is None:
             return {"claimed": 0}
+        if message.skip:  # blocked or unlinked again before the greeting went out
+            message.status, message.reason = OutboundMessage.Status.SKIPPED, message.skip
+            message.save(update_fields=["status", "reason"])
+            return {"claimed": 0, "skipped": 1}
         messages, error = _safe_render(message, {})
         if error:
             message.status, message.reason = OutboundMessage.Status.FAILED, error[:300]

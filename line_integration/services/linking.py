@@ -21,7 +21,7 @@ from mercari_ops.common.ratelimit import rate_limiter
 from ..clients import LineError, line_client
 from ..models import LineUser, LinkNonce, LinkToken, OutboundMessage, WebhookEvent
 from .audience import linkage_user_add
-from .delivery import message_enqueue, message_send_now
+from .delivery import message_enqueue, message_send_now, planned_cancel
 
 logger = logging.getLogger(__name__)
 LINK_TOKEN_TTL = timedelta(minutes=10)
@@ -116,10 +116,12 @@ def _link_invite(line_user_id: str, reply_token: str) -> None:
 
 
 def _on_unfollow(event: dict, line_user_id: str, after: list) -> str:
+    """Blocked: nothing more is sent (queued messages are skipped at planning, planned ones here)."""
     updated = LineUser.objects.filter(line_user_id=line_user_id).update(
         status=LineUser.Status.BLOCKED, blocked_at=timezone.now(), updated_at=timezone.now())
     if not updated:
         LineUser.objects.create(line_user_id=line_user_id, status=LineUser.Status.BLOCKED, blocked_at=timezone.now())
+    planned_cancel(line_user_id=line_user_id, reason="blocked")
     return "blocked"
 
 
@@ -153,6 +155,8 @@ def link_complete(*, customer_id: str, line_user_id: str, greeting_key: str | No
     if previous:  # the customer moved to another LINE account: the old one is no longer theirs
         LineUser.objects.filter(line_user_id__in=previous).update(customer_id=None, status=LineUser.Status.FOLLOWING,
                                                                    updated_at=now)
+        for old_line_user_id in previous:
+            planned_cancel(line_user_id=old_line_user_id, reason="not_linked")
     user, _ = LineUser.objects.select_for_update().get_or_create(line_user_id=line_user_id)
     user.customer_id, user.status, user.linked_at, user.blocked_at = customer_id, LineUser.Status.LINKED, now, None
     user.save()
@@ -198,7 +202,10 @@ def link_nonce_create(*, customer_id: str, link_token: str) -> str:
 
 @transaction.atomic
 def line_unlink(*, customer_id: str) -> LineUser:
-    """The marketplace unlinked the accounts: stop sending and switch the rich menu back."""
+    """The marketplace unlinked the accounts: stop sending and switch the rich menu back.
+
+    Queued messages are skipped when planned (the account is re-read there); planned ones here.
+    """
     user = LineUser.objects.select_for_update().filter(customer_id=customer_id).first()
     if user is None:
         raise NotFound("customer has no linked LINE account", "customer_id")
@@ -207,6 +214,7 @@ def line_unlink(*, customer_id: str) -> LineUser:
         user.status = LineUser.Status.FOLLOWING
     user.save(update_fields=["customer_id", "status", "updated_at"])
     line_user_id = user.line_user_id
+    planned_cancel(line_user_id=line_user_id, reason="not_linked")
     transaction.on_commit(lambda: _quietly(lambda: rich_menu_sync(line_user_ids=[line_user_id])))
     return user
 

@@ -128,6 +128,66 @@ def test_group_nearing_expiry_is_rotated_and_everyone_re_added(line_sandbox, set
     assert groups[new.audience_group_id] == 50
 
 
+def test_group_line_reports_expired_is_rotated_at_once_and_everyone_re_added(line_sandbox, settings):
+    # given: everyone added to a group that LINE now reports EXPIRED (earlier than we expected it)
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 100
+    linkages(50)
+    run_until_added(line_sandbox, runs=3)
+    old = AudienceGroup.objects.get()
+    line_sandbox.control("audience", {"expire_in": {str(old.audience_group_id): 0}})
+    # when
+    result = audience_sync()
+    # then: a new group in the same run, everyone re-added to it
+    new = AudienceGroup.objects.get(active=True)
+    assert result["rotated_to"] == new.audience_group_id != old.audience_group_id
+    assert not AudienceGroup.objects.get(pk=old.pk).active
+    assert result["jobs_started"] == 1 and statuses()["adding"] == 50
+    time.sleep(1.1)
+    audience_sync()
+    assert statuses()["added"] == 50
+    groups = {g["audienceGroupId"]: g["members"] for g in line_sandbox.control("audience")["groups"]}
+    assert groups == {old.audience_group_id: 50, new.audience_group_id: 50}
+    assert line_sandbox.control("stats")["status_counts"]["audience_add"] == {"202": 2}
+
+
+def test_add_refused_as_expired_rotates_and_re_adds_everyone(line_sandbox, settings):
+    # given: 50 users added, 10 more pending, and the group expires between the job's get and its add
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 100
+    linkages(50)
+    run_until_added(line_sandbox, runs=3)
+    now = timezone.now()
+    LineLinkageUser.objects.bulk_create([LineLinkageUser(line_id=f"U{i:032x}", created=now, updated=now)
+                                         for i in range(50, 60)])
+    old = AudienceGroup.objects.get()
+    line_sandbox.control("audience", {"expire_on_add": [old.audience_group_id]})
+    # when
+    result = audience_sync()
+    # then: LINE refused the add as expired; the job rotated and added all 60 to the new group
+    new = AudienceGroup.objects.get(active=True)
+    assert result["rotated_to"] == new.audience_group_id != old.audience_group_id
+    assert result["jobs_started"] == 1 and result["users_sent"] == 60
+    assert line_sandbox.control("stats")["status_counts"]["audience_add"] == {"202": 2, "400": 1}  # 1st, refused, new
+    time.sleep(1.1)
+    audience_sync()
+    assert statuses() == {"pending": 0, "adding": 0, "added": 60}
+    groups = {g["audienceGroupId"]: g["members"] for g in line_sandbox.control("audience")["groups"]}
+    assert groups == {old.audience_group_id: 50, new.audience_group_id: 60}
+    assert_line_limits_held(line_sandbox)
+
+
+def test_expired_group_waits_for_the_next_run_when_the_budget_is_spent(line_sandbox, settings):
+    settings.LINE_AUDIENCE_CHUNK_SIZE = 100
+    linkages(10)
+    run_until_added(line_sandbox, runs=3)
+    old = AudienceGroup.objects.get()
+    line_sandbox.control("audience", {"expire_in": {str(old.audience_group_id): 0}})
+    settings.LINE_AUDIENCE_RATE_PER_MINUTE = line_sandbox.control("audience")["max_calls_per_minute"] + 1
+    assert audience_sync()["stopped"] == "audience group expired; the next run rotates"
+    assert not AudienceGroup.objects.filter(active=True).exists()
+    settings.LINE_AUDIENCE_RATE_PER_MINUTE = 60
+    assert audience_sync()["rotated_to"] == AudienceGroup.objects.get(active=True).audience_group_id
+
+
 @pytest.mark.django_db(transaction=True)
 def test_periodic_task_runs_every_3_minutes_and_never_overlaps(line_sandbox):
     from django.db import connection
