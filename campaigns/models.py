@@ -329,13 +329,36 @@ class ProvisionJournal(models.Model):
 
 
 class CampaignBacktest(models.Model):
-    """A simulation of a (draft) campaign over the stored bill lines of a past month."""
+    """A simulation of a (draft) campaign over the stored bill lines of a past month, run by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="backtests")
     month = models.CharField(max_length=7)
-    result = models.JSONField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    lines_total = models.PositiveIntegerField(null=True, blank=True, help_text="Bill lines of the month.")
+    lines_done = models.PositiveIntegerField(default=0, help_text="Bill lines simulated so far.")
+    result = models.JSONField(default=dict, blank=True, help_text="Filled when the run is done.")
+    error = models.TextField(blank=True, default="")
     run_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} over {self.month} ({self.status})"
+
+    @property
+    def progress_percent(self) -> int | None:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.lines_total:
+            return None
+        return min(99, self.lines_done * 100 // self.lines_total)

@@ -23,6 +23,15 @@ def settle_grants_deliver_task(grant_ids: list[int]) -> dict:
     return grants_deliver(grant_ids=grant_ids)
 
 
+@shared_task(name="campaigns.backtest_run", acks_late=True)
+def campaign_backtest_task(backtest_id: int) -> dict:
+    """Simulate a campaign over a past month (queued by the admin; `default` queue)."""
+    from .services import campaign_backtest_run
+
+    run = campaign_backtest_run(backtest_id=backtest_id)
+    return {"backtest": run.pk, "status": run.status, "lines": run.lines_done}
+
+
 @periodic_task(name="campaigns.settle_sweep", every=timedelta(seconds=60), queue="settlement")
 def settle_sweep() -> dict:
     """Settle bills whose after-commit task was lost, and retry due points grants."""

@@ -1,8 +1,6 @@
-import re
-
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -17,7 +15,7 @@ from .. import rules
 from ..models import Campaign, CampaignBacktest, CampaignStageRate, CampaignVersion
 from ..services import (
     campaign_activate,
-    campaign_backtest_run,
+    campaign_backtest_queue,
     campaign_end,
     campaign_snapshot,
     campaign_validate,
@@ -175,33 +173,53 @@ class CampaignAdmin(admin.ModelAdmin):
         return [
             path("<int:campaign_id>/backtest/", self.admin_site.admin_view(self.backtest_view),
                  name="campaigns_campaign_backtest"),
+            path("<int:campaign_id>/backtest/<int:backtest_id>/", self.admin_site.admin_view(self.backtest_result_view),
+                 name="campaigns_campaign_backtest_result"),
         ] + super().get_urls()
 
-    def backtest_view(self, request, campaign_id: int):
+    def _viewable_campaign(self, request, campaign_id: int) -> Campaign:
         campaign = get_object_or_404(Campaign, pk=campaign_id)
         if not self.has_view_permission(request, campaign):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
+        return campaign
+
+    def backtest_view(self, request, campaign_id: int):
+        """Choose a month and queue the simulation; a worker runs it (a month can hold a million lines)."""
+        campaign = self._viewable_campaign(request, campaign_id)
         default_month = (timezone.now().replace(day=1) - timezone.timedelta(days=1)).strftime("%Y-%m")
         month = request.POST.get("month") or request.GET.get("month") or default_month
-        result = None
         if request.method == "POST":
-            if re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
-                result = campaign_backtest_run(campaign_id=campaign.pk, month=month,
-                                               by=request.user.get_username())
+            try:
+                run = campaign_backtest_queue(campaign_id=campaign.pk, month=month, by=request.user.get_username())
+            except ValidationFailed as exc:
+                self.message_user(request, exc.message, messages.ERROR)
             else:
-                self.message_user(request, f"month must be YYYY-MM, got {month!r}", messages.ERROR)
+                self.message_user(request, f"Backtest over {month} queued; this page follows its progress.",
+                                  messages.SUCCESS)
+                return redirect("admin:campaigns_campaign_backtest_result", campaign.pk, run.pk)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Backtest: {campaign.name}",
             "opts": self.model._meta,
             "campaign": campaign,
             "month": month,
-            "result": result,
             "previous": CampaignBacktest.objects.filter(campaign=campaign)[:10],
         }
         return TemplateResponse(request, "admin/campaigns/backtest.html", context)
+
+    def backtest_result_view(self, request, campaign_id: int, backtest_id: int):
+        """Progress while the worker runs (the page reloads itself), then the result."""
+        campaign = self._viewable_campaign(request, campaign_id)
+        run = get_object_or_404(CampaignBacktest, pk=backtest_id, campaign=campaign)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Backtest: {campaign.name} over {run.month}",
+            "opts": self.model._meta,
+            "campaign": campaign,
+            "run": run,
+            "finished": run.status in (CampaignBacktest.Status.DONE, CampaignBacktest.Status.FAILED),
+        }
+        return TemplateResponse(request, "admin/campaigns/backtest_result.html", context)
 
 
 @admin.register(CampaignVersion)
@@ -225,16 +243,30 @@ class CampaignVersionAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
 @admin.register(CampaignBacktest)
 class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
-    list_display = ["campaign", "month", "created_at", "run_by", "recipients", "points"]
-    list_filter = ["campaign", "month"]
-    readonly_fields = ["campaign", "month", "created_at", "run_by", "result_json"]
+    list_display = ["campaign", "month", "status", "progress", "created_at", "run_by", "recipients", "points",
+                    "open_link"]
+    list_filter = ["status", "campaign", "month"]
+    list_select_related = ["campaign"]
+    readonly_fields = ["campaign", "month", "status", "progress", "error", "created_at", "started_at", "finished_at",
+                       "run_by", "result_json"]
     fields = readonly_fields
+
+    @admin.display(description="progress (lines)")
+    def progress(self, obj):
+        total = "?" if obj.lines_total is None else f"{obj.lines_total:,}"
+        percent = obj.progress_percent
+        return f"{obj.lines_done:,} / {total}" + ("" if percent is None else f" ({percent}%)")
 
     def recipients(self, obj):
         return obj.result.get("recipients")
 
     def points(self, obj):
         return obj.result.get("points")
+
+    @admin.display(description="")
+    def open_link(self, obj):
+        return format_html('<a href="{}">open</a>', reverse("admin:campaigns_campaign_backtest_result",
+                                                            args=[obj.campaign_id, obj.pk]))
 
     @admin.display(description="result")
     def result_json(self, obj):

@@ -33,3 +33,11 @@ class ReadOnlyAdmin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class OperatorActionsMixin:
+    """Admin actions that do settlement work (`permissions=["operate"]`): for operators, who hold the
+    model's change permission; marketers only view these rows. The rows stay read-only for everyone."""
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import path
 from django.utils import timezone
@@ -6,7 +7,7 @@ from django.utils import timezone
 from ..models import ProvisionDaily, ProvisionJournal
 from ..services import provision_journal_compute, provisions_daily_compute
 from ..services.provisions import JOURNAL_CSV_HEADER, month_previous
-from .common import ReadOnlyAdmin, csv_response
+from .common import OperatorActionsMixin, ReadOnlyAdmin, csv_response
 
 
 @admin.register(ProvisionDaily)
@@ -17,7 +18,7 @@ class ProvisionDailyAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
 
 @admin.register(ProvisionJournal)
-class ProvisionJournalAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class ProvisionJournalAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["month", "campaign", "opening", "accrued", "granted", "reversed", "closing", "computed_at"]
     list_filter = ["month", "campaign"]
     list_select_related = ["campaign"]
@@ -34,9 +35,15 @@ class ProvisionJournalAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         return [path("recompute/", self.admin_site.admin_view(self.recompute_view),
                      name="campaigns_provisionjournal_recompute")] + super().get_urls()
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_recompute": self.has_operate_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def recompute_view(self, request):
         if request.method != "POST":
             return redirect("admin:campaigns_provisionjournal_changelist")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
         month = timezone.now().strftime("%Y-%m")
         provisions_daily_compute()
         rows = provision_journal_compute(month=month_previous(month)) + provision_journal_compute(month=month)

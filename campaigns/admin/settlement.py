@@ -10,7 +10,7 @@ from ..models import (
     PointsLedgerEntry,
 )
 from ..services import bills_settle, grants_deliver
-from .common import ReadOnlyAdmin, csv_response
+from .common import OperatorActionsMixin, ReadOnlyAdmin, csv_response
 
 REWARD_CSV = ["campaign_id", "campaign_version", "customer_id", "payment_id", "bill_id", "stage", "rate", "amount",
               "points", "capped", "settled_at", "created_at", "reversed_at", "grant_status"]
@@ -46,7 +46,7 @@ class BillLineInline(ReadOnlyAdmin, admin.TabularInline):
 
 
 @admin.register(Bill)
-class BillAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class BillAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["bill_id", "customer_id", "billing_month", "status", "line_count", "unmatched_lines",
                     "settled_at", "processed_at"]
     list_filter = ["status", "billing_month"]
@@ -55,14 +55,14 @@ class BillAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ["settle_now"]
 
-    @admin.action(description="Settle selected bills now (idempotent)")
+    @admin.action(description="Settle selected bills now (idempotent)", permissions=["operate"])
     def settle_now(self, request, queryset):
         report, _ = bills_settle(bill_ids=list(queryset.values_list("pk", flat=True)[:1000]))
         self.message_user(request, f"Settled: {report.as_dict()}", messages.SUCCESS)
 
 
 @admin.register(PointsGrant)
-class PointsGrantAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class PointsGrantAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["idempotency_key", "customer_id", "points", "status", "attempts", "next_attempt_at", "sent_at",
                     "notified_via", "last_error"]
     list_filter = ["status", "notified_via"]
@@ -70,7 +70,7 @@ class PointsGrantAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ["deliver_now"]
 
-    @admin.action(description="Try delivering selected pending grants now")
+    @admin.action(description="Try delivering selected pending grants now", permissions=["operate"])
     def deliver_now(self, request, queryset):
         from django.utils import timezone
 

@@ -2,24 +2,78 @@
 
 The campaign's own period is replaced by the month, caps start from zero, rewards already
 granted by other campaigns do not matter; stages and card statuses are today's (the
-project keeps no stage history per day). Nothing but the result row is written.
+project keeps no stage history per day). Nothing but the backtest row is written.
+
+A month can hold a million lines, far more than a web request may take: the admin queues
+the run (`campaign_backtest_queue`) and a worker runs it (`campaign_backtest_run`), writing
+progress (lines done / total) to the row as it goes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
+from collections.abc import Callable
 
 from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from mercari_ops.common.errors import ValidationFailed
 
 from ..catalog import campaign_rules_load, merchant_directory_load
-from ..models import BillLine, Campaign, CampaignBacktest
+from ..models import Bill, BillLine, Campaign, CampaignBacktest
 from ..selectors import customer_facts_many
 from .provisions import month_bounds
 from .settlement import SettlementContext, SettlementReport, lines_plan, month_bill_ids
 
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
-def campaign_backtest_run(*, campaign_id: int, month: str, by: str = "", batch: int = 1000) -> CampaignBacktest:
+
+@transaction.atomic
+def campaign_backtest_queue(*, campaign_id: int, month: str, by: str = "") -> CampaignBacktest:
+    """Record a queued backtest and hand it to a worker once the row is committed."""
+    from ..tasks import campaign_backtest_task
+
+    if not MONTH.fullmatch(month or ""):
+        raise ValidationFailed(f"month must be YYYY-MM, got {month!r}", "month")
+    campaign = Campaign.objects.get(pk=campaign_id)
+    run = CampaignBacktest.objects.create(campaign=campaign, month=month, run_by=by)
+    transaction.on_commit(lambda: campaign_backtest_task.delay(run.pk))
+    return run
+
+
+def campaign_backtest_run(*, backtest_id: int, batch: int = 1000) -> CampaignBacktest:
+    """The worker's part: simulate, keeping progress on the row; a finished run is left as it is.
+
+    A redelivered run (worker lost mid-way) starts over: it writes nothing but its own row.
+    """
+    run = CampaignBacktest.objects.get(pk=backtest_id)
+    if run.status not in (CampaignBacktest.Status.QUEUED, CampaignBacktest.Status.RUNNING):
+        return run
+    rows = CampaignBacktest.objects.filter(pk=backtest_id)
+    total = Bill.objects.filter(billing_month=run.month).aggregate(lines=Sum("line_count"))["lines"] or 0
+    rows.update(status=CampaignBacktest.Status.RUNNING, started_at=timezone.now(), lines_total=total, lines_done=0,
+                error="")
+    try:
+        result = campaign_backtest_compute(campaign_id=run.campaign_id, month=run.month, batch=batch,
+                                           progress=lambda done: rows.update(lines_done=done))
+    except Exception as exc:
+        rows.update(status=CampaignBacktest.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
+                    finished_at=timezone.now())
+        raise
+    rows.update(status=CampaignBacktest.Status.DONE, result=result, lines_done=result["lines"],
+                lines_total=max(total, result["lines"]), finished_at=timezone.now())
+    return CampaignBacktest.objects.get(pk=backtest_id)
+
+
+def campaign_backtest_compute(*, campaign_id: int, month: str, batch: int = 1000,
+                              progress: Callable[[int], object] | None = None) -> dict:
+    """The simulation itself (no writes): recipients, points, cap hits, split by stage.
+
+    `progress(lines_done)` is called after each batch of bills.
+    """
     campaign = Campaign.objects.get(pk=campaign_id)
     start, end = month_bounds(month)
     rule = dataclasses.replace(campaign_rules_load([campaign])[0], starts_at=start, ends_at=end)
@@ -41,6 +95,8 @@ def campaign_backtest_run(*, campaign_id: int, month: str, by: str = "", batch: 
             if item.capped:
                 bucket["cap_hits"] += 1
                 capped_customers.add(item.customer_id)
+        if progress is not None:
+            progress(report.lines)
     totals = report.campaigns.get(campaign.pk)
     result = {
         "month": month,
@@ -59,5 +115,4 @@ def campaign_backtest_run(*, campaign_id: int, month: str, by: str = "", batch: 
             for stage, b in sorted(by_stage.items())
         ],
     }
-    with transaction.atomic():
-        return CampaignBacktest.objects.create(campaign=campaign, month=month, result=result, run_by=by)
+    return result

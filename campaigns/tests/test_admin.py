@@ -5,8 +5,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from campaigns.models import Campaign, CampaignBacktest, CampaignVersion, MerchantAlias, ProvisionJournal
+from campaigns.models import (
+    Campaign,
+    CampaignBacktest,
+    CampaignReward,
+    CampaignVersion,
+    MerchantAlias,
+    ProvisionJournal,
+)
 from campaigns.services import bills_settle, grants_deliver_all, provision_journal_compute
+from campaigns.tests.conftest import BACKTEST_DRAFT_RESULT
 from campaigns.tests.factories import bill_event, line
 
 pytestmark = pytest.mark.django_db
@@ -101,8 +109,6 @@ def test_rewards_are_read_only_and_export_as_csv(marketer, campaigns, customer, 
     bills_settle(bill_ids=[record_bill(bill_event("c-1", [line("p-1", 3000)]))])
     assert marketer.get("/admin/campaigns/campaignreward/").status_code == 200
     assert marketer.get("/admin/campaigns/campaignreward/add/").status_code == 403
-    from campaigns.models import CampaignReward
-
     response = marketer.post("/admin/campaigns/campaignreward/", {
         "action": "export_csv", "_selected_action": list(CampaignReward.objects.values_list("pk", flat=True))})
     body = b"".join(response.streaming_content).decode()
@@ -121,29 +127,163 @@ def test_merchant_master_csv_import(marketer):
     assert "CSV header must contain master_id" in response.content.decode()
 
 
-def test_backtest_of_a_draft_over_a_past_month(marketer, campaigns, customer, record_bill):
-    from campaigns.services import campaign_create
+def test_backtest_is_queued_and_its_page_shows_progress_then_results(marketer, backtest_draft, eager_celery,
+                                                                       django_capture_on_commit_callbacks):
+    # when: the marketer asks for a backtest
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = marketer.post(f"/admin/campaigns/campaign/{backtest_draft.pk}/backtest/", {"month": "2026-10"})
+    # then: a queued row, a task sent after commit, and a redirect to the run's page
+    run = CampaignBacktest.objects.get()
+    page_url = f"/admin/campaigns/campaign/{backtest_draft.pk}/backtest/{run.pk}/"
+    assert (response.status_code, response["Location"]) == (302, page_url)
+    assert (run.status, run.month, run.run_by, len(callbacks)) == ("queued", "2026-10", "mika", 1)
+    queued = marketer.get(page_url).content.decode()
+    assert "Queued" in queued and "0 / ? bill lines" in queued and 'http-equiv="refresh"' in queued
+    assert "Cap hits" not in queued
+
+    # a worker half-way through (it writes its progress on the row)
+    CampaignBacktest.objects.filter(pk=run.pk).update(status="running", lines_total=4, lines_done=2)
+    running = marketer.get(page_url).content.decode()
+    assert "Running" in running and "2 / 4 bill lines (50%)" in running and 'http-equiv="refresh"' in running
+    CampaignBacktest.objects.filter(pk=run.pk).update(status="queued", lines_total=None, lines_done=0)
+
+    # when: the worker runs the task
+    for callback in callbacks:
+        callback()
+    # then
+    run.refresh_from_db()
+    assert (run.status, run.lines_done, run.lines_total, run.result) == ("done", 4, 4, BACKTEST_DRAFT_RESULT)
+    done = marketer.get(page_url).content.decode()
+    assert "Done" in done and "4 / 4 bill lines (100%)" in done and 'http-equiv="refresh"' not in done
+    assert "Cap hits" in done and "<td>1700</td>" in done
+    listing = marketer.get(f"/admin/campaigns/campaign/{backtest_draft.pk}/backtest/").content.decode()
+    assert page_url in listing and "Done" in listing
+    changelist = marketer.get("/admin/campaigns/campaignbacktest/").content.decode()
+    assert "4 / 4 (100%)" in changelist
+    backtest_draft.refresh_from_db()
+    assert backtest_draft.status == "draft"
+    assert not CampaignReward.objects.exists()
+
+
+def test_backtest_with_a_bad_month_queues_nothing(marketer, backtest_draft, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = marketer.post(f"/admin/campaigns/campaign/{backtest_draft.pk}/backtest/", {"month": "2026-13"})
+    assert response.status_code == 200
+    assert "Month must be YYYY-MM, got &#x27;2026-13&#x27;" in response.content.decode()
+    assert callbacks == [] and not CampaignBacktest.objects.exists()
+
+
+def test_backtest_page_of_another_campaigns_run_is_404(marketer, backtest_draft, campaigns):
+    run = CampaignBacktest.objects.create(campaign=backtest_draft, month="2026-10")
+    assert marketer.get(f"/admin/campaigns/campaign/{campaigns[0].pk}/backtest/{run.pk}/").status_code == 404
+
+
+def test_end_action_ends_active_campaigns_and_records_a_version(marketer, campaigns):
+    inner, outer = campaigns
+    response = marketer.post("/admin/campaigns/campaign/", {"action": "end", "_selected_action": [inner.pk]},
+                             follow=True)
+    assert "1 campaign(s) ended." in response.content.decode()
+    inner.refresh_from_db()
+    outer.refresh_from_db()
+    assert (inner.status, outer.status) == ("ended", "active")
+    version = CampaignVersion.objects.get(campaign=inner, note="ended")
+    assert (version.changed_by, version.before["status"], version.after["status"]) == ("mika", "active", "ended")
+
+
+@pytest.fixture
+def operator(client):
+    from mercari_ops.common.roles import role_permissions_sync
+
+    role_permissions_sync()
+    user = get_user_model().objects.create_user("olga", password="pw-123456789", is_staff=True)
+    user.groups.add(Group.objects.get(name="operators"))
+    client.force_login(user)
+    return client
+
+
+def test_settle_now_action_settles_pending_bills_once(operator, campaigns, customer, record_bill):
+    from campaigns.models import Bill
+
+    # given: a bill whose settlement task has not run
+    customer("c-1", stage=20)
+    bill_pk = record_bill(bill_event("c-1", [line("p-1", 3000), line("p-2", 500, "m-nobody")]))
+    assert Bill.objects.get(pk=bill_pk).status == "pending"
+    # when
+    response = operator.post("/admin/campaigns/bill/", {"action": "settle_now", "_selected_action": [bill_pk]},
+                             follow=True)
+    # then
+    assert "Settled: " in response.content.decode()
+    bill = Bill.objects.get(pk=bill_pk)
+    assert (bill.status, bill.unmatched_lines) == ("settled", 1)
+    assert list(CampaignReward.objects.values_list("payment_id", "points")) == [("p-1", 60)]
+    # again: idempotent, nothing written twice
+    operator.post("/admin/campaigns/bill/", {"action": "settle_now", "_selected_action": [bill_pk]})
+    assert CampaignReward.objects.count() == 1
+
+
+def test_deliver_now_action_grants_pending_points(operator, campaigns, customer, record_bill):
+    from campaigns.models import PointsGrant, PointsLedgerEntry
+
+    # given: a settled bill whose points grant was not delivered yet
+    customer("c-1", stage=10)
+    bills_settle(bill_ids=[record_bill(bill_event("c-1", [line("p-1", 3000)]))])
+    grant = PointsGrant.objects.get()
+    assert (grant.status, grant.points) == ("pending", 30)
+    # when
+    response = operator.post("/admin/campaigns/pointsgrant/", {"action": "deliver_now",
+                                                               "_selected_action": [grant.pk]}, follow=True)
+    # then: granted through the in-project ledger, once
+    assert "Delivery: {&#x27;sent&#x27;: 1" in response.content.decode()
+    grant.refresh_from_db()
+    assert grant.status == "sent" and grant.sent_at is not None
+    assert list(PointsLedgerEntry.objects.values_list("customer_id", "points")) == [("c-1", 30)]
+    operator.post("/admin/campaigns/pointsgrant/", {"action": "deliver_now", "_selected_action": [grant.pk]})
+    assert PointsLedgerEntry.objects.count() == 1
+
+
+def test_recompute_view_writes_todays_provisions_and_the_journal(operator, campaigns, customer, record_bill):
+    from django.utils import timezone
+
+    from campaigns.models import ProvisionDaily
+    from campaigns.services.provisions import month_previous
+
+    inner, outer = campaigns
+    customer("c-1", stage=20)
+    bills_settle(bill_ids=[record_bill(bill_event("c-1", [line("p-1", 3000)]))])  # 60 points, grant pending
+    record_bill(bill_event("c-1", [line("p-2", 5000)]))  # not settled yet: 100 points expected
+    url = "/admin/campaigns/provisionjournal/recompute/"
+    assert b"Recompute this and last month" in operator.get("/admin/campaigns/provisionjournal/").content
+    assert operator.get(url).status_code == 302 and not ProvisionJournal.objects.exists()  # GET changes nothing
+
+    response = operator.post(url, follow=True)
+
+    assert "Recomputed 4 journal rows and today&#x27;s provisions." in response.content.decode()
+    daily = ProvisionDaily.objects.get(campaign=inner, day=timezone.now().date())
+    assert (daily.unsettled_lines, daily.expected_points, daily.pending_grant_points) == (1, 100, 60)
+    month = timezone.now().strftime("%Y-%m")
+    assert set(ProvisionJournal.objects.values_list("month", "campaign_id")) == {
+        (m, c.pk) for m in (month, month_previous(month)) for c in (inner, outer)}
+    journal = ProvisionJournal.objects.get(campaign=inner, month=month)
+    assert (journal.opening, journal.accrued, journal.granted, journal.closing) == (0, 60, 0, 60)
+
+
+def test_marketer_sees_settlement_rows_but_cannot_run_operator_actions(marketer, campaigns, customer, record_bill):
+    from campaigns.models import Bill, PointsGrant
 
     customer("c-1", stage=10)
-    customer("c-2", stage=40)
-    record_bill(bill_event("c-1", [line("p-1", 100_000), line("p-2", 100_000)]))
-    record_bill(bill_event("c-2", [line("p-3", 10_000), line("p-4", 5000, "m-nobody")]))
-    draft = campaign_create(name="Double", starts_at="2027-01-01T00:00:00+00:00",
-                            ends_at="2027-02-01T00:00:00+00:00", rates=[(10, 29, "1.0"), (30, 49, "2.0")],
-                            payment_filters={"mercari_inner_payment": True}, upper_limit=1500)
-    response = marketer.post(f"/admin/campaigns/campaign/{draft.pk}/backtest/", {"month": "2026-10"})
-    assert response.status_code == 200
-    result = CampaignBacktest.objects.get().result
-    assert (result["recipients"], result["points"], result["cap_hits"]) == (2, 1700, 1)
-    assert result["by_stage"] == [{"stage": 10, "recipients": 1, "rewards": 2, "points": 1500, "cap_hits": 1},
-                                  {"stage": 40, "recipients": 1, "rewards": 1, "points": 200, "cap_hits": 0}]
-    assert result["lines_unknown_merchant"] == 1
-    assert "Cap hits" in response.content.decode()
-    draft.refresh_from_db()
-    assert draft.status == "draft"
-    from campaigns.models import CampaignReward
-
-    assert not CampaignReward.objects.exists()
+    pending = record_bill(bill_event("c-1", [line("p-1", 3000)]))
+    bills_settle(bill_ids=[record_bill(bill_event("c-1", [line("p-2", 3000)]))])
+    assert b"settle_now" not in marketer.get("/admin/campaigns/bill/").content
+    marketer.post("/admin/campaigns/bill/", {"action": "settle_now", "_selected_action": [pending]})
+    marketer.post("/admin/campaigns/pointsgrant/", {"action": "deliver_now",
+                                                    "_selected_action": list(PointsGrant.objects.values_list("pk",
+                                                                                                             flat=True))})
+    assert Bill.objects.get(pk=pending).status == "pending"
+    assert PointsGrant.objects.get().status == "pending"
+    journal = marketer.get("/admin/campaigns/provisionjournal/")
+    assert journal.status_code == 200 and b"Recompute this and last month" not in journal.content
+    assert marketer.post("/admin/campaigns/provisionjournal/recompute/").status_code == 403
+    assert not ProvisionJournal.objects.exists()
 
 
 def test_journal_csv_export(marketer, campaigns, customer, record_bill):
