@@ -11,6 +11,8 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
+from mercari_ops.common.sql import pg_array
+
 from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import (
     DEFAULT_DEFINITION,
@@ -83,7 +85,7 @@ def rules_active() -> RuleSet:
 def _window_query(pks: list[int], start: date, with_version: bool) -> tuple[str, list]:
     table = MonthlyTotal._meta.db_table
     if connection.vendor == "postgresql":
-        where, params = "customer_id = ANY(%s)", [pks]
+        where, params = "customer_id = ANY(%s::bigint[])", [pg_array(pks)]
     else:
         where, params = f"customer_id IN ({', '.join(['%s'] * len(pks))})", list(pks)
     sql = (f'SELECT customer_id, kind, SUM(amount), SUM("count") FROM {table} '

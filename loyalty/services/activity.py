@@ -21,6 +21,8 @@ from datetime import date, datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from mercari_ops.common.sql import pg_array
+
 from ..models import Customer, MonthlyTotal
 from ..selectors import rules_and_window_metrics
 from .stages import NEW_CUSTOMER, CustomerState, aware, restage
@@ -80,7 +82,7 @@ def _totals_upsert(rows: list[tuple[int, str, date, int, int]]) -> None:
                 f'INSERT INTO {table} (customer_id, kind, month, amount, "count") '
                 "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::date[], %s::bigint[], %s::int[]) "
                 f"{tail}",
-                [list(column) for column in columns],
+                [pg_array(column) for column in columns],
             )
             return
         adapt_date = connection.ops.adapt_datefield_value
@@ -115,8 +117,8 @@ def _customers_and_totals_upsert(customer_ids: list[str], sums: dict, now: datet
         f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count") '
         "SELECT * FROM c"
     )
-    params = [now, customer_ids, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
-              [sums[k][0] for k in keys], [sums[k][1] for k in keys]]
+    params = [now, pg_array(customer_ids), pg_array(k[0] for k in keys), pg_array(k[1] for k in keys),
+              pg_array(k[2] for k in keys), pg_array(sums[k][0] for k in keys), pg_array(sums[k][1] for k in keys)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.sql import pg_array
 
 from ..models import Customer, StageChange, StagePin
 from ..rules import RuleSet, change_reason, stage_evaluate, window_start
@@ -63,7 +64,7 @@ def _customers_write(updates: list[tuple]) -> None:
                 f"UPDATE {table} AS c SET rules_stage = u.rules_stage, stage = u.stage, stage_changed_at = u.at "
                 "FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::timestamptz[]) AS u(id, rules_stage, stage, at) "
                 "WHERE c.id = u.id",
-                [pks, rules_stages, stages, ats],
+                [pg_array(pks), pg_array(rules_stages), pg_array(stages), pg_array(ats)],
             )
             return
         adapt = connection.ops.adapt_datetimefield_value

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.groupcommit import group_committer
+from mercari_ops.common.sql import pg_array
 
 from .models import DeadLetter, InboxEvent
 from .registry import PermanentEventError, Topic, Waiting, get_topic
@@ -190,7 +191,8 @@ def _rows_insert_arrays(topic: Topic, events: list[tuple[dict, str]], now) -> di
     """Batch insert on PostgreSQL with three array parameters instead of 7 placeholders per row.
 
     psycopg parses every %s placeholder client-side; for a 2,000-event batch that parsing cost
-    more than the INSERT itself (measured by the loyalty ingest benchmark).
+    more than the INSERT itself (measured by the loyalty ingest benchmark). The arrays go as
+    literals (pg_array): psycopg's element-by-element list adaptation was the next cost.
     """
     event_ids = [event["event_id"] for event, _ in events]
     message_ids = [message_id for _, message_id in events]
@@ -202,7 +204,8 @@ def _rows_insert_arrays(topic: Topic, events: list[tuple[dict, str]], now) -> di
         "ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, id"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [topic.name, InboxEvent.Status.PROCESSED, now, now, event_ids, payloads, message_ids])
+        cursor.execute(sql, [topic.name, InboxEvent.Status.PROCESSED, now, now, pg_array(event_ids), pg_array(payloads),
+                             pg_array(message_ids)])
         return dict(cursor.fetchall())
 
 
