@@ -100,10 +100,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="gunicorn threads per worker; 1 = sync workers (the estimate needs no group commit)")
     args = parser.parse_args()
     env = bench_env(DATABASE_URL=os.environ.get("BENCH_DATABASE_URL",
                                                 "postgres://postgres@127.0.0.1:5432/mops_bench_campaigns"))
-    with Server(env=env) as server:
+    with Server(env=env, threads=args.threads) as server:
         out = subprocess.run([str(VENV_BIN / "python"), "manage.py", "shell", "-c", SEED], cwd=ROOT, env=env,
                              check=True, capture_output=True, text=True).stdout
         token = out.split("TOKEN", 1)[1].split()[0]
@@ -125,13 +127,14 @@ def main() -> None:
                      duration=args.duration)
     share = round(estimate["rps"] / bare["rps"], 3)
     report("Campaigns: estimate API vs bare view", {
+        "gunicorn": f"{server.workers} workers x {server.threads} threads",
         "sample_answer": json.loads(check) if check.startswith("{") else check,
         "bare_view": bare, "estimate": estimate, "estimate_share_of_bare": share,
         "target_share": 0.6, "share_target_met": share >= 0.6,
         "half_rate_target_rps": round(half_target), "half_rate_run": half,
         "p99_at_half_rate_ms": half["p99_ms"], "p99_target_met": (half["p99_ms"] or 1e9) < 10,
         "command": ".venv/bin/python -m bench.campaigns_estimate "
-                   f"--duration {args.duration} --connections {args.connections}",
+                   f"--duration {args.duration} --connections {args.connections} --threads {args.threads}",
     })
 
 
