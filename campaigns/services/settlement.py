@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 from django.utils import timezone
 
+from mercari_ops.common.sql import pg_array
+
 from .. import rules
 from ..catalog import campaign_rules_load, merchant_directory_load
 from ..models import Bill, BillLine, Campaign, CampaignBudget, CampaignReward, PointsGrant
@@ -194,7 +196,7 @@ def _budgets_update(values: list[tuple[int, int]]) -> None:
             cursor.execute(
                 f"UPDATE {table} AS b SET points = v.points FROM "
                 f"(SELECT unnest(%s::bigint[]) AS id, unnest(%s::bigint[]) AS points) AS v WHERE b.id = v.id",
-                [[pk for pk, _ in values], [points for _, points in values]],
+                [pg_array(pk for pk, _ in values), pg_array(points for _, points in values)],
             )
     else:
         CampaignBudget.objects.bulk_update(

@@ -56,6 +56,10 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name=f"group-commit-{name}", daemon=True)
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def submit(self, item: Any, *, timeout: float = 30.0) -> Any:
         pending = _Pending(item)
         self._queue.put(pending)
@@ -127,9 +131,9 @@ def group_committer(name: str, apply_group: Callable[[list], list], *, max_group
     """The committer of this process for `name`, started on first use (and again after a fork)."""
     key = (name, os.getpid())
     committer = _committers.get(key)
-    if committer is None:
+    if committer is None or not committer.alive:
         with _lock:
             committer = _committers.get(key)
-            if committer is None:
+            if committer is None or not committer.alive:
                 committer = _committers[key] = GroupCommitter(name, apply_group, max_group)
     return committer

@@ -174,3 +174,11 @@ def test_a_database_failure_fails_every_caller_of_the_group_with_503_and_the_com
         committer.stop()
     assert attempts == [["down"], ["bug"], ["ok"]]
 
+
+
+def test_a_stopped_committer_is_replaced_on_next_use():
+    first = group_committer("inbox", inbox_accept_group, max_group=200)
+    first.stop()
+    assert not first.alive
+    second = group_committer("inbox", inbox_accept_group, max_group=200)
+    assert second is not first and second.alive
