@@ -26,6 +26,18 @@ def _inbox_push_without_group_commit(settings):
 
 
 @pytest.fixture
+def eager_celery():
+    """Tasks queued with .delay() run inline (with django_capture_on_commit_callbacks(execute=True) for
+    those queued after commit), so their effect can be asserted in the test."""
+    from mercari_ops.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def push(client):
     """push(topic, event) -> response, through the real endpoint with the configured token."""
 

@@ -108,12 +108,3 @@ BACKTEST_DRAFT_RESULT = {
 }
 
 
-@pytest.fixture
-def eager_celery():
-    """Tasks queued with .delay() run inline (combine with django_capture_on_commit_callbacks(execute=True))."""
-    from mercari_ops.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before

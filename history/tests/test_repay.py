@@ -66,16 +66,6 @@ def billed(push):
     return "tx-1"
 
 
-@pytest.fixture
-def eager_celery():
-    from mercari_ops.celery import app
-
-    before = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = before
-
-
 def repay(api_client, payment_id, key="key-1"):
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
     return api_client.post(f"/api/history/payments/{payment_id}/repay", **headers)

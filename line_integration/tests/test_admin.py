@@ -39,17 +39,6 @@ def login(client):
     return _login
 
 
-@pytest.fixture
-def eager_celery():
-    """Run queued tasks in-process (the admin queues the periodic task), so their effect can be asserted."""
-    from mercari_ops.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
-
-
 def assert_raw_shown(client, urls: list[str], raw: str, sees_raw: bool) -> None:
     for url in urls:
         response = client.get(url)
