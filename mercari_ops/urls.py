@@ -12,11 +12,12 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
          name="api-schema"),
     path("api/whoami", WhoAmIApi.as_view(), name="api-whoami"),
+    # Hot machine-to-machine paths first: Django tries the patterns in order on every request.
     path("", include("mercari_ops.inbox.urls")),
-    path("", include("loyalty.urls")),
     path("", include("campaigns.urls")),
     path("", include("line_integration.urls")),
     path("", include("history.urls")),
+    path("", include("loyalty.urls")),
     path("admin/", admin.site.urls),
 ]
 
