@@ -144,8 +144,14 @@ def test_push_pacing_reaches_the_aimed_rate_without_bursts(line_sandbox, link_cu
     assert stats["max_requests_per_window"]["push"] <= 200
     span = stats["last_request_at"]["push"] - stats["first_request_at"]["push"]
     assert 499 / span >= 0.9 * 194, f"{499 / span:.1f} req/s"
-    # and evenly spaced: 100 ms slices let ~20 through at once; an even schedule holds ~10 per 50 ms
-    assert line_sandbox.control("stats?window=0.05")["max_requests_per_window"]["push"] <= 15
+    # and evenly spaced: 100 ms slices let ~20 through at once and then nothing, an even schedule holds
+    # ~10 per 50 ms. Judged on the 80th percentile of 50-ms bins, so one stall of the machine (a late
+    # thread catching up) cannot fail it, while slice bursts (half the bins at ~20) still do.
+    stamps = sorted(line_sandbox.sandbox.arrived_at["push"])
+    bins = [0] * (int((stamps[-1] - stamps[0]) / 0.05) + 1)
+    for stamp in stamps:
+        bins[int((stamp - stamps[0]) / 0.05)] += 1
+    assert sorted(bins)[int(0.8 * len(bins))] <= 14, sorted(bins)
     assert_each_delivered_once(line_sandbox, linked)
 
 
