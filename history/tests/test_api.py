@@ -2,6 +2,7 @@
 
 import sys
 import types
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -9,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from history.selectors import cursor_encode
 
-from .factories import card_tree, payment_event
+from .factories import BASE, card_tree, payment_event
 
 pytestmark = pytest.mark.django_db
 TOPIC = "payment-events"
@@ -157,3 +158,69 @@ def test_cursor_is_opaque_and_stable(api_client, history):
     body = api_client.get(URL.format("c-1"), {"page_size": 1,
                                               "cursor": cursor_encode(entry.occurred_at, entry.pk)}).json()
     assert [e["payment_id"] for e in body["entries"]] == ["pur-19"]
+
+
+# --- the GET hot path answers what DRF's path answers --------------------------------------------
+
+DRF_PATH = {"HTTP_ACCEPT": "application/json; q=1"}  # a parameter: the view hands the request to DRF
+
+
+def both_paths(client, url, data=None, **headers):
+    lean = client.get(url, data, **headers)
+    drf = client.get(url, data, **headers, **DRF_PATH)
+    assert (lean.status_code, lean.content) == (drf.status_code, drf.content)
+    for name in ("Content-Type", "Allow", "WWW-Authenticate"):
+        assert lean.headers.get(name) == drf.headers.get(name), name
+    return lean
+
+
+@pytest.mark.parametrize(("url", "query", "status"), [
+    (URL.format("c-1"), {"page_size": 3}, 200),
+    (URL.format("c-1"), {"page_size": 2, "cursor": cursor_encode(BASE + timedelta(minutes=125), 10**6)}, 200),
+    (URL.format("c-1"), {"page_size": "x"}, 400),
+    (URL.format("c-1"), {"cursor": "not-a-cursor"}, 400),
+    (URL.format("c-nobody"), None, 404),
+    ("/api/history/payments/tx-3", None, 200),
+    ("/api/history/payments/nope", None, 404),
+])
+def test_lean_get_answers_exactly_as_drf(api_client, history, url, query, status):
+    assert both_paths(api_client, url, query).status_code == status
+
+
+@pytest.mark.parametrize("authorization", [None, "Token", "Token a b", "Token not-a-key", "Bearer x"])
+def test_lean_get_refuses_what_drf_refuses(client, history, authorization):
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = both_paths(client, URL.format("c-1"), **headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+    assert set(response.json()) == {"error", "field"}
+
+
+def test_lean_get_refuses_an_inactive_service(client, history):
+    from django.contrib.auth import get_user_model
+
+    from mercari_ops.common.services import service_token_create
+
+    key = service_token_create(name="retired")
+    get_user_model().objects.filter(auth_token__key=key).update(is_active=False)
+    response = both_paths(client, URL.format("c-1"), HTTP_AUTHORIZATION=f"Token {key}")
+    assert (response.status_code, response.json()["error"]) == (401, "User inactive or deleted.")
+
+
+def test_lean_get_answers_503_when_the_database_fails(api_client, history, monkeypatch):
+    from django.db import OperationalError
+
+    from history import selectors
+
+    def history_page(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(selectors, "history_page", history_page)
+    response = both_paths(api_client, URL.format("c-1"))
+    assert (response.status_code, response.json()) == (503, {"error": "database unavailable, retry later",
+                                                            "field": None})
+
+
+def test_other_media_types_are_still_negotiated(api_client, history):
+    assert api_client.get(URL.format("c-1"), HTTP_ACCEPT="text/html").status_code == 406
+    assert api_client.get(URL.format("c-1"), HTTP_ACCEPT="application/json; indent=2").content.startswith(b"{\n")
