@@ -88,12 +88,14 @@ _statements: dict[tuple[str, str], str] = {}
 
 
 def _timestamp_sql(column: str) -> str:
-    """The column as RFC 3339 text in UTC with six fraction digits (trimmed by _row when they are zero).
+    """The column as datetime.isoformat() writes it in UTC (a fraction only when not zero), Z for +00:00.
 
     SQLite keeps Django's UTC text ("YYYY-MM-DD HH:MM:SS[.ffffff]"), which needs only the T and the Z.
     """
     if connection.vendor == "postgresql":
-        return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+        utc = f"({column} AT TIME ZONE 'UTC')"
+        return (f"""CASE WHEN date_trunc('second', {utc}) = {utc} THEN to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') """
+                f"""ELSE to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END""")
     return f"replace({column}, ' ', 'T') || 'Z'"
 
 
@@ -102,8 +104,9 @@ def _statement(name: str) -> str:
     key = (connection.vendor, name)
     if key in _statements:
         return _statements[key]
+    attributes = "p.attributes::text" if connection.vendor == "postgresql" else "p.attributes"
     columns = ("p.id, p.payment_id, p.type, p.parent_id, p.root_id, p.amount, p.state, "
-               f"{_timestamp_sql('p.state_at')}, {_timestamp_sql('p.occurred_at')}, p.title, p.attributes")
+               f"{_timestamp_sql('p.state_at')}, {_timestamp_sql('p.occurred_at')}, p.title, {attributes}")
     raw = "id, payment_id, type, parent_id, root_id, amount, state, state_at, occurred_at, title, attributes"
     if name in ("page", "page_after"):
         # occurred_at <= t bounds the index range; the OR only breaks ties on equal times.
@@ -124,24 +127,20 @@ def _statement(name: str) -> str:
     return sql
 
 
-def _iso(text: str) -> str:
-    """What datetime.isoformat() gives (a fraction only when it is not zero), with Z for UTC."""
-    return text[:-8] + "Z" if text.endswith(".000000Z") else text
-
-
-def _row(values: tuple) -> dict:
-    row = dict(zip(_NAMES, values, strict=True))
-    row["state_at"], row["occurred_at"] = _iso(row["state_at"]), _iso(row["occurred_at"])
-    if isinstance(row["attributes"], str):  # SQLite returns the JSON text
-        row["attributes"] = json.loads(row["attributes"])
-    return row
-
-
 def _rows(name: str, params: list) -> list[dict]:
-    """Entries ordered by (occurred_at, id)."""
+    """Entries ordered by (occurred_at, id).
+
+    Attributes come as JSON text and are parsed in one call for all rows (json.loads per row was a
+    tenth of a page's CPU).
+    """
     with connection.cursor() as cursor:
         cursor.execute(_statement(name), params)
-        return [_row(values) for values in cursor.fetchall()]
+        rows = [dict(zip(_NAMES, values, strict=True)) for values in cursor.fetchall()]
+    if rows:
+        attributes = json.loads("[" + ",".join(row["attributes"] for row in rows) + "]")
+        for row, value in zip(rows, attributes, strict=True):
+            row["attributes"] = value
+    return rows
 
 
 # --- shaping -----------------------------------------------------------------------

@@ -224,3 +224,16 @@ def test_lean_get_answers_503_when_the_database_fails(api_client, history, monke
 def test_other_media_types_are_still_negotiated(api_client, history):
     assert api_client.get(URL.format("c-1"), HTTP_ACCEPT="text/html").status_code == 406
     assert api_client.get(URL.format("c-1"), HTTP_ACCEPT="application/json; indent=2").content.startswith(b"{\n")
+
+
+def test_times_are_written_as_isoformat_with_z_whatever_their_fraction(api_client, push):
+    # given: one entry on a whole second, one with a fraction (0.0001 minute = 6 ms)
+    push(TOPIC, payment_event("merpay.payment", "mp-whole", minutes=1))
+    push(TOPIC, payment_event("merpay.payment", "mp-fraction", minutes=0.0001))
+    # when
+    entries = api_client.get(URL.format("c-1")).json()["entries"]
+    # then
+    assert [(e["occurred_at"], e["state_at"]) for e in entries] == [
+        ("2026-10-01T09:01:00Z", "2026-10-01T09:01:00Z"),
+        ("2026-10-01T09:00:00.006000Z", "2026-10-01T09:00:00.006000Z"),
+    ]
