@@ -13,9 +13,12 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
+
+from mercari_ops.common.sql import pg_array
 
 from ..clients import GrantRequest, PointsGatewayRejected, PointsGatewayUnavailable, points_gateway
 from ..models import CampaignBudget, CampaignReward, CustomerNotification, PointsGrant
@@ -39,18 +42,67 @@ def notification_text(*, points: int, month: str) -> str:
     return f"{points:,} points from your {month} Mercard bill have been added. Thank you for using Mercard!"
 
 
+def _line_linked(customer_ids: list[str]) -> set[str] | None:
+    """Which of these customers have a linked LINE account (one query); None without the LINE app.
+
+    Only they can be reached through `line_notify`, which would otherwise cost a query per grant just
+    to answer False for everyone else.
+    """
+    try:
+        from line_integration.models import LineUser
+    except ImportError:
+        return None
+    linked = set()
+    for start in range(0, len(customer_ids), 5000):
+        linked.update(LineUser.objects.filter(customer_id__in=customer_ids[start:start + 5000],
+                                              status=LineUser.Status.LINKED).values_list("customer_id", flat=True))
+    return linked
+
+
+def _notifications_insert(rows: list[tuple[str, str, str]], now) -> None:
+    """Record notifications [(customer_id, idempotency key, text)]; a key recorded before is left alone."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        customers, keys, texts = zip(*rows, strict=True)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {CustomerNotification._meta.db_table} (customer_id, idempotency_key, text, created_at) "
+                f"SELECT u, k, t, %s FROM unnest(%s::varchar[], %s::varchar[], %s::text[]) AS v(u, k, t) "
+                f"ON CONFLICT (idempotency_key) DO NOTHING",
+                [now, pg_array(customers), pg_array(keys), pg_array(texts)],
+            )
+        return
+    CustomerNotification.objects.bulk_create(
+        [CustomerNotification(customer_id=u, idempotency_key=k, text=t, created_at=now) for u, k, t in rows],
+        ignore_conflicts=True, batch_size=5000,
+    )
+
+
+def _grants_update(pks: list[int], **values) -> None:
+    """UPDATE grants by primary key; on PostgreSQL the ids travel as one array literal."""
+    if not pks:
+        return
+    if connection.vendor == "postgresql":
+        ids = RawSQL("SELECT unnest(%s::bigint[])", [pg_array(pks)])
+        PointsGrant.objects.filter(pk__in=ids).update(**values)
+    else:
+        PointsGrant.objects.filter(pk__in=pks).update(**values)
+
+
 def customers_notify(*, grants: list[tuple[int, str, int, str, str]]) -> dict[str, int]:
     """Tell each customer about their grant: LINE when linked, otherwise a recorded notification.
 
     grants: (grant pk, customer_id, points, billing month, idempotency key).
     """
     line_notify = _line_notify()
+    linked = _line_linked(sorted({customer_id for _, customer_id, *_ in grants})) if line_notify else None
     via: dict[int, str] = {}
     recorded = []
     for pk, customer_id, points, month, key in grants:
         text = notification_text(points=points, month=month)
         sent = False
-        if line_notify is not None:
+        if line_notify is not None and (linked is None or customer_id in linked):
             try:
                 sent = bool(line_notify(customer_id=customer_id, text=text, idempotency_key=f"points-{key}"))
             except Exception as exc:  # LINE trouble must not block points; fall back to a recorded notice
@@ -59,12 +111,10 @@ def customers_notify(*, grants: list[tuple[int, str, int, str, str]]) -> dict[st
             via[pk] = "line"
         else:
             via[pk] = "recorded"
-            recorded.append(CustomerNotification(customer_id=customer_id, idempotency_key=f"points-{key}", text=text))
-    CustomerNotification.objects.bulk_create(recorded, ignore_conflicts=True, batch_size=5000)
+            recorded.append((customer_id, f"points-{key}", text))
+    _notifications_insert(recorded, timezone.now())
     for channel in ("line", "recorded"):
-        pks = [pk for pk, value in via.items() if value == channel]
-        if pks:
-            PointsGrant.objects.filter(pk__in=pks).update(notified_via=channel)
+        _grants_update([pk for pk, value in via.items() if value == channel], notified_via=channel)
     return {"line": sum(v == "line" for v in via.values()), "recorded": len(recorded)}
 
 
@@ -117,10 +167,8 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
                     rejected.append((row, str(exc)))
                     continue
                 sent.append(row)
-        if sent:
-            PointsGrant.objects.filter(pk__in=[r[0] for r in sent]).update(
-                status=PointsGrant.Status.SENT, sent_at=now, attempts=F("attempts") + 1, last_error=""
-            )
+        _grants_update([r[0] for r in sent], status=PointsGrant.Status.SENT, sent_at=now,
+                       attempts=F("attempts") + 1, last_error="")
         for (pk, *_rest, attempts), error in failed:
             PointsGrant.objects.filter(pk=pk).update(
                 attempts=attempts + 1, next_attempt_at=now + _backoff(attempts + 1), last_error=error[:2000]

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from django.db import connection, transaction
 from django.utils import timezone
 
-from mercari_ops.common.sql import pg_array
-
 from .. import rules
 from ..catalog import campaign_rules_load, merchant_directory_load
 from ..models import Bill, BillLine, Campaign, CampaignBudget, CampaignReward, PointsGrant
 from ..rules import CampaignRule, MerchantDirectory, points_calculate
 from ..selectors import customer_facts_many
+from . import settlement_sql as sql
 
 
 @dataclass
@@ -187,18 +186,8 @@ def _budgets_lock(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[i
 
 
 def _budgets_update(values: list[tuple[int, int]]) -> None:
-    """Set budget points by primary key in one statement."""
-    if not values:
-        return
-    table = CampaignBudget._meta.db_table
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} AS b SET points = v.points FROM "
-                f"(SELECT unnest(%s::bigint[]) AS id, unnest(%s::bigint[]) AS points) AS v WHERE b.id = v.id",
-                [pg_array(pk for pk, _ in values), pg_array(points for _, points in values)],
-            )
-    else:
+    """Set budget points by primary key (SQLite; PostgreSQL uses `settlement_sql.budgets_update`)."""
+    if values:
         CampaignBudget.objects.bulk_update(
             [CampaignBudget(pk=pk, points=points) for pk, points in values], ["points"], batch_size=500
         )
@@ -206,6 +195,21 @@ def _budgets_update(values: list[tuple[int, int]]) -> None:
 
 def _lines_read(bill_pks: list[int]) -> list[tuple]:
     return list(BillLine.objects.filter(bill_id__in=bill_pks).values_list(*LINE_FIELDS))
+
+
+def _bills_read(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[int, tuple[str, object]]:
+    if _postgres():
+        return sql.bills_lock(bill_ids=bill_ids, only_pending=only_pending, lock=lock)
+    bills = Bill.objects.filter(pk__in=bill_ids)
+    if only_pending:
+        bills = bills.filter(status=Bill.Status.PENDING)
+    if lock:
+        bills = bills.select_for_update(skip_locked=True)
+    return {pk: (bill_id, settled_at) for pk, bill_id, settled_at in bills.values_list("pk", "bill_id", "settled_at")}
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, dry_run: bool = False,
@@ -217,22 +221,19 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
     """
     ctx = ctx or SettlementContext.load()
     report = SettlementReport()
+    postgres = _postgres()
     with transaction.atomic():
-        bills = Bill.objects.filter(pk__in=bill_ids)
-        if only_pending:
-            bills = bills.filter(status=Bill.Status.PENDING)
-        if not dry_run:
-            bills = bills.select_for_update(skip_locked=True)
-        bill_rows = {pk: bill_id for pk, bill_id in bills.values_list("pk", "bill_id")}
+        bill_rows = _bills_read(bill_ids=bill_ids, only_pending=only_pending, lock=not dry_run)
         report.bills = len(bill_rows)
         report.bills_skipped_locked = 0 if only_pending else len(set(bill_ids) - set(bill_rows))
         if not bill_rows:
             return report, []
         bill_pks = sorted(bill_rows)
-        lines = _lines_read(bill_pks)
+        lines = sql.lines_read(bill_pks=bill_pks) if postgres else _lines_read(bill_pks)
         customers = sorted({line[2] for line in lines})
         stages, statuses = customer_facts_many(customer_ids=customers)
-        existing = set(CampaignReward.objects.filter(bill_id__in=bill_pks).values_list("campaign_id", "payment_id"))
+        existing = (sql.rewards_existing(bill_pks=bill_pks) if postgres else
+                    set(CampaignReward.objects.filter(bill_id__in=bill_pks).values_list("campaign_id", "payment_id")))
         capped_ids = {rule.id for rule in ctx.rules if rule.upper_limit is not None}
         pairs = [(cid, customer) for cid in capped_ids for customer in customers]
         if dry_run:
@@ -247,17 +248,20 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
                 dry_used.update(used)
             transaction.set_rollback(True)
             return report, []
-        budgets = _budgets_lock(pairs)
+        budgets = sql.budgets_lock(pairs=pairs) if postgres else _budgets_lock(pairs)
         used = {key: points for key, (_, points) in budgets.items()}
         unmatched: dict[int, int] = {}
         planned = lines_plan(lines=lines, ctx=ctx, stages=stages, statuses=statuses, used=used,
                              existing=existing, report=report, unmatched_by_bill=unmatched)
         grant_ids = _write(planned, bill_rows, budgets, used, report)
         now = timezone.now()
-        Bill.objects.filter(pk__in=bill_pks).update(status=Bill.Status.SETTLED, processed_at=now)
-        if unmatched:
-            Bill.objects.bulk_update([Bill(pk=pk, unmatched_lines=n) for pk, n in unmatched.items()],
-                                     ["unmatched_lines"], batch_size=500)
+        if postgres:
+            sql.bills_mark_settled(bill_pks=bill_pks, unmatched=unmatched, now=now)
+        else:
+            Bill.objects.filter(pk__in=bill_pks).update(status=Bill.Status.SETTLED, processed_at=now)
+            if unmatched:
+                Bill.objects.bulk_update([Bill(pk=pk, unmatched_lines=n) for pk, n in unmatched.items()],
+                                         ["unmatched_lines"], batch_size=500)
         if grant_ids:
             from ..tasks import settle_grants_deliver_task
 
@@ -265,8 +269,9 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
     return report, grant_ids
 
 
-def _write(planned: list[Planned], bill_rows: dict[int, str], budgets: dict, used: dict,
+def _write(planned: list[Planned], bill_rows: dict[int, tuple[str, object]], budgets: dict, used: dict,
            report: SettlementReport) -> list[int]:
+    """One grant per bill that gains points (pass number in its idempotency key), the rewards, the budgets."""
     now = timezone.now()
     points_by_bill: dict[int, int] = defaultdict(int)
     customer_by_bill: dict[int, str] = {}
@@ -274,26 +279,41 @@ def _write(planned: list[Planned], bill_rows: dict[int, str], budgets: dict, use
         points_by_bill[item.bill_pk] += item.points
         customer_by_bill[item.bill_pk] = item.customer_id
     granting = [pk for pk, points in points_by_bill.items() if points > 0]
+    budget_values = [(budgets[key][0], points) for key, points in used.items()
+                     if key in budgets and points != budgets[key][1]]
+    if _postgres():
+        passes = sql.grant_passes(bill_pks=granting)
+        grant_by_bill = sql.grants_insert(grants=[
+            (pk, customer_by_bill[pk], points_by_bill[pk], f"mops-bill-{bill_rows[pk][0]}-{passes.get(pk, 0) + 1}")
+            for pk in granting
+        ], now=now)
+        sql.rewards_copy(
+            (p.campaign_id, p.version, p.customer_id, p.payment_id, p.bill_pk,
+             grant_by_bill.get(p.bill_pk) if p.points > 0 else None, p.stage, p.rate, p.amount, p.points, p.capped,
+             bill_rows[p.bill_pk][1], now)
+            for p in planned
+        )
+        sql.budgets_update(values=budget_values)
+        report.grants = len(grant_by_bill)
+        return sorted(grant_by_bill.values())
     passes = defaultdict(int)
     for bill_pk in PointsGrant.objects.filter(bill_id__in=granting).values_list("bill_id", flat=True):
         passes[bill_pk] += 1
     grants = PointsGrant.objects.bulk_create([
         PointsGrant(bill_id=pk, customer_id=customer_by_bill[pk], points=points_by_bill[pk], created_at=now,
-                    next_attempt_at=now, idempotency_key=f"mops-bill-{bill_rows[pk]}-{passes[pk] + 1}")
+                    next_attempt_at=now, idempotency_key=f"mops-bill-{bill_rows[pk][0]}-{passes[pk] + 1}")
         for pk in granting
     ], batch_size=2000)
     grant_by_bill = {grant.bill_id: grant.pk for grant in grants}
-    settled_at = dict(Bill.objects.filter(pk__in=list(points_by_bill)).values_list("pk", "settled_at"))
     CampaignReward.objects.bulk_create([
         CampaignReward(campaign_id=p.campaign_id, campaign_version=p.version, customer_id=p.customer_id,
                        payment_id=p.payment_id, bill_id=p.bill_pk,
                        grant_id=grant_by_bill.get(p.bill_pk) if p.points > 0 else None, stage=p.stage, rate=p.rate,
-                       amount=p.amount, points=p.points, capped=p.capped, settled_at=settled_at[p.bill_pk],
+                       amount=p.amount, points=p.points, capped=p.capped, settled_at=bill_rows[p.bill_pk][1],
                        created_at=now)
         for p in planned
     ], batch_size=5000)
-    _budgets_update([(budgets[key][0], points) for key, points in used.items()
-                     if key in budgets and points != budgets[key][1]])
+    _budgets_update(budget_values)
     report.grants = len(grants)
     return [grant.pk for grant in grants]
 
