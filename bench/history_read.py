@@ -61,6 +61,44 @@ def load(entries: int) -> dict:
         return {"loaded": True, "entries": entries, "load_seconds": round(time.perf_counter() - started, 1)}
 
 
+def campaign_ensure() -> dict:
+    """An active campaign for the bench customer (a loyalty stage, one rate, the merchant in the master), so
+    every estimate on a page runs the rule evaluation and the customer-facts query instead of answering
+    no_active_campaign."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from campaigns.models import Campaign
+    from campaigns.services import campaign_create, merchant_master_import_csv
+    from loyalty.models import Customer
+
+    with transaction.atomic():
+        Customer.objects.get_or_create(customer_id=CUSTOMER, defaults={"stage": 10, "rules_stage": 10})
+        merchant_master_import_csv(text="merchant_id,payment_method,master_id,master_name,is_marketplace\n"
+                                        "m-mercari,,mercari,Mercari,1\n")
+        campaign = Campaign.objects.filter(name="bench-history", status=Campaign.Status.ACTIVE).first()
+        if campaign is None:
+            now = timezone.now()
+            campaign = campaign_create(name="bench-history", starts_at=now - timedelta(days=1),
+                                       ends_at=now + timedelta(days=3650), rates=[(1, 100, "1.5")],
+                                       status=Campaign.Status.ACTIVE)
+    return {"campaign_id": campaign.pk, "customer_stage": 10}
+
+
+def campaign_remove() -> None:
+    from django.db import transaction
+
+    from campaigns.models import Campaign
+    from campaigns.services import campaign_end
+
+    with transaction.atomic():
+        for pk in Campaign.objects.filter(name="bench-history", status=Campaign.Status.ACTIVE).values_list("pk",
+                                                                                                         flat=True):
+            campaign_end(campaign_id=pk)
+
+
 def in_process(samples: int) -> dict:
     from django.db import connection
 
@@ -74,6 +112,7 @@ def in_process(samples: int) -> dict:
     deep_cursor = cursor_encode(deep_at, deep_id)
     deep = history_page(customer_id=CUSTOMER, cursor=deep_cursor, page_size=PAGE)
     assert len(deep["entries"]) == PAGE and all(e["children"] for e in deep["entries"])
+    estimates = [child["cashback"] for entry in deep["entries"] for child in entry["children"]]
 
     def timed(cursor):
         times = []
@@ -86,7 +125,8 @@ def in_process(samples: int) -> dict:
                 "samples": samples}
 
     timed(None)  # warm
-    result = {"first_page": timed(None), "page_10000": timed(deep_cursor)}
+    result = {"first_page": timed(None), "page_10000": timed(deep_cursor),
+              "estimate_example": estimates[0], "estimates_eligible": sum(e["eligible"] for e in estimates)}
     with connection.cursor() as cursor:
         cursor.execute(
             "EXPLAIN (ANALYZE, BUFFERS) SELECT id FROM history_paymententry WHERE customer_id = %s AND "
@@ -102,6 +142,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1, help="HTTP runs per page (noise shows as spread)")
+    parser.add_argument("--with-campaign", action="store_true",
+                        help="an active campaign for the customer: estimates evaluated, not no_active_campaign")
     args = parser.parse_args()
     load_before = os.getloadavg()
     os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
@@ -111,6 +153,7 @@ def main() -> None:
                                            "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
     loaded = load(args.entries)
+    campaign = campaign_ensure() if args.with_campaign else campaign_remove()
     direct, deep_cursor = in_process(args.samples)
     token = manage("create_service_token", "bench-history", env=env).stdout.strip()
     auth = {"Authorization": f"Token {token}"}
@@ -123,11 +166,13 @@ def main() -> None:
             deep.append(wrk(server.url(url + f"&cursor={deep_cursor}"), headers=auth, duration=args.duration,
                             connections=1))
     report("Payment history: read API, 1,000,000 entries for one customer", {
-        "data": loaded, "page_size": PAGE, "selector_in_process": direct,
+        "data": loaded, "page_size": PAGE, "campaign": campaign, "selector_in_process": direct,
         "http_first_page": first, "http_page_10000": deep,
         "load_average_before": [round(x, 2) for x in load_before],
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read --entries {args.entries} "
-                   f"--duration {args.duration}" + (f" --repeat {args.repeat}" if args.repeat > 1 else ""),
+                   f"--duration {args.duration}" + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
+                   + (" --with-campaign" if args.with_campaign else ""),
+        "gunicorn": f"2 workers x {os.environ.get('BENCH_GUNICORN_THREADS', '16')} threads",
     })
 
 
