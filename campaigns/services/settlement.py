@@ -197,7 +197,8 @@ def _lines_read(bill_pks: list[int]) -> list[tuple]:
     return list(BillLine.objects.filter(bill_id__in=bill_pks).values_list(*LINE_FIELDS))
 
 
-def _bills_read(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[int, tuple[str, object]]:
+def _bills_read(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[int, tuple]:
+    """{pk: (bill_id, settled_at, processed_at)} of the bills this batch may settle."""
     if _postgres():
         return sql.bills_lock(bill_ids=bill_ids, only_pending=only_pending, lock=lock)
     bills = Bill.objects.filter(pk__in=bill_ids)
@@ -205,7 +206,8 @@ def _bills_read(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[
         bills = bills.filter(status=Bill.Status.PENDING)
     if lock:
         bills = bills.select_for_update(skip_locked=True)
-    return {pk: (bill_id, settled_at) for pk, bill_id, settled_at in bills.values_list("pk", "bill_id", "settled_at")}
+    return {pk: (bill_id, settled_at, processed_at) for pk, bill_id, settled_at, processed_at
+            in bills.values_list("pk", "bill_id", "settled_at", "processed_at")}
 
 
 def _postgres() -> bool:
@@ -232,8 +234,13 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
         lines = sql.lines_read(bill_pks=bill_pks) if postgres else _lines_read(bill_pks)
         customers = sorted({line[2] for line in lines})
         stages, statuses = customer_facts_many(customer_ids=customers)
-        existing = (sql.rewards_existing(bill_pks=bill_pks) if postgres else
-                    set(CampaignReward.objects.filter(bill_id__in=bill_pks).values_list("campaign_id", "payment_id")))
+        # Rewards and grants are written only in the transaction that sets processed_at: a bill never
+        # processed has none, so the lookup (into the month's fastest-growing table) is for re-runs only.
+        rerun = [pk for pk in bill_pks if bill_rows[pk][2] is not None]
+        existing = set()
+        if rerun:
+            existing = (sql.rewards_existing(bill_pks=rerun) if postgres else set(
+                CampaignReward.objects.filter(bill_id__in=rerun).values_list("campaign_id", "payment_id")))
         capped_ids = {rule.id for rule in ctx.rules if rule.upper_limit is not None}
         pairs = [(cid, customer) for cid in capped_ids for customer in customers]
         if dry_run:
@@ -269,7 +276,7 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
     return report, grant_ids
 
 
-def _write(planned: list[Planned], bill_rows: dict[int, tuple[str, object]], budgets: dict, used: dict,
+def _write(planned: list[Planned], bill_rows: dict[int, tuple], budgets: dict, used: dict,
            report: SettlementReport) -> list[int]:
     """One grant per bill that gains points (pass number in its idempotency key), the rewards, the budgets."""
     now = timezone.now()
@@ -279,10 +286,10 @@ def _write(planned: list[Planned], bill_rows: dict[int, tuple[str, object]], bud
         points_by_bill[item.bill_pk] += item.points
         customer_by_bill[item.bill_pk] = item.customer_id
     granting = [pk for pk, points in points_by_bill.items() if points > 0]
-    budget_values = [(budgets[key][0], points) for key, points in used.items()
-                     if key in budgets and points != budgets[key][1]]
+    changed = [(key, points) for key, points in used.items() if key in budgets and points != budgets[key][1]]
+    rerun = [pk for pk in granting if bill_rows[pk][2] is not None]
     if _postgres():
-        passes = sql.grant_passes(bill_pks=granting)
+        passes = sql.grant_passes(bill_pks=rerun)
         grant_by_bill = sql.grants_insert(grants=[
             (pk, customer_by_bill[pk], points_by_bill[pk], f"mops-bill-{bill_rows[pk][0]}-{passes.get(pk, 0) + 1}")
             for pk in granting
@@ -293,11 +300,12 @@ def _write(planned: list[Planned], bill_rows: dict[int, tuple[str, object]], bud
              bill_rows[p.bill_pk][1], now)
             for p in planned
         )
-        sql.budgets_update(values=budget_values)
+        sql.budgets_update(values=[(campaign_id, customer_id, points)
+                                   for (campaign_id, customer_id), points in changed])
         report.grants = len(grant_by_bill)
         return sorted(grant_by_bill.values())
     passes = defaultdict(int)
-    for bill_pk in PointsGrant.objects.filter(bill_id__in=granting).values_list("bill_id", flat=True):
+    for bill_pk in PointsGrant.objects.filter(bill_id__in=rerun).values_list("bill_id", flat=True):
         passes[bill_pk] += 1
     grants = PointsGrant.objects.bulk_create([
         PointsGrant(bill_id=pk, customer_id=customer_by_bill[pk], points=points_by_bill[pk], created_at=now,
@@ -313,7 +321,7 @@ def _write(planned: list[Planned], bill_rows: dict[int, tuple[str, object]], bud
                        created_at=now)
         for p in planned
     ], batch_size=5000)
-    _budgets_update(budget_values)
+    _budgets_update([(budgets[key][0], points) for key, points in changed])
     report.grants = len(grants)
     return [grant.pk for grant in grants]
 

@@ -32,16 +32,16 @@ def _rows(sql: str, params: list) -> list[tuple]:
         return cursor.fetchall()
 
 
-def bills_lock(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[int, tuple[str, datetime]]:
-    """{pk: (bill_id, settled_at)}; locked FOR UPDATE SKIP LOCKED unless `lock` is False (dry run)."""
-    sql = f"SELECT id, bill_id, settled_at FROM {BILL} WHERE id = ANY(%s::bigint[])"
+def bills_lock(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[int, tuple]:
+    """{pk: (bill_id, settled_at, processed_at)}; locked FOR UPDATE SKIP LOCKED unless `lock` is False (dry run)."""
+    sql = f"SELECT id, bill_id, settled_at, processed_at FROM {BILL} WHERE id = ANY(%s::bigint[])"
     params: list = [pg_array(bill_ids)]
     if only_pending:
         sql += " AND status = %s"
         params.append(Bill.Status.PENDING)
     if lock:
         sql += " FOR UPDATE SKIP LOCKED"
-    return {pk: (bill_id, settled_at) for pk, bill_id, settled_at in _rows(sql, params)}
+    return {pk: (bill_id, settled_at, processed_at) for pk, bill_id, settled_at, processed_at in _rows(sql, params)}
 
 
 def lines_read(*, bill_pks: list[int]) -> list[tuple]:
@@ -57,41 +57,41 @@ def rewards_existing(*, bill_pks: list[int]) -> set[tuple[int, str]]:
 
 
 def budgets_lock(*, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, int]]:
-    """Create the missing budget rows, then lock all of them in (campaign, customer) order.
+    """Lock the (campaign, customer) budget rows, creating the missing ones, in one statement.
 
-    Two workers settling bills of one customer queue on the budget row: the second reads what the
-    first wrote once it commits. The fixed order keeps two batches sharing customers from deadlocking.
-    Returns {(campaign, customer): (pk, points)}.
+    INSERT ... ON CONFLICT DO UPDATE locks an existing row like SELECT ... FOR UPDATE and returns its
+    newest committed points, so two workers settling bills of one customer queue on the row and the
+    second reads what the first wrote. Rows go in (campaign, customer) order, so two batches sharing
+    customers cannot deadlock. The statement finds rows through the unique index alone: no plan that
+    could turn into a scan of the growing table. Returns {(campaign, customer): (pk, points)}.
     """
     pairs = sorted(set(pairs))
     if not pairs:
         return {}
-    campaigns = pg_array(c for c, _ in pairs)
-    customers = pg_array(u for _, u in pairs)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {BUDGET} (campaign_id, customer_id, points) "
-            f"SELECT c, u, 0 FROM unnest(%s::bigint[], %s::varchar[]) WITH ORDINALITY AS v(c, u, n) ORDER BY n "
-            f"ON CONFLICT (campaign_id, customer_id) DO NOTHING",
-            [campaigns, customers],
-        )
-        cursor.execute(
-            f"SELECT b.id, b.campaign_id, b.customer_id, b.points FROM {BUDGET} AS b "
-            f"JOIN unnest(%s::bigint[], %s::varchar[]) AS v(c, u) ON b.campaign_id = v.c AND b.customer_id = v.u "
-            f"ORDER BY b.campaign_id, b.customer_id FOR UPDATE OF b",
-            [campaigns, customers],
-        )
-        return {(campaign_id, customer_id): (pk, points) for pk, campaign_id, customer_id, points in cursor}
+    rows = _rows(
+        f"INSERT INTO {BUDGET} AS b (campaign_id, customer_id, points) "
+        f"SELECT c, u, 0 FROM unnest(%s::bigint[], %s::varchar[]) WITH ORDINALITY AS v(c, u, n) ORDER BY n "
+        f"ON CONFLICT (campaign_id, customer_id) DO UPDATE SET points = b.points "
+        f"RETURNING b.id, b.campaign_id, b.customer_id, b.points",
+        [pg_array(c for c, _ in pairs), pg_array(u for _, u in pairs)],
+    )
+    return {(campaign_id, customer_id): (pk, points) for pk, campaign_id, customer_id, points in rows}
 
 
-def budgets_update(*, values: list[tuple[int, int]]) -> None:
-    """Set budget points by primary key: [(pk, points)]."""
+def budgets_update(*, values: list[tuple[int, str, int]]) -> None:
+    """Set the points of budget rows this transaction has locked: [(campaign, customer, points)].
+
+    Written as an upsert on the unique key (every row exists, none is inserted) for the same reason
+    as `budgets_lock`: the rows are found through the index whatever the table's statistics say.
+    """
     if values:
+        values = sorted(values)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {BUDGET} AS b SET points = v.points "
-                f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, points) WHERE b.id = v.id",
-                [pg_array(pk for pk, _ in values), pg_array(points for _, points in values)],
+                f"INSERT INTO {BUDGET} AS b (campaign_id, customer_id, points) "
+                f"SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[]) "
+                f"ON CONFLICT (campaign_id, customer_id) DO UPDATE SET points = EXCLUDED.points",
+                [pg_array(v[0] for v in values), pg_array(v[1] for v in values), pg_array(v[2] for v in values)],
             )
 
 
