@@ -90,11 +90,8 @@ def _grants_update(pks: list[int], **values) -> None:
         PointsGrant.objects.filter(pk__in=pks).update(**values)
 
 
-def customers_notify(*, grants: list[tuple[int, str, int, str, str]]) -> dict[str, int]:
-    """Tell each customer about their grant: LINE when linked, otherwise a recorded notification.
-
-    grants: (grant pk, customer_id, points, billing month, idempotency key).
-    """
+def _customers_reach(*, grants: list[tuple[int, str, int, str, str]]) -> dict[int, str]:
+    """Notify each grant's customer (LINE when linked, else a recorded notification): {grant pk: channel}."""
     line_notify = _line_notify()
     linked = _line_linked(sorted({customer_id for _, customer_id, *_ in grants})) if line_notify else None
     via: dict[int, str] = {}
@@ -113,9 +110,22 @@ def customers_notify(*, grants: list[tuple[int, str, int, str, str]]) -> dict[st
             via[pk] = "recorded"
             recorded.append((customer_id, f"points-{key}", text))
     _notifications_insert(recorded, timezone.now())
-    for channel in ("line", "recorded"):
-        _grants_update([pk for pk, value in via.items() if value == channel], notified_via=channel)
-    return {"line": sum(v == "line" for v in via.values()), "recorded": len(recorded)}
+    return via
+
+
+def _by_channel(via: dict[int, str]) -> dict[str, list[int]]:
+    return {channel: [pk for pk, value in via.items() if value == channel] for channel in ("line", "recorded")}
+
+
+def customers_notify(*, grants: list[tuple[int, str, int, str, str]]) -> dict[str, int]:
+    """Tell each customer about their grant: LINE when linked, otherwise a recorded notification.
+
+    grants: (grant pk, customer_id, points, billing month, idempotency key).
+    """
+    by_channel = _by_channel(_customers_reach(grants=grants))
+    for channel, pks in by_channel.items():
+        _grants_update(pks, notified_via=channel)
+    return {channel: len(pks) for channel, pks in by_channel.items()}
 
 
 def grant_rewards_reverse(*, grant_ids: list[int], now=None) -> int:
@@ -167,8 +177,13 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
                     rejected.append((row, str(exc)))
                     continue
                 sent.append(row)
-        _grants_update([r[0] for r in sent], status=PointsGrant.Status.SENT, sent_at=now,
-                       attempts=F("attempts") + 1, last_error="")
+        # The customer is told in the same transaction; one UPDATE per channel marks the grants sent and
+        # notified (each grant row is rewritten once: its status is indexed, so every write costs index entries).
+        by_channel = _by_channel(_customers_reach(grants=[(pk, customer, points, month, key)
+                                                          for pk, customer, points, key, month, _ in sent]))
+        for channel, pks in by_channel.items():
+            _grants_update(pks, status=PointsGrant.Status.SENT, sent_at=now, attempts=F("attempts") + 1,
+                           last_error="", notified_via=channel)
         for (pk, *_rest, attempts), error in failed:
             PointsGrant.objects.filter(pk=pk).update(
                 attempts=attempts + 1, next_attempt_at=now + _backoff(attempts + 1), last_error=error[:2000]
@@ -180,9 +195,8 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
             grant_rewards_reverse(grant_ids=[row[0] for row, _ in rejected], now=now)
         if failed:
             logger.warning("points gateway unavailable, %d grant(s) retried later: %s", len(failed), failed[0][1])
-        notified = customers_notify(grants=[(pk, customer, points, month, key)
-                                            for pk, customer, points, key, month, _ in sent])
-    counts.update(sent=len(sent), retry=len(failed), rejected=len(rejected), **notified)
+    counts.update(sent=len(sent), retry=len(failed), rejected=len(rejected),
+                  **{channel: len(pks) for channel, pks in by_channel.items()})
     return counts
 
 
