@@ -147,6 +147,8 @@ def _page_size(query) -> int | None:
 
 
 class CustomerPaymentsView(LeanGetMixin, APIView):
+    """The customer's history, newest first: each entry with its children, state, actions and cashback estimate."""
+
     def answer(self, query, customer_id: str) -> dict:
         return selectors.history_page(customer_id=customer_id, cursor=query.get("cursor") or None,
                                       page_size=_page_size(query))
@@ -162,6 +164,8 @@ class CustomerPaymentsView(LeanGetMixin, APIView):
 
 
 class PaymentView(LeanGetMixin, APIView):
+    """One payment with its children, its parent's ID and every state transition."""
+
     def answer(self, query, payment_id: str) -> dict:
         return selectors.payment_get(payment_id=payment_id)
 
