@@ -5,7 +5,8 @@
 Loads the bench database directly (COPY) with loyalty customers, card statuses, a merchant master, the
 two source-design campaigns (one capped) and one bill per customer for 2026-10, then times
 `manage.py settle --month 2026-10` end to end (rewards, caps, grants, ledger, notifications) in a
-separate process, exactly as an operator would run it.
+separate process, exactly as an operator would run it. Also reports what PostgreSQL did meanwhile: the
+bench database's buffer hit ratio (is shared_buffers the bound?), WAL and checkpoints, and the settings.
 """
 
 from __future__ import annotations
@@ -87,6 +88,33 @@ def seed(url: str, *, customers: int, lines: int) -> None:
         conn.execute("ANALYZE")
 
 
+def postgres_counters(url: str) -> dict:
+    """Buffer reads/hits of the bench database and the server's WAL counters (cluster-wide), for deltas."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        read, hit, temp = conn.execute("SELECT blks_read, blks_hit, temp_bytes FROM pg_stat_database "
+                                       "WHERE datname = current_database()").fetchone()
+        wal_bytes, fpi = conn.execute("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").fetchone()
+        checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
+        settings = dict(conn.execute("SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+                                     "('shared_buffers', 'autovacuum', 'max_wal_size', 'synchronous_commit')"))
+    return {"read": read, "hit": hit, "temp": temp, "wal": int(wal_bytes), "fpi": fpi, "checkpoints": checkpoints,
+            "settings": settings}
+
+
+def postgres_report(before: dict, after: dict) -> dict:
+    read, hit = after["read"] - before["read"], after["hit"] - before["hit"]
+    return {
+        "buffer_hit_ratio": round(hit / max(read + hit, 1), 4), "blocks_read": read, "blocks_hit": hit,
+        "temp_mb": round((after["temp"] - before["temp"]) / 1e6, 1),
+        "wal_mb_cluster_wide": round((after["wal"] - before["wal"]) / 1e6),
+        "wal_full_page_images": after["fpi"] - before["fpi"],
+        "checkpoints": after["checkpoints"] - before["checkpoints"],
+        "settings": after["settings"],
+    }
+
+
 def _env(url: str) -> dict:
     return bench_env(DATABASE_URL=url)
 
@@ -103,11 +131,13 @@ def main() -> None:
     started = time.perf_counter()
     seed(url, customers=args.customers, lines=args.lines)
     seed_seconds = time.perf_counter() - started
+    counters = postgres_counters(url)
     started = time.perf_counter()
     out = subprocess.run([str(VENV_BIN / "python"), "manage.py", "settle", "--month", "2026-10", "--json",
                           "--no-progress", "--batch", str(args.batch)], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True).stdout
     wall = time.perf_counter() - started
+    postgres = postgres_report(counters, postgres_counters(url))
     data = json.loads(out[out.index("{"):])
     lines_per_second = round(data["lines"] / wall)
     report("Campaigns: settlement (manage.py settle, end to end)", {
@@ -118,7 +148,7 @@ def main() -> None:
         "delivered": data["delivered"], "settle_phase_seconds": data["settle_seconds"],
         "wall_seconds_including_process_start": round(wall, 1),
         "lines_per_second": lines_per_second, "target_lines_per_second": 5000,
-        "target_met": lines_per_second >= 5000, "seed_seconds": round(seed_seconds, 1),
+        "target_met": lines_per_second >= 5000, "seed_seconds": round(seed_seconds, 1), "postgres": postgres,
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.campaigns_settle --lines {args.lines} "
                    f"--customers {args.customers}",
     })

@@ -21,7 +21,7 @@ from django.utils import timezone
 from mercari_ops.common.sql import pg_array
 
 from ..clients import GrantRequest, PointsGatewayRejected, PointsGatewayUnavailable, points_gateway
-from ..models import CampaignBudget, CampaignReward, CustomerNotification, PointsGrant
+from ..models import Bill, CampaignBudget, CampaignReward, CustomerNotification, PointsGrant
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +154,15 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
         )
         if grant_ids is not None:
             query = query.filter(pk__in=grant_ids)
-        rows = list(query.order_by("pk").values_list("pk", "customer_id", "points", "idempotency_key",
-                                                     "bill__billing_month", "attempts")[:limit])
-        if not rows:
+        # The grants alone are claimed (no join): joined to their bills, every call probed the bill of every
+        # pending grant before keeping the first `limit`, so delivering a month cost pending x batches probes.
+        claimed = list(query.order_by("pk").values_list("pk", "customer_id", "points", "idempotency_key",
+                                                        "bill_id", "attempts")[:limit])
+        if not claimed:
             return counts
+        months = dict(Bill.objects.filter(pk__in={row[4] for row in claimed}).values_list("pk", "billing_month"))
+        rows = [(pk, customer, points, key, months[bill_pk], attempts)
+                for pk, customer, points, key, bill_pk, attempts in claimed]
         sent, failed, rejected = [], [], []
         reason = "Mercard cashback {month}"
         if gateway.batch:
