@@ -8,6 +8,7 @@
 """
 
 import argparse
+import json
 import os
 import time
 from contextlib import closing
@@ -71,6 +72,10 @@ def phase(sandbox: Sandbox, env: dict, *, count: int, personal: bool, processes:
     first, last = stats["first_request_at"].get(kind), stats["last_request_at"].get(kind)
     span = (last - first) if first and last else None
     calls = sum(stats["status_counts"].get(kind, {}).values())
+    per_second = sandbox.control(f"arrivals?endpoint={kind}&bin=1.0")["counts"]
+    if os.environ.get("BENCH_ARRIVALS_FILE"):  # 50-ms bins, for looking at the pacing over time
+        Path(os.environ["BENCH_ARRIVALS_FILE"]).write_text(
+            json.dumps(sandbox.control(f"arrivals?endpoint={kind}&bin=0.05")["counts"]))
     return {"messages": count, "message_statuses": statuses(env, dispatch), "api_calls": calls,
              "status_counts": stats["status_counts"].get(kind),
             "deliveries": stats["deliveries"], "recipients_delivered_more_than_once":
@@ -78,9 +83,19 @@ def phase(sandbox: Sandbox, env: dict, *, count: int, personal: bool, processes:
             "first_to_last_request_seconds": round(span, 2) if span else None,
             "achieved_requests_per_second": round((calls - 1) / span, 1) if span else None,
             "max_requests_in_any_1s_window": stats["max_requests_per_window"].get(kind),
+            "requests_per_aligned_second": _spread(per_second),
             "cpu_ms_per_api_call": {"senders": round(1000 * sender_cpu / calls, 3),
                                     "sandbox": round(1000 * sandbox_cpu / calls, 3),
                                     "whole_machine": round(1000 * busy / calls, 3)}}
+
+
+def _spread(counts: list[int]) -> dict:
+    """Min / median / max of the per-second counts, leaving out the first and last (partial) seconds."""
+    inner = sorted(counts[1:-1])
+    if not inner:
+        return {}
+    return {"seconds": len(counts), "min": inner[0], "median": inner[len(inner) // 2], "max": inner[-1],
+            "first_10": counts[:10]}
 
 
 def main() -> None:
@@ -89,32 +104,39 @@ def main() -> None:
     parser.add_argument("--identical", type=int, default=1_000_000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--phases", default="limited,unlimited,multicast",
+                        help="comma-separated subset of limited, unlimited, multicast (for iterating)")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     env = line_env(LINE_SEND_THREADS=str(args.threads), LINE_SEND_BATCH_SIZE="1000")
     prepare(env)
-    link_users(env, "u-", max(args.messages, args.identical))
+    link_users(env, "u-", max(args.messages, args.identical if "multicast" in phases else 0))
     results = {}
     with Sandbox(env) as sandbox:
         env["LINE_API_BASE"] = sandbox.url
         sandbox.control("limits", {"push": [1000, 1.0]})  # so a burst over the limit shows up as 429s
-        limited = dict(env, LINE_PUSH_RATE_PER_SECOND="1000")
-        results["push_limit_1000"] = phase(sandbox, limited, count=args.messages, personal=True,
-                                           processes=args.processes, dispatch="limited")
-        r = results["push_limit_1000"]
-        r["share_of_limit"] = round(r["achieved_requests_per_second"] / 1000, 3)
-        r["rate_safety"] = float(limited.get("LINE_RATE_SAFETY", 0.97))
-        r["target"] = ">= 0.95 of 1,000/s, max window <= 1,000, zero 429"
-        sandbox.control("limits", {"push": None})
-        unlimited = dict(env, LINE_PUSH_RATE_PER_SECOND="0")
-        results["push_unlimited"] = phase(sandbox, unlimited, count=args.messages, personal=True,
-                                          processes=args.processes, dispatch="unlimited")
-        sandbox.control("limits", {"push": [2000, 1.0]})
-        multicast = dict(env, LINE_SEND_BATCH_SIZE="5000")
-        results["multicast_identical"] = phase(sandbox, multicast, count=args.identical, personal=False,
-                                               processes=args.processes, dispatch="identical")
+        if "limited" in phases:
+            limited = dict(env, LINE_PUSH_RATE_PER_SECOND="1000")
+            results["push_limit_1000"] = phase(sandbox, limited, count=args.messages, personal=True,
+                                               processes=args.processes, dispatch="limited")
+            r = results["push_limit_1000"]
+            r["share_of_limit"] = round(r["achieved_requests_per_second"] / 1000, 3)
+            r["rate_safety"] = float(limited.get("LINE_RATE_SAFETY", 0.97))
+            r["target"] = ">= 0.95 of 1,000/s, max window <= 1,000, zero 429"
+        if "unlimited" in phases:
+            sandbox.control("limits", {"push": None})
+            unlimited = dict(env, LINE_PUSH_RATE_PER_SECOND="0")
+            results["push_unlimited"] = phase(sandbox, unlimited, count=args.messages, personal=True,
+                                              processes=args.processes, dispatch="unlimited")
+        if "multicast" in phases:
+            sandbox.control("limits", {"push": [2000, 1.0]})
+            multicast = dict(env, LINE_SEND_BATCH_SIZE="5000")
+            results["multicast_identical"] = phase(sandbox, multicast, count=args.identical, personal=False,
+                                                   processes=args.processes, dispatch="identical")
     results["command"] = ("flock /tmp/mops-bench.lock .venv/bin/python -m bench.line_delivery "
                           f"--messages {args.messages} --identical {args.identical} --processes {args.processes} "
-                          f"--threads {args.threads}")
+                          f"--threads {args.threads}" + ("" if phases == {"limited", "unlimited", "multicast"}
+                                                         else f" --phases {args.phases}"))
     report("LINE: delivery through the sandbox", results)
 
 

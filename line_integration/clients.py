@@ -6,6 +6,7 @@ with the same X-Line-Retry-Key; 409 on a retried key means LINE already has it).
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 
@@ -73,6 +74,7 @@ class LineClient:
         self.session = http_session(self.base_url, pool_size=pool_size,
                                     token=access_token or settings.LINE_CHANNEL_ACCESS_TOKEN)
         self.session.headers["Content-Type"] = "application/json"
+        self._posts: dict[str, tuple] = {}  # path -> (the session's prepared POST without a body, its adapter)
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _call(self, method: str, path: str, *, json_body=None, headers: dict | None = None,
@@ -82,6 +84,37 @@ class LineClient:
                                             timeout=(self.connect_timeout, read_timeout or self.read_timeout))
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise LineTimeout(f"{method} {path}: {type(exc).__name__}") from exc
+        return self._answer(method, path, response)
+
+    def _post_fast(self, path: str, data: bytes, retry_key: str) -> LineResponse:
+        """POST `data` through the session's adapter, skipping `Session.request`'s per-call work.
+
+        The sender's hot path (push/multicast, 1,000 a second): `Session.request` merges the session's
+        headers, cookies, hooks and settings into a new PreparedRequest and follows redirects on every
+        call, about 0.4 ms of CPU, half of a push. None of it varies between calls, so the merged request
+        is prepared once per path and copied; the session's adapter (its connection pool), proxies,
+        verify and timeouts are used as `Session.send` would. LINE sets no cookies and never redirects
+        these endpoints (a 3xx is an error here, never re-posted).
+        """
+        known = self._posts.get(path)
+        if known is None:
+            template = self.session.prepare_request(requests.Request("POST", self.base_url + path))
+            known = self._posts[path] = (template, self.session.get_adapter(template.url))
+        template, adapter = known
+        prepared = template.copy()
+        prepared.body = data
+        prepared.headers["Content-Length"] = str(len(data))
+        prepared.headers["X-Line-Retry-Key"] = retry_key
+        try:
+            response = adapter.send(prepared, timeout=(self.connect_timeout, self.read_timeout),
+                                    verify=self.session.verify, cert=self.session.cert, proxies=self.session.proxies)
+            response.content  # noqa: B018 -- read the body now so the connection goes back to the pool
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise LineTimeout(f"POST {path}: {type(exc).__name__}") from exc
+        return self._answer("POST", path, response)
+
+    def _answer(self, method: str, path: str, response: requests.Response) -> LineResponse:
+        """The LineResponse of a 2xx; the typed LineError of anything else."""
         try:
             body = response.json() if response.content else {}
         except ValueError:
@@ -96,17 +129,17 @@ class LineClient:
 
     # ---- messages ---------------------------------------------------------------------------
     def push(self, *, to: str, messages: list[dict], retry_key: str) -> LineResponse:
-        return self._call("POST", "/v2/bot/message/push", json_body={"to": to, "messages": messages},
-                          headers={"X-Line-Retry-Key": str(retry_key)})
+        return self.send_body(kind="push", body={"to": to, "messages": messages}, retry_key=retry_key)
 
     def multicast(self, *, to: list[str], messages: list[dict], retry_key: str) -> LineResponse:
-        return self._call("POST", "/v2/bot/message/multicast", json_body={"to": to, "messages": messages},
-                          headers={"X-Line-Retry-Key": str(retry_key)})
+        return self.send_body(kind="multicast", body={"to": to, "messages": messages}, retry_key=retry_key)
 
     def send_body(self, *, kind: str, body: dict, retry_key: str) -> LineResponse:
         """Send a stored push/multicast body as is (retries must be byte-for-byte the same request)."""
-        return self._call("POST", f"/v2/bot/message/{kind}", json_body=body,
-                          headers={"X-Line-Retry-Key": str(retry_key)})
+        if kind not in ("push", "multicast"):
+            raise ValueError(f"unknown message request kind {kind!r}")
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return self._post_fast(f"/v2/bot/message/{kind}", data, str(retry_key))
 
     def reply(self, *, reply_token: str, messages: list[dict]) -> LineResponse:
         return self._call("POST", "/v2/bot/message/reply", json_body={"replyToken": reply_token, "messages": messages})

@@ -447,6 +447,13 @@ class Sandbox:
                 "first_request_at": {n: (a[0] if a else None) for n, a in self.arrived_at.items()},
                 "last_request_at": {n: (a[-1] if a else None) for n, a in self.arrived_at.items()},
             })
+        if path == "arrivals":  # requests per bin of `bin` seconds from the first one (pacing over time)
+            stamps = self.arrived_at.get(query.get("endpoint", "push"), array("d"))
+            width = float(query.get("bin", 1.0))
+            counts = [0] * (int((stamps[-1] - stamps[0]) / width) + 1 if stamps else 0)
+            for stamp in stamps:
+                counts[int((stamp - stamps[0]) / width)] += 1
+            return Reply(200, {"bin_seconds": width, "counts": counts})
         if path == "deliveries":
             to = query.get("to")
             if to:

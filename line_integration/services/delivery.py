@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -282,14 +283,58 @@ def _limit_for(kind: str) -> int:
     return settings.LINE_PUSH_RATE_PER_SECOND if kind == "push" else settings.LINE_MULTICAST_RATE_PER_SECOND
 
 
+class _Pacer:
+    """This process's share of one global even schedule, reserved a few slots per Redis call.
+
+    Every worker process paces on one even schedule (a slot every 1/rate seconds, GCRA in Redis), so no
+    sliding second holds more than the aimed rate and there are no bursts at slice or window edges. One
+    Redis round trip per call cost more CPU than the rest of the pacing; here a process reserves the
+    next few consecutive slots at once (`RateLimiter.reserve_many`) and hands them to its sending
+    threads in order, each thread sleeping until its own slot. A slot nobody took in time is dropped,
+    never used late: the schedule does not slip back, so a stall cannot turn into a burst.
+    """
+
+    STALE = 0.01  # seconds past its time after which a slot is dropped instead of used
+
+    def __init__(self, key: str, limit: int, batch: int):
+        self.key, self.limit, self.batch = key, limit, batch
+        self.lock = threading.Lock()
+        self.slots: deque[float] = deque()  # time.monotonic() of each reserved slot, in order
+
+    def wait(self) -> None:
+        """Block until this thread's slot."""
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                while self.slots and self.slots[0] < now - self.STALE:
+                    self.slots.popleft()
+                retry_in = 0.0
+                if not self.slots:
+                    waits, retry_in = rate_limiter().reserve_many(self.key, limit=self.limit, count=self.batch)
+                    booked = time.monotonic()  # slots are counted from the answer: late, never early
+                    self.slots.extend(booked + wait for wait in waits)
+                slot = self.slots.popleft() if self.slots else None
+            if slot is None:
+                time.sleep(retry_in)
+                continue
+            delay = slot - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            return
+
+
+_pacers: dict[tuple[str, int, int], _Pacer] = {}
+_pacers_lock = threading.Lock()
+
+
 def _rate_wait(kind: str) -> None:
     """Take one call from the global budget, paced so LINE never sees more than the limit in any second.
 
     LINE counts at arrival and thread scheduling moves arrivals by a few ms, so we aim a little under the
-    limit (LINE_RATE_SAFETY). Calls are paced on one even schedule shared by every worker (a slot every
-    1/rate seconds, `RateLimiter.pace`, one Redis call): no bursts at slice or window boundaries, so no
-    sliding second holds more than the aimed rate, and a thread that wakes up late does not push the
-    later slots back, so the achieved rate is the aimed rate when the senders keep up.
+    limit (LINE_RATE_SAFETY). Calls are paced on one even schedule shared by every worker (`_Pacer`): no
+    bursts at slice or window boundaries, so no sliding second holds more than the aimed rate, and a
+    thread that wakes up late does not push the later slots back, so the achieved rate is the aimed rate
+    when the senders keep up.
     """
     limit = _limit_for(kind)
     if limit <= 0:  # 0 = no client-side limit (benchmarks of the raw ceiling)
@@ -297,7 +342,12 @@ def _rate_wait(kind: str) -> None:
     effective = max(1, int(limit * settings.LINE_RATE_SAFETY))
     if limit < 200:  # a few percent is less than one request here: keep a tenth of the limit as headroom instead
         effective = max(1, min(effective, limit - -(-limit // 10)))
-    rate_limiter().pace(f"line:{kind}", limit=effective, period=1.0)
+    batch = max(1, min(settings.LINE_SEND_THREADS, 8))
+    pacer = _pacers.get((kind, effective, batch))
+    if pacer is None:
+        with _pacers_lock:
+            pacer = _pacers.setdefault((kind, effective, batch), _Pacer(f"line:{kind}", effective, batch))
+    pacer.wait()
 
 
 def _send_one(request: LineRequest) -> tuple[str, int | None, str, str]:

@@ -68,3 +68,23 @@ def test_every_request_the_client_builds_is_valid_for_line(line_sandbox, client)
     assert client.audience_get(audience_group_id=group["audienceGroupId"])["jobs"]
     counts = line_sandbox.control("stats")["status_counts"]
     assert all(status in ("200", "202") for per in counts.values() for status in per), counts
+
+
+def test_push_connection_refused_is_line_timeout(settings):
+    with pytest.raises(LineTimeout):
+        LineClient(base_url="http://127.0.0.1:9", connect_timeout=0.5).push(to=USER, messages=TEXT,
+                                                                            retry_key=str(uuid.uuid4()))
+
+
+def test_pushes_share_one_pooled_connection_and_carry_the_session_headers(line_sandbox, client):
+    # given a sandbox that checks the bearer token (401 without it) and the spec (400 on a bad body)
+    keys = [str(uuid.uuid4()) for _ in range(5)]
+    # when
+    for key in keys:
+        client.push(to=USER, messages=TEXT, retry_key=key)
+    # then
+    pools = client.session.get_adapter(line_sandbox.url).poolmanager.pools
+    assert [pools[key].num_connections for key in pools.keys()] == [1]
+    recent = line_sandbox.control("requests")["requests"][-5:]
+    assert [r["retry_key"] for r in recent] == keys
+    assert all(r["status"] == 200 and r["body"] == {"to": USER, "messages": TEXT} for r in recent)

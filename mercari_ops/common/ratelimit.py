@@ -74,6 +74,25 @@ redis.call('SET', KEYS[1], string.format('%d', slot + interval), 'PX', expire_ms
 return {1, now, slot - now}
 """
 
+# KEYS[1] = schedule key; ARGV = interval_us, max_ahead_us, count
+# Returns {reserved count (0 = none), now_us, wait_us}: the slots are wait_us, wait_us + interval_us, ... from
+# now; when none is reserved, ask again in wait_us.
+_SCHEDULE_MANY_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local ahead = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(tat, now)
+if slot - now > ahead then
+  return {0, now, slot - now - ahead}
+end
+local count = math.min(tonumber(ARGV[3]), math.floor((ahead - (slot - now)) / interval) + 1)
+local last = slot + count * interval
+redis.call('SET', KEYS[1], string.format('%d', last), 'PX', math.floor((last - now) / 1000) + 1000)
+return {count, now, slot - now}
+"""
+
 # KEYS[1] = lease set; ARGV = limit, ttl_ms, token
 _LEASE_LUA = """
 local t = redis.call('TIME')
@@ -103,6 +122,7 @@ class _RedisBackend:
         self._log = self.client.register_script(_SLIDING_LOG_LUA)
         self._lease = self.client.register_script(_LEASE_LUA)
         self._schedule = self.client.register_script(_SCHEDULE_LUA)
+        self._schedule_many = self.client.register_script(_SCHEDULE_MANY_LUA)
 
     def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
         granted, now_ms, wait_ms = self._log(
@@ -117,6 +137,11 @@ class _RedisBackend:
         reserved, now_us, wait_us = self._schedule(keys=[f"{self.prefix}gc:{key}"],
                                                    args=[interval_us, int(max_ahead * 1_000_000)])
         return bool(reserved), now_us / 1_000_000, wait_us / 1_000_000
+
+    def schedule_many(self, key: str, interval_us: int, max_ahead: float, count: int) -> tuple[int, float, float]:
+        reserved, now_us, wait_us = self._schedule_many(keys=[f"{self.prefix}gc:{key}"],
+                                                        args=[interval_us, int(max_ahead * 1_000_000), count])
+        return int(reserved), now_us / 1_000_000, wait_us / 1_000_000
 
     def lease(self, key: str, limit: int, ttl: float) -> str | None:
         token = uuid.uuid4().hex
@@ -195,6 +220,25 @@ class _SqliteBackend:
             conn.execute("ROLLBACK")
             raise
 
+    def schedule_many(self, key: str, interval_us: int, max_ahead: float, count: int) -> tuple[int, float, float]:
+        conn = self._immediate()
+        try:
+            now = int(time.time() * 1_000_000)
+            ahead = int(max_ahead * 1_000_000)
+            row = conn.execute("SELECT tat FROM schedules WHERE key = ?", (key,)).fetchone()
+            slot = max(row[0] if row else 0, now)
+            if slot - now > ahead:
+                conn.execute("COMMIT")
+                return 0, now / 1_000_000, (slot - now - ahead) / 1_000_000
+            count = min(count, (ahead - (slot - now)) // interval_us + 1)
+            conn.execute("INSERT INTO schedules (key, tat) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat", (key, slot + count * interval_us))
+            conn.execute("COMMIT")
+            return count, now / 1_000_000, (slot - now) / 1_000_000
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def lease(self, key: str, limit: int, ttl: float) -> str | None:
         conn = self._immediate()
         try:
@@ -268,6 +312,25 @@ class RateLimiter:
         """Like reserve, but returns the slot's time on the limiter's clock (for audits and tests)."""
         reserved, now, wait = self.backend.schedule(key, _interval_us(limit, period), period)
         return now + wait if reserved else None
+
+    def reserve_many(self, key: str, *, limit: int, count: int, period: float = 1.0,
+                     max_ahead: float | None = None) -> tuple[list[float], float]:
+        """Reserve up to `count` consecutive slots of the same schedule as `reserve`, in one call.
+
+        Returns (waits, retry_in): the seconds until each reserved slot, in order (the caller must not
+        act before each of its slots; period/limit apart). Only slots within `max_ahead` (default: one
+        period) are reserved, so fewer than `count` may come back; none when the next free slot is
+        further away, and then `retry_in` says when to ask again. For a process that hands slots to
+        its own threads: one round trip for several calls instead of one each.
+        """
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        interval_us = _interval_us(limit, period)
+        reserved, _, wait = self.backend.schedule_many(key, interval_us, period if max_ahead is None else max_ahead,
+                                                       count)
+        if not reserved:
+            return [], wait
+        return [wait + index * interval_us / 1_000_000 for index in range(reserved)], 0.0
 
     def pace(self, key: str, *, limit: int, period: float = 1.0) -> None:
         """Block until this caller's slot of the even schedule (see `reserve`)."""

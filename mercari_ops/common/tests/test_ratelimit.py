@@ -144,3 +144,56 @@ def test_pace_blocks_until_the_callers_slot(tmp_path):
         for _ in range(6):
             limiter.pace(key, limit=20, period=1.0)
         assert 0.24 <= time.monotonic() - started < 0.6, name  # slots at 0, 50, ..., 250 ms
+
+
+def test_reserve_many_books_consecutive_slots_of_the_same_schedule(tmp_path):
+    for name, limiter in _backends(tmp_path):
+        key = f"test:{uuid.uuid4().hex}"
+        # given 10 slots a second, only those within 0.35 s may be booked
+        waits, _ = limiter.reserve_many(key, limit=10, count=3, period=1.0, max_ahead=0.35)
+        assert len(waits) == 3, name
+        assert all(slot - 0.05 <= wait <= slot + 0.001
+                   for wait, slot in zip(waits, [0.0, 0.1, 0.2], strict=True)), (name, waits)
+        # the next batch gets only the slot left within max_ahead, and single reservations queue behind it
+        more, _ = limiter.reserve_many(key, limit=10, count=3, period=1.0, max_ahead=0.35)
+        assert len(more) == 1 and 0.25 <= more[0] <= 0.301, (name, more)
+        none, retry_in = limiter.reserve_many(key, limit=10, count=3, period=1.0, max_ahead=0.35)
+        assert none == [] and 0.0 < retry_in <= 0.051, (name, retry_in)
+        assert limiter.reserve(key, limit=10, period=1.0, max_ahead=0.35) is None, name
+        limiter.reset(key)
+
+
+BATCH_WORKER = """
+import json, os, sys, time
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+django.setup()
+from mercari_ops.common.ratelimit import _interval_us, rate_limiter
+key, limit, period, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+limiter, slots, deadline = rate_limiter(), [], time.monotonic() + seconds
+interval = _interval_us(limit, period) / 1_000_000
+while time.monotonic() < deadline:
+    # the backend call behind reserve_many, for the slots on the limiter's own clock
+    count, now, wait = limiter.backend.schedule_many(key, _interval_us(limit, period), period, 4)
+    if not count:
+        time.sleep(wait)
+        continue
+    slots += [now + wait + index * interval for index in range(count)]
+    time.sleep(max(0.0, slots[-1] - time.time()))  # act at the slots, like a sender
+print(json.dumps(slots))
+"""
+
+
+def test_slots_reserved_in_batches_by_several_processes_never_exceed_the_limit():
+    key = f"test:{uuid.uuid4().hex}"
+    procs = [subprocess.Popen([sys.executable, "-c", BATCH_WORKER, key, "100", "0.5", "1.5"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    slots = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        slots += json.loads(out)
+    slots.sort()
+    assert max_in_any_window(slots, 0.5) <= 100
+    assert min(b - a for a, b in zip(slots, slots[1:], strict=False)) >= 0.005  # batches interleave, no overlap
+    assert len(slots) >= 200 * 1.5 * 0.9, f"{BACKEND} booked only {len(slots)}"
