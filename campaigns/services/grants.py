@@ -79,15 +79,16 @@ def _notifications_insert(rows: list[tuple[str, str, str]], now) -> None:
     )
 
 
-def _grants_update(pks: list[int], **values) -> None:
-    """UPDATE grants by primary key; on PostgreSQL the ids travel as one array literal."""
-    if not pks:
-        return
+def _ids(pks) -> list[int] | RawSQL:
+    """The right side of `pk__in`: on PostgreSQL one array literal, not a placeholder per id."""
     if connection.vendor == "postgresql":
-        ids = RawSQL("SELECT unnest(%s::bigint[])", [pg_array(pks)])
-        PointsGrant.objects.filter(pk__in=ids).update(**values)
-    else:
-        PointsGrant.objects.filter(pk__in=pks).update(**values)
+        return RawSQL("SELECT unnest(%s::bigint[])", [pg_array(pks)])
+    return list(pks)
+
+
+def _grants_update(pks: list[int], **values) -> None:
+    if pks:
+        PointsGrant.objects.filter(pk__in=_ids(pks)).update(**values)
 
 
 def _customers_reach(*, grants: list[tuple[int, str, int, str, str]]) -> dict[int, str]:
@@ -160,7 +161,7 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
                                                         "bill_id", "attempts")[:limit])
         if not claimed:
             return counts
-        months = dict(Bill.objects.filter(pk__in={row[4] for row in claimed}).values_list("pk", "billing_month"))
+        months = dict(Bill.objects.filter(pk__in=_ids({row[4] for row in claimed})).values_list("pk", "billing_month"))
         rows = [(pk, customer, points, key, months[bill_pk], attempts)
                 for pk, customer, points, key, bill_pk, attempts in claimed]
         sent, failed, rejected = [], [], []
