@@ -5,8 +5,9 @@
 Bulk-loads the entries with INSERT ... SELECT generate_series (not the ORM), once: half of them
 top-level marketplace purchases, each with the billed card transaction that paid for it as its
 child. A page is 20 top-level entries (with their children, actions and estimates), so page
-10,000 starts 199,980 entries deep. Measures the selector in-process and the HTTP API through
-gunicorn + wrk (1 connection: latency, not throughput), both on PostgreSQL, and shows the plan of the deep query.
+10,000 starts 199,980 entries deep. Measures the selector in-process, the whole Django side of the GET
+in-process (CPU per request through the WSGI handler), and the HTTP API through gunicorn + wrk
+(1 connection: latency, not throughput), all on PostgreSQL, and shows the plan of the deep query.
 """
 
 import argparse
@@ -136,6 +137,38 @@ def in_process(samples: int) -> dict:
     return result, deep_cursor
 
 
+def wsgi_in_process(token: str, deep_cursor: str, calls: int = 500) -> dict:
+    """CPU and wall time per GET through Django's WSGI handler in this process: the whole Django side
+    (middleware, URL resolution, auth, view, rendering) without gunicorn, the socket or wrk, so it moves
+    little with the machine's other load. Also checks that both pages answer 200."""
+    import io
+
+    from django.core.wsgi import get_wsgi_application
+
+    app = get_wsgi_application()
+    statuses = []
+
+    def call(query: str) -> None:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/api/history/customers/{CUSTOMER}/payments",
+                   "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1",
+                   "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "SERVER_PROTOCOL": "HTTP/1.1",
+                   "HTTP_AUTHORIZATION": f"Token {token}"}
+        b"".join(app(environ, lambda status, headers, exc_info=None: statuses.append(status)))
+
+    result = {}
+    for name, query in (("first_page", f"page_size={PAGE}"), ("page_10000", f"page_size={PAGE}&cursor={deep_cursor}")):
+        for _ in range(50):
+            call(query)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            call(query)
+        result[name] = {"cpu_ms_per_request": round((time.process_time() - cpu) * 1000 / calls, 3),
+                        "wall_ms_per_request": round((time.perf_counter() - wall) * 1000 / calls, 3)}
+    assert set(statuses) == {"200 OK"}, set(statuses)
+    result["requests"] = calls
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -150,13 +183,14 @@ def main() -> None:
     env = bench_env()
     database_create(env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
-                                           "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
+                                           "SECURE_SSL_REDIRECT", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
     loaded = load(args.entries)
     campaign = campaign_ensure() if args.with_campaign else campaign_remove()
     direct, deep_cursor = in_process(args.samples)
     token = manage("create_service_token", "bench-history", env=env).stdout.strip()
     auth = {"Authorization": f"Token {token}"}
+    django_side = wsgi_in_process(token, deep_cursor)
     url = f"/api/history/customers/{CUSTOMER}/payments?page_size={PAGE}"
     first, deep = [], []
     with Server(env=env, migrate=False) as server:
@@ -167,6 +201,7 @@ def main() -> None:
                             connections=1))
     report("Payment history: read API, 1,000,000 entries for one customer", {
         "data": loaded, "page_size": PAGE, "campaign": campaign, "selector_in_process": direct,
+        "django_wsgi_in_process": django_side,
         "http_first_page": first, "http_page_10000": deep,
         "load_average_before": [round(x, 2) for x in load_before],
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read --entries {args.entries} "
