@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _committers_stopped():
     yield
-    group_committers_stop()  # closes the committer threads' connections before the database is flushed
+    group_committers_stop()  # the next test starts with new committers and counters
 
 
 def receive_concurrently(topic: str, events: list[dict]) -> list:
@@ -78,7 +78,7 @@ def in_one_group(test_topic, topic: str | None, events: list[dict]) -> tuple[lis
             i, receive_concurrently(topic or name, [e])[0]))
         sender.start()
         senders.append(sender)
-        while committer._queue.qsize() < index + 1:
+        while committer.queued < index + 1:
             threading.Event().wait(0.005)
     release.set()
     for sender in senders:
@@ -182,3 +182,56 @@ def test_a_stopped_committer_is_replaced_on_next_use():
     assert not first.alive
     second = group_committer("inbox", inbox_accept_group, max_group=200)
     assert second is not first and second.alive
+
+
+def test_many_concurrent_submitters_each_get_their_own_result_and_every_item_is_applied_once():
+    applied: list = []
+    entered = threading.Event()
+
+    def apply_group(items):
+        entered.set()
+        threading.Event().wait(0.01)  # a commit's time: the others queue up behind the leader
+        applied.extend(items)
+        return [item * 10 for item in items]
+
+    committer = GroupCommitter("test", apply_group, max_group=8)
+    results: dict = {}
+
+    def submit(n: int) -> None:
+        results[n] = committer.submit(n, timeout=10)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {n: n * 10 for n in range(60)}
+    assert sorted(applied) == list(range(60))
+    assert committer.items == 60 and committer.groups < 60  # grouped, at most 8 per group
+    assert committer.queued == 0 and not committer._leading
+
+
+def test_a_caller_that_gave_up_waiting_is_still_committed_and_the_lead_passes_on():
+    release = threading.Event()
+    applied: list = []
+
+    def apply_group(items):
+        if "slow" in items:
+            release.wait(10)
+        applied.extend(items)
+        return list(items)
+
+    committer = GroupCommitter("test", apply_group, max_group=10)
+    leader = threading.Thread(target=committer.submit, args=("slow",))
+    leader.start()
+    while not committer._leading:
+        threading.Event().wait(0.005)
+    # a request queued behind the slow group gives up (503 for its sender, who retries)
+    with pytest.raises(OperationalError, match="did not finish within"):
+        committer.submit("impatient", timeout=0.05)
+    release.set()
+    leader.join(10)
+    # the abandoned item was committed by the leader anyway (the dedupe key absorbs the retry) ...
+    assert applied == ["slow", "impatient"]
+    # ... and the next request leads on its own
+    assert committer.submit("next", timeout=5) == "next" and not committer._leading
