@@ -97,7 +97,7 @@ def postgres_counters(url: str) -> dict:
                                        "WHERE datname = current_database()").fetchone()
         wal_bytes, fpi = conn.execute("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").fetchone()
         checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
-        settings = dict(conn.execute("SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+        settings = dict(conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
                                      "('shared_buffers', 'autovacuum', 'max_wal_size', 'synchronous_commit')"))
     return {"read": read, "hit": hit, "temp": temp, "wal": int(wal_bytes), "fpi": fpi, "checkpoints": checkpoints,
             "settings": settings}
