@@ -8,7 +8,7 @@ rewards go in with COPY. `settlement.py` calls these on PostgreSQL and keeps the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connection
 
@@ -45,9 +45,15 @@ def bills_lock(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[i
 
 
 def lines_read(*, bill_pks: list[int]) -> list[tuple]:
-    """The bills' lines as tuples in `settlement.LINE_FIELDS` order."""
-    return _rows(f"SELECT bill_id, payment_id, customer_id, amount, merchant_id, payment_method, channel, paid_at "
-                 f"FROM {LINE} WHERE bill_id = ANY(%s::bigint[])", [pg_array(bill_pks)])
+    """The bills' lines as tuples in `settlement.LINE_FIELDS` order (paid_at an aware UTC datetime).
+
+    paid_at comes as UTC wall time and gets its zone here: Django's loader for timestamptz parses in
+    Python and took half the time of reading the lines; psycopg parses a plain timestamp in C.
+    """
+    rows = _rows(f"SELECT bill_id, payment_id, customer_id, amount, merchant_id, payment_method, channel, "
+                 f"paid_at AT TIME ZONE 'UTC' FROM {LINE} WHERE bill_id = ANY(%s::bigint[])", [pg_array(bill_pks)])
+    return [(bill, payment, customer, amount, merchant, method, channel, paid_at.replace(tzinfo=UTC))
+            for bill, payment, customer, amount, merchant, method, channel, paid_at in rows]
 
 
 def rewards_existing(*, bill_pks: list[int]) -> set[tuple[int, str]]:

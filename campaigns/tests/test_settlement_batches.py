@@ -97,3 +97,17 @@ def test_one_delivery_reaches_linked_customers_through_line_and_the_others_by_a_
     assert set(PointsGrant.objects.values_list("status", "attempts")) == {("sent", 1)}
     assert sorted(CustomerNotification.objects.values_list("customer_id", flat=True)) == ["c-blocked", "c-plain"]
     assert line_models.OutboundMessage.objects.filter(user_id="c-linked").count() == 1
+
+
+def test_payment_times_decide_the_campaign_period_whatever_their_offset(campaigns, customer, record_bill):
+    # the campaigns run over [2026-10-01T00:00Z, 2026-11-01T00:00Z)
+    customer("c-1", stage=10)
+    bill = record_bill(bill_event("c-1", [
+        line("before", 1000, paid_at="2026-10-01T08:30:00+09:00"),   # 2026-09-30T23:30Z
+        line("first", 1000, paid_at="2026-10-01T09:00:00+09:00"),    # 2026-10-01T00:00Z
+        line("last", 1000, paid_at="2026-10-31T23:59:59Z"),
+        line("after", 1000, paid_at="2026-10-31T20:00:00-04:00"),    # 2026-11-01T00:00Z
+    ]))
+    report, _ = bills_settle(bill_ids=[bill])
+    assert sorted(CampaignReward.objects.values_list("payment_id", flat=True)) == ["first", "last"]
+    assert report.lines_no_campaign == 2
