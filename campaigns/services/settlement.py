@@ -1,14 +1,16 @@
 """Monthly settlement: bill lines -> capped rewards -> one points grant per bill and pass.
 
-Set-based per batch of bills, in one transaction:
+Set-based per batch of bills, in one transaction, a fixed ~10 statements whatever the batch size
+(PostgreSQL: `settlement_sql`, arrays as one literal per column, rewards by COPY; SQLite: the ORM):
   1. lock the bills (FOR UPDATE SKIP LOCKED: a bill another worker is settling is skipped, it settles there);
-  2. read their lines, the customers' stages and card statuses, the rewards they already have (3-4 queries);
+  2. read their lines, the customers' stages and card statuses, and, for bills settled before only, the
+     rewards they already have;
   3. plan in memory with the pure rules (`CampaignRule.evaluate` + `points_calculate`), lines in
      (customer, paid_at, payment_id) order so the cap is consumed by the earliest payments;
-  4. the cap: insert the (campaign, customer) budget rows that do not exist yet, then lock them all with
-     SELECT ... FOR UPDATE in (campaign, customer) order, so two bills of one customer settling at the same
-     moment on two workers serialise on the budget row and the second sees what the first granted;
-  5. bulk-insert grants and rewards (unique per campaign + payment), update budgets and bills in bulk.
+  4. the cap: lock the (campaign, customer) budget rows in (campaign, customer) order, creating the missing
+     ones, so two bills of one customer settling at the same moment on two workers serialise on the budget
+     row and the second sees what the first granted;
+  5. insert grants and rewards (unique per campaign + payment), update budgets and bills in bulk.
 
 Idempotent: a payment that already has a reward for a campaign is skipped, so re-running a bill or a
 month adds nothing; a pass that adds nothing creates no grant. Delivery of the grants happens after commit.
