@@ -149,3 +149,30 @@ def test_drf_path_gives_the_same_answer(live, customer):
     customer("c-1", stage=30)
     body = {"customer_id": "c-1", "amount": 3000, "channel": "mercari"}
     assert EstimateView.estimate(body) == points_estimate(customer_id="c-1", amount=3000, channel="mercari")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_cursor_path_answers_like_the_plain_one_and_survives_a_lost_connection(customer):
+    from django.db import DatabaseError
+
+    from campaigns.selectors import customer_facts_get
+
+    customer("c-7", stage=30, card_status=3)
+    assert customer_facts_get(customer_id="c-7") == (30, 3)
+    if connection.vendor != "postgresql":
+        return  # SQLite always takes Django's cursor, checked just above; the kept cursor is PostgreSQL's
+    assert not connection.in_atomic_block and not connection.queries_logged  # the server's path, not the tests'
+    # the same answers as Django's cursor, call after call, on one kept cursor
+    assert [customer_facts_get(customer_id="c-7") for _ in range(3)] == [(30, 3)] * 3
+    assert customer_facts_get(customer_id="c-404") == (None, None)
+    kept = connection.__dict__["_estimate_cursor"]
+    with CaptureQueriesContext(connection):  # logging queries: Django's own cursor, the kept one untouched
+        assert customer_facts_get(customer_id="c-7") == (30, 3)
+    assert connection.__dict__["_estimate_cursor"] is kept
+    # the server drops the connection: Django's DatabaseError (503 in the view), then a new connection works
+    kept[0].close()
+    with pytest.raises(DatabaseError):
+        customer_facts_get(customer_id="c-7")
+    connection.close()
+    assert customer_facts_get(customer_id="c-7") == (30, 3)
+    assert connection.__dict__["_estimate_cursor"] is not kept
