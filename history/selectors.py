@@ -80,7 +80,7 @@ def estimates_many(*, customer_id: str, wanted: list[tuple[int, dict]]) -> dict[
 
 # Written in SQL, as the ingest handler is: building the ORM queries was about a third of a page's
 # CPU, and loading the timestamps as datetimes (Django's timezone-replacing loader) then formatting
-# them again most of the rest. The database formats them; rows stay tuples until they are shaped.
+# them again most of the rest. The database formats them, and rows are plain dicts, never model instances.
 ENTRY_TABLE = PaymentEntry._meta.db_table
 _NAMES = ("id", "payment_id", "type", "parent_id", "root_id", "amount", "state", "state_at", "occurred_at", "title",
           "attributes")
