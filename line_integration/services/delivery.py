@@ -19,7 +19,6 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from datetime import timedelta
-from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -153,12 +152,16 @@ def _kick_after_commit() -> None:
 
 # ---- planning: queued messages -> LineRequests -------------------------------------------------------
 def _render(message: OutboundMessage, templates: dict[str, MessageTemplate]) -> list[dict]:
-    if message.kind != OutboundMessage.Kind.BRAZE:
-        return message.params["messages"]
-    template = templates.get(message.template)
+    return _render_parts(message.kind, message.template, message.params, templates)
+
+
+def _render_parts(kind: str, template_name: str, params: dict, templates: dict[str, MessageTemplate]) -> list[dict]:
+    if kind != OutboundMessage.Kind.BRAZE:
+        return params["messages"]
+    template = templates.get(template_name)
     if template is None:
-        raise RenderError(f"template {message.template!r} no longer exists")
-    return template_render(template=template, params=message.params)
+        raise RenderError(f"template {template_name!r} no longer exists")
+    return template_render(template=template, params=params)
 
 
 def _skip_reason():
@@ -197,15 +200,18 @@ RETURNING id, retry_key
 """
 
 
-class _Queued(NamedTuple):
-    """A claimed queued message: what planning needs of an OutboundMessage (`_render` reads these names)."""
+class _Outgoing:
+    """A LineRequest this sender just made, as `_send_one` and `_record` read it (a model instance costs more)."""
 
-    id: int
-    kind: str
-    template: str
-    params: dict
-    line_user_id: str
-    skip: str
+    __slots__ = ("id", "kind", "body", "recipient_count", "retry_key", "attempts", "status", "last_status",
+                 "last_error", "claimed_until", "sent_at", "accepted_request_id", "next_attempt_at", "created_at")
+
+    def __init__(self, kind: str, body: dict, recipient_count: int, now, lease):
+        self.id, self.kind, self.body, self.recipient_count = None, kind, body, recipient_count
+        self.retry_key = uuid.uuid4()
+        self.attempts, self.status, self.last_status, self.last_error = 0, LineRequest.Status.PENDING, None, ""
+        self.claimed_until, self.sent_at, self.accepted_request_id = lease, None, ""
+        self.next_attempt_at = self.created_at = now
 
 
 def outbound_plan(*, limit: int | None = None) -> int:
@@ -230,58 +236,65 @@ def _plan(*, limit: int, lease=None) -> tuple[int, list[LineRequest]]:
         with connection.cursor() as cursor:
             cursor.execute(_QUEUED_CLAIM_SQL.format(lock=" FOR UPDATE OF m SKIP LOCKED" if postgres else ""),
                            [limit])
-            claimed = [_Queued(id_, kind, template, params if isinstance(params, dict) else json.loads(params),
-                               line_user_id, skip) for id_, kind, template, params, line_user_id, skip
-                       in cursor.fetchall()]
+            claimed = cursor.fetchall()  # (id, kind, template, params, line_user_id, skip reason)
         if not claimed:
             return 0, []
         batch, changes = [], []  # changes: (message id, status, request id, reason)
-        for message in claimed:
-            if message.skip:
-                changes.append((message.id, OutboundMessage.Status.SKIPPED, None, message.skip))
+        for row in claimed:
+            if row[5]:
+                changes.append((row[0], OutboundMessage.Status.SKIPPED, None, row[5]))
             else:
-                batch.append(message)
-        names = {m.template for m in batch if m.template}
+                batch.append(row)
+        names = {row[2] for row in batch if row[2]}
         templates = {t.name: t for t in MessageTemplate.objects.filter(name__in=names)}
-        groups: dict[str, list[_Queued]] = defaultdict(list)
-        rendered: dict[str, list[dict]] = {}
+
+        def render(row):
+            params = row[3] if isinstance(row[3], dict) else json.loads(row[3])
+            try:
+                return _render_parts(row[1], row[2], params, templates), None
+            except RenderError as exc:
+                return None, str(exc)
+
         if any(t.enrich_path for t in templates.values()):  # enrichment is an HTTP call per message: overlap them
             with ThreadPoolExecutor(max_workers=8) as pool:
-                results = list(pool.map(lambda m: _safe_render(m, templates), batch))
+                results = list(pool.map(render, batch))
         else:  # pure CPU: threads would only fight over the GIL with the sending threads
-            results = [_safe_render(m, templates) for m in batch]
-        for message, (messages, error) in zip(batch, results, strict=True):
+            results = [render(row) for row in batch]
+        groups: dict[str, list[tuple]] = defaultdict(list)
+        rendered: dict[str, list[dict]] = {}
+        for row, (messages, error) in zip(batch, results, strict=True):
             if error:
-                changes.append((message.id, OutboundMessage.Status.FAILED, None, error[:300]))
+                changes.append((row[0], OutboundMessage.Status.FAILED, None, error[:300]))
                 continue
             key = json.dumps(messages, sort_keys=True, separators=(",", ":"))
             rendered[key] = messages
-            groups[key].append(message)
-        plans: list[tuple[LineRequest, list[_Queued]]] = []
+            groups[key].append(row)
+        plans: list[tuple[_Outgoing, list[tuple]]] = []
         for key, members in groups.items():
             for start in range(0, len(members), MULTICAST_MAX):
                 chunk = members[start:start + MULTICAST_MAX]
                 if len(chunk) == 1:
-                    body = {"to": chunk[0].line_user_id, "messages": rendered[key]}
-                    kind = LineRequest.Kind.PUSH
+                    request = _Outgoing(LineRequest.Kind.PUSH, {"to": chunk[0][4], "messages": rendered[key]}, 1,
+                                        now, lease)
                 else:
-                    body = {"to": [m.line_user_id for m in chunk], "messages": rendered[key]}
-                    kind = LineRequest.Kind.MULTICAST
-                plans.append((LineRequest(kind=kind, body=body, recipient_count=len(chunk), retry_key=uuid.uuid4(),
-                                          next_attempt_at=now, created_at=now, claimed_until=lease), chunk))
+                    request = _Outgoing(LineRequest.Kind.MULTICAST, {"to": [row[4] for row in chunk],
+                                                                     "messages": rendered[key]}, len(chunk), now, lease)
+                plans.append((request, chunk))
         created = _requests_insert([request for request, _ in plans], now, lease)
-        for request, chunk in plans:
-            changes.extend((m.id, OutboundMessage.Status.PLANNED, request.id, "") for m in chunk)
+        for request, chunk in zip(created, (chunk for _, chunk in plans), strict=True):
+            changes.extend((row[0], OutboundMessage.Status.PLANNED, request.id, "") for row in chunk)
         _messages_set(changes)
     return len(claimed), created
 
 
-def _requests_insert(requests: list[LineRequest], now, lease) -> list[LineRequest]:
-    """Insert new LineRequests; sets and returns them with their ids."""
+def _requests_insert(requests: list[_Outgoing], now, lease) -> list:
+    """Insert new LineRequests; returns them, in order, with their ids."""
     if not requests:
         return []
     if connection.vendor != "postgresql":
-        return LineRequest.objects.bulk_create(requests, batch_size=1000)
+        return LineRequest.objects.bulk_create([LineRequest(
+            kind=r.kind, body=r.body, recipient_count=r.recipient_count, retry_key=r.retry_key, next_attempt_at=now,
+            created_at=now, claimed_until=lease) for r in requests], batch_size=1000)
     rows = json.dumps([{"kind": r.kind, "retry_key": str(r.retry_key), "body": r.body, "count": r.recipient_count}
                        for r in requests])
     with connection.cursor() as cursor:
@@ -402,7 +415,7 @@ def _rate_wait(kind: str) -> None:
     effective = max(1, int(limit * settings.LINE_RATE_SAFETY))
     if limit < 200:  # a few percent is less than one request here: keep a tenth of the limit as headroom instead
         effective = max(1, min(effective, limit - -(-limit // 10)))
-    batch = max(1, min(settings.LINE_SEND_THREADS, 8))
+    batch = max(1, min(2 * settings.LINE_SEND_THREADS, 16))
     pacer = _pacers.get((kind, effective, batch))
     if pacer is None:
         with _pacers_lock:
