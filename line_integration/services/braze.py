@@ -2,10 +2,10 @@
 
 `braze_accept` (delivery.py) validates and records one message per request. Under a
 burst, a threaded web process has many requests in flight; `braze_accept_grouped`
-validates in the request thread, then hands the cleaned message to the process's
-committer thread (mercari_ops.common.groupcommit), which records everything that
-queued up in one multi-row `INSERT ... ON CONFLICT DO NOTHING` joined to the LINE
-user and one commit. The answer (202 queued or skipped) is given after that commit,
+validates in the request thread, then queues the cleaned message for the process's
+group commit (mercari_ops.common.groupcommit: the first waiting request leads and
+records everything that queued up in one multi-row `INSERT ... ON CONFLICT DO NOTHING` joined to the LINE
+user and one commit). The answer (202 queued or skipped) is given after that commit,
 exactly as on the one-by-one path.
 """
 

@@ -301,8 +301,8 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
 def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, group_commit: bool = False) -> Result:
     """The push endpoint's service: decode, validate, accept. Raises ValidationFailed (400).
 
-    With `group_commit` the accept runs in this process's committer thread together with the
-    pushes that arrived at the same moment (see mercari_ops.common.groupcommit).
+    With `group_commit` the accept runs in one transaction together with the pushes of this
+    process that arrived at the same moment (see mercari_ops.common.groupcommit).
     """
     topic = get_topic(topic_name)
     try:
