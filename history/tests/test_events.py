@@ -105,6 +105,23 @@ def test_wrong_parent_type_is_dead(push):
     assert inbox(event).last_error == "mercard.billed cannot apply to a merpay.payment"
 
 
+def test_payment_republished_with_other_details_is_dead_and_the_entry_kept(push):
+    push(TOPIC, payment_event("merpay.payment", "mp-1", amount=1000))
+    event = payment_event("merpay.payment", "mp-1", amount=2000)  # a new event_id, another amount
+    assert push(TOPIC, event).status_code == 400
+    assert (inbox(event).status, inbox(event).error_field) == (InboxEvent.Status.DEAD, "payment_id")
+    assert "already exists with other details" in inbox(event).last_error
+    assert PaymentEntry.objects.get(payment_id="mp-1").amount == 1000
+
+
+def test_wrong_parent_type_for_a_new_entry_is_dead(push):
+    push(TOPIC, payment_event("mercard.transaction", "tx-1"))
+    event = payment_event("merpay.payment", "mp-2", "tx-1")  # a Merpay payment is never under a card transaction
+    assert push(TOPIC, event).status_code == 400
+    assert inbox(event).last_error == "a merpay.payment cannot have a mercard.transaction as parent"
+    assert not PaymentEntry.objects.filter(payment_id="mp-2").exists()
+
+
 def test_parent_of_another_customer_is_dead(push):
     push(TOPIC, payment_event("mercari.purchase", "pur-9", customer_id="c-1"))
     event = payment_event("mercard.transaction", "tx-9", "pur-9", customer_id="c-2")
