@@ -276,3 +276,21 @@ def test_send_task_respects_the_sender_concurrency_lease(line_sandbox, link_cust
     assert line_send_due.run()["sent"] == 2
     assert line_kick_senders.run()["senders_started"] == 0  # nothing left to send
     assert_each_delivered_once(line_sandbox, linked)
+
+
+def test_pacing_slots_nobody_took_in_time_are_dropped_not_used_late(line_sandbox):
+    from line_integration.services.delivery import _Pacer
+    from mercari_ops.common.ratelimit import rate_limiter
+
+    # given a process that reserved 4 slots 10 ms apart and used only the first
+    key = "line:sender"  # a limiter key the fixture resets
+    pacer = _Pacer(key, limit=100, batch=4)
+    pacer.wait()
+    assert len(pacer.slots) == 3
+    # when the other three pass unused and a thread asks again
+    time.sleep(0.06)
+    pacer.wait()
+    # then they were dropped: the thread got the first slot of a fresh batch, booked after the old four
+    assert len(pacer.slots) == 3
+    next_free = rate_limiter().reserve(key, limit=100, max_ahead=1.0)
+    assert 0.025 <= next_free <= 0.041, next_free  # the fresh batch's 3 unused slots are still booked ahead
