@@ -41,11 +41,12 @@ def test_entry_columns_written_by_sql_read_back_through_the_orm(push):
 
 
 @on_postgres
-def test_entry_and_transition_cost_three_statements_when_nothing_waits():
+def test_entry_costs_two_statements_and_transition_three_when_nothing_waits():
     purchase, card, billed, _ = card_tree(2)
-    # lock, lookup, one write that also asks whether anything waits: no inbox release query
-    assert len(applied_queries(purchase)) == 3
-    assert len(applied_queries(card)) == 3
+    # entries: lock, then lookup + insert + "does anything wait?" in one; no inbox release query
+    assert len(applied_queries(purchase)) == 2
+    assert len(applied_queries(card)) == 2
+    # state changes: lock, row-locked lookup, one write that also asks whether anything waits
     queries = applied_queries(billed)
     assert len(queries) == 3
     assert not any("inbox_inboxevent" in q and "FOR UPDATE" in q for q in queries)
@@ -70,7 +71,7 @@ def test_handler_statements_are_prepared_once_per_connection():
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-    assert any(s.startswith("WITH entry AS (INSERT INTO history_paymententry") for s in prepared)
+    assert any(s.startswith("WITH found AS (SELECT e.id") for s in prepared)
     assert any(s.startswith("WITH moved AS (UPDATE history_paymententry") for s in prepared)
 
 
