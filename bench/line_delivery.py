@@ -5,6 +5,7 @@
 3. M identical messages: coalesced into multicasts of 500; API calls and wall time.
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.line_delivery [--messages 20000] [--identical 200000]
+        [--phases limited,unlimited,multicast]   # BENCH_ARRIVALS_FILE=path: 50-ms arrival bins of the last phase
 """
 
 import argparse
