@@ -31,7 +31,8 @@ DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/mercari_ops_bench"
 
 def bench_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("DATABASE_URL", os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
+    # BENCH_DATABASE_URL first: a DATABASE_URL exported for the tests must not send a bench to that database
+    env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
     env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
     env["DEBUG"] = "0"
