@@ -100,12 +100,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (the bare view runs on the same)")
     parser.add_argument("--threads", type=int, default=1,
                         help="gunicorn threads per worker; 1 = sync workers (the estimate needs no group commit)")
     args = parser.parse_args()
     env = bench_env(DATABASE_URL=os.environ.get("BENCH_DATABASE_URL",
                                                 "postgres://postgres@127.0.0.1:5432/mops_bench_campaigns"))
-    with Server(env=env, threads=args.threads) as server:
+    with Server(env=env, workers=args.workers, threads=args.threads) as server:
         out = subprocess.run([str(VENV_BIN / "python"), "manage.py", "shell", "-c", SEED], cwd=ROOT, env=env,
                              check=True, capture_output=True, text=True).stdout
         token = out.split("TOKEN", 1)[1].split()[0]
@@ -134,7 +135,8 @@ def main() -> None:
         "half_rate_target_rps": round(half_target), "half_rate_run": half,
         "p99_at_half_rate_ms": half["p99_ms"], "p99_target_met": (half["p99_ms"] or 1e9) < 10,
         "command": ".venv/bin/python -m bench.campaigns_estimate "
-                   f"--duration {args.duration} --connections {args.connections} --threads {args.threads}",
+                   f"--duration {args.duration} --connections {args.connections} --workers {args.workers} "
+                   f"--threads {args.threads}",
     })
 
 
