@@ -48,6 +48,20 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def django_in_process(default_database_url: str) -> dict[str, str]:
+    """This process as a Django process on the bench database (created and migrated); returns the env.
+
+    For in-process measurements beside the HTTP ones: the same settings the bench's gunicorn gets.
+    """
+    os.environ.setdefault("BENCH_DATABASE_URL", default_database_url)
+    env = bench_env()
+    database_create(env)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
+                                           "SECURE_SSL_REDIRECT", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+    return env
+
+
 def manage(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env or bench_env(),
                           check=check, capture_output=True, text=True)

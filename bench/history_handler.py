@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 
-from bench.harness import bench_env, database_create, report
+from bench.harness import django_in_process, report
 from bench.history_ingest import stream
 
 ORDER = {"mercari.purchase": 0, "mercard.transaction": 1, "mercard.billed": 2}
@@ -26,12 +26,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=6000)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
-    env = bench_env()
-    database_create(env)
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
-                                           "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+    django_in_process("postgres://postgres@127.0.0.1:5432/mops_bench_history")
     import django
 
     django.setup()

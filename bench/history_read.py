@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from bench.harness import Server, bench_env, database_create, manage, report, wrk
+from bench.harness import Server, django_in_process, manage, report, wrk
 
 CUSTOMER = "c-bench-1m"
 PAGE = 20
@@ -179,12 +179,7 @@ def main() -> None:
                         help="an active campaign for the customer: estimates evaluated, not no_active_campaign")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
-    env = bench_env()
-    database_create(env)
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
-                                           "SECURE_SSL_REDIRECT", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+    env = django_in_process("postgres://postgres@127.0.0.1:5432/mops_bench_history")
     loaded = load(args.entries)
     campaign = campaign_ensure() if args.with_campaign else campaign_remove()
     direct, deep_cursor = in_process(args.samples)
