@@ -97,16 +97,21 @@ print(json.dumps(slots))
 """
 
 
-def test_paced_slots_of_several_processes_are_evenly_spaced_and_never_exceed_the_limit():
+def slots_of_processes(worker: str, count: int = 3) -> list[float]:
+    """Run `worker` in `count` processes on one new key (limit 100 per 0.5 s, for 1.5 s); all slots, sorted."""
     key = f"test:{uuid.uuid4().hex}"
-    procs = [subprocess.Popen([sys.executable, "-c", PACE_WORKER, key, "100", "0.5", "1.5"], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", worker, key, "100", "0.5", "1.5"], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for _ in range(count)]
     slots = []
     for proc in procs:
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0
         slots += json.loads(out)
-    slots.sort()
+    return sorted(slots)
+
+
+def test_paced_slots_of_several_processes_are_evenly_spaced_and_never_exceed_the_limit():
+    slots = slots_of_processes(PACE_WORKER)
     assert max_in_any_window(slots, 0.5) <= 100
     # no bursts: consecutive slots (of any process) are at least period/limit apart
     assert min(b - a for a, b in zip(slots, slots[1:], strict=False)) >= 0.005
@@ -185,15 +190,7 @@ print(json.dumps(slots))
 
 
 def test_slots_reserved_in_batches_by_several_processes_never_exceed_the_limit():
-    key = f"test:{uuid.uuid4().hex}"
-    procs = [subprocess.Popen([sys.executable, "-c", BATCH_WORKER, key, "100", "0.5", "1.5"], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    slots = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0
-        slots += json.loads(out)
-    slots.sort()
+    slots = slots_of_processes(BATCH_WORKER)
     assert max_in_any_window(slots, 0.5) <= 100
     assert min(b - a for a, b in zip(slots, slots[1:], strict=False)) >= 0.005  # batches interleave, no overlap
     assert len(slots) >= 200 * 1.5 * 0.9, f"{BACKEND} booked only {len(slots)}"
