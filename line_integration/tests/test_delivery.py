@@ -118,6 +118,10 @@ def test_enrichment_fills_the_template_and_falls_back_when_slow(line_sandbox, li
 @pytest.mark.django_db
 def test_push_rate_limit_is_never_exceeded_in_any_second(line_sandbox, link_customers, text_template, settings):
     settings.LINE_PUSH_RATE_PER_SECOND = 40
+    # The sandbox runs in this process and stamps arrivals under the same GIL as the sender's threads, so a
+    # stamp can lag its send by tens of ms; the default 3% margin is 31 ms of lag at 40/s (a CI run once
+    # saw 41 in a second). 10% (36/s) leaves 111 ms; a burst from the pacing would still show far above 40.
+    settings.LINE_RATE_SAFETY = 0.9
     linked = link_customers([f"c-{i}" for i in range(100)])
     enqueue(linked, personal=True)
     started = time.monotonic()
@@ -130,9 +134,10 @@ def test_push_rate_limit_is_never_exceeded_in_any_second(line_sandbox, link_cust
 
 @pytest.mark.django_db
 def test_push_pacing_reaches_the_aimed_rate_without_bursts(line_sandbox, link_customers, text_template, settings):
-    # given a limit LINE enforces too, and the sender aiming at 0.97 of it (194/s)
+    # given a limit LINE enforces too, and the sender aiming at 0.95 of it (190/s): the sandbox stamps arrivals
+    # in this process, under the senders' GIL, so the margin must cover stamps lagging by tens of ms
     settings.LINE_PUSH_RATE_PER_SECOND = 200
-    settings.LINE_RATE_SAFETY = 0.97
+    settings.LINE_RATE_SAFETY = 0.95
     line_sandbox.control("limits", {"push": [200, 1.0]})
     linked = link_customers([f"c-{i}" for i in range(500)])
     enqueue(linked, personal=True)
@@ -143,7 +148,7 @@ def test_push_pacing_reaches_the_aimed_rate_without_bursts(line_sandbox, link_cu
     assert stats["status_counts"]["push"] == {"200": 500}
     assert stats["max_requests_per_window"]["push"] <= 200
     span = stats["last_request_at"]["push"] - stats["first_request_at"]["push"]
-    assert 499 / span >= 0.9 * 194, f"{499 / span:.1f} req/s"
+    assert 499 / span >= 0.9 * 190, f"{499 / span:.1f} req/s"
     # and evenly spaced: 100 ms slices let ~20 through at once and then nothing, an even schedule holds
     # ~10 per 50 ms. Judged on the 80th percentile of 50-ms bins, so one stall of the machine (a late
     # thread catching up) cannot fail it, while slice bursts (half the bins at ~20) still do.
