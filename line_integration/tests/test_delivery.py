@@ -1,5 +1,6 @@
 """Sender: exactly-once delivery through 429/5xx/timeouts, multicast coalescing, limits, killed workers."""
 
+import gc
 import os
 import signal
 import subprocess
@@ -29,6 +30,20 @@ def drain(max_seconds: float = 60) -> None:
         assert time.monotonic() < deadline, "messages left undelivered"
         sender_run(seconds=5)
         time.sleep(0.05)
+
+
+def drain_without_gc_pauses() -> None:
+    """drain() with the cyclic GC off. The sandbox runs in this process and stamps arrivals under the
+    senders' GIL: late in a full test run, one collection of the big heap holds the GIL for 100 ms or more,
+    and every request that arrived meanwhile is stamped at its end, so a second of stamps can hold a few
+    more requests than were sent in any second (a CI run saw 41 at an aim of 36/s). LINE stamps real
+    arrivals; the senders themselves drop a slot they wake up late for instead of using it."""
+    gc.collect()
+    gc.disable()
+    try:
+        drain()
+    finally:
+        gc.enable()
 
 
 def assert_each_delivered_once(sandbox, linked: dict) -> None:
@@ -117,15 +132,11 @@ def test_enrichment_fills_the_template_and_falls_back_when_slow(line_sandbox, li
 
 @pytest.mark.django_db
 def test_push_rate_limit_is_never_exceeded_in_any_second(line_sandbox, link_customers, text_template, settings):
-    settings.LINE_PUSH_RATE_PER_SECOND = 40
-    # The sandbox runs in this process and stamps arrivals under the same GIL as the sender's threads, so a
-    # stamp can lag its send by tens of ms; the default 3% margin is 31 ms of lag at 40/s (a CI run once
-    # saw 41 in a second). 10% (36/s) leaves 111 ms; a burst from the pacing would still show far above 40.
-    settings.LINE_RATE_SAFETY = 0.9
+    settings.LINE_PUSH_RATE_PER_SECOND = 40  # the sender keeps a tenth as headroom under 200/s: aims at 36/s
     linked = link_customers([f"c-{i}" for i in range(100)])
     enqueue(linked, personal=True)
     started = time.monotonic()
-    drain()
+    drain_without_gc_pauses()
     stats = line_sandbox.control("stats")
     assert stats["max_requests_per_window"]["push"] <= 40
     assert stats["status_counts"]["push"] == {"200": 100}
@@ -142,7 +153,7 @@ def test_push_pacing_reaches_the_aimed_rate_without_bursts(line_sandbox, link_cu
     linked = link_customers([f"c-{i}" for i in range(500)])
     enqueue(linked, personal=True)
     # when
-    drain()
+    drain_without_gc_pauses()
     # then: no 429, never more than the limit in any sliding second, close to the aimed rate
     stats = line_sandbox.control("stats")
     assert stats["status_counts"]["push"] == {"200": 500}
