@@ -128,13 +128,19 @@ def test_group_nearing_expiry_is_rotated_and_everyone_re_added(line_sandbox, set
     assert groups[new.audience_group_id] == 50
 
 
-def test_group_line_reports_expired_is_rotated_at_once_and_everyone_re_added(line_sandbox, settings):
-    # given: everyone added to a group that LINE now reports EXPIRED (earlier than we expected it)
+def added_then_expired(line_sandbox, settings, count: int) -> AudienceGroup:
+    """`count` linkages added to one group, which LINE then reports EXPIRED; returns that group."""
     settings.LINE_AUDIENCE_CHUNK_SIZE = 100
-    linkages(50)
+    linkages(count)
     run_until_added(line_sandbox, runs=3)
     old = AudienceGroup.objects.get()
     line_sandbox.control("audience", {"expire_in": {str(old.audience_group_id): 0}})
+    return old
+
+
+def test_group_line_reports_expired_is_rotated_at_once_and_everyone_re_added(line_sandbox, settings):
+    # given: everyone added to a group that LINE now reports EXPIRED (earlier than we expected it)
+    old = added_then_expired(line_sandbox, settings, 50)
     # when
     result = audience_sync()
     # then: a new group in the same run, everyone re-added to it
@@ -176,11 +182,7 @@ def test_add_refused_as_expired_rotates_and_re_adds_everyone(line_sandbox, setti
 
 
 def test_expired_group_waits_for_the_next_run_when_the_budget_is_spent(line_sandbox, settings):
-    settings.LINE_AUDIENCE_CHUNK_SIZE = 100
-    linkages(10)
-    run_until_added(line_sandbox, runs=3)
-    old = AudienceGroup.objects.get()
-    line_sandbox.control("audience", {"expire_in": {str(old.audience_group_id): 0}})
+    added_then_expired(line_sandbox, settings, 10)
     settings.LINE_AUDIENCE_RATE_PER_MINUTE = line_sandbox.control("audience")["max_calls_per_minute"] + 1
     assert audience_sync()["stopped"] == "audience group expired; the next run rotates"
     assert not AudienceGroup.objects.filter(active=True).exists()

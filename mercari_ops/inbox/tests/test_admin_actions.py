@@ -88,10 +88,15 @@ def test_operator_discards_an_event_and_the_sweeper_never_runs_it(operator, push
     assert calls == ["e-retry", "e-ok"]
 
 
+def bad_letter(push, name: str) -> DeadLetter:
+    """A push without event_id: its dead letter."""
+    push(name, body=push_body({"n": 1}))
+    return DeadLetter.objects.get()
+
+
 def test_replaying_a_dead_letter_that_is_still_bad_keeps_it_open_and_says_why(operator, push, test_topic):
     name, calls, _ = test_topic
-    push(name, body=push_body({"n": 1}))
-    letter = DeadLetter.objects.get()
+    letter = bad_letter(push, name)
     page = run_action(operator, LETTERS, "replay", [letter.pk])
     assert "Replayed 0 dead letter(s)." in page
     assert f"Still failing: #{letter.pk}: event_id is required" in page
@@ -102,8 +107,7 @@ def test_replaying_a_dead_letter_that_is_still_bad_keeps_it_open_and_says_why(op
 
 def test_operator_discards_a_dead_letter(operator, push, test_topic):
     name, calls, _ = test_topic
-    push(name, body=push_body({"n": 1}))
-    letter = DeadLetter.objects.get()
+    letter = bad_letter(push, name)
     page = run_action(operator, LETTERS, "discard", [letter.pk])
     assert "Discarded." in page
     letter.refresh_from_db()
