@@ -93,7 +93,7 @@ class Server:
     """
 
     def __init__(self, workers: int = 2, env: dict | None = None, migrate: bool = True,
-                 threads: int = int(os.environ.get("BENCH_GUNICORN_THREADS", "16"))):
+                 threads: int = int(os.environ.get("BENCH_GUNICORN_THREADS", "32"))):
         self.env = env or bench_env()
         self.workers = workers
         self.threads = threads

@@ -57,6 +57,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
 ]
+# Machine-to-machine endpoints (bearer token, no browser session) skip sessions, CSRF, auth,
+# messages and clickjacking: see mercari_ops/wsgi.py.
+MACHINE_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
+]
+MACHINE_PATH_PREFIXES = ["/pubsub/push/", "/line/braze/webhook", "/api/campaigns/estimate"]
 
 ROOT_URLCONF = "mercari_ops.urls"
 WSGI_APPLICATION = "mercari_ops.wsgi.application"

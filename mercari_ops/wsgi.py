@@ -1,6 +1,42 @@
+"""WSGI entry point: browser pages and machine endpoints on two Django handlers.
+
+Machine-to-machine endpoints (Pub/Sub push, the Braze webhook, the estimate API) are called
+with a bearer token by other services, never by a browser with a session. They run through a
+second Django handler whose middleware is `MACHINE_MIDDLEWARE` (security headers and redirect,
+database-unavailable -> 503) instead of the full stack (sessions, CSRF, auth, messages,
+clickjacking), which costs them nothing useful and costs every push its time. Same settings,
+URLconf, views, signals and error handling otherwise.
+"""
+
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)
+
+
+class MachineWSGIHandler(WSGIHandler):
+    def load_middleware(self, is_async=False):
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.MACHINE_MIDDLEWARE  # read by Django's loader; restored below
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+def _application():
+    browser, machine = WSGIHandler(), MachineWSGIHandler()
+    prefixes = tuple(settings.MACHINE_PATH_PREFIXES)
+
+    def application(environ, start_response):
+        handler = machine if environ.get("PATH_INFO", "").startswith(prefixes) else browser
+        return handler(environ, start_response)
+
+    return application
+
+
+application = _application()

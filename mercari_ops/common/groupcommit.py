@@ -21,6 +21,12 @@ thread and back cost about 0.4 ms of CPU per request in a gunicorn worker
 is woken at most once (for its outcome, or to lead), and the leader not at all.
 The wait is a bare lock, the cheapest one-shot signal CPython has.
 
+The groups of one committer run on the committer's own database connection, lent
+to whichever thread leads (one leader at a time), not on the leader's
+thread-local one: a threaded server can then run many request threads (so many
+requests can wait in one group) without holding a database connection per
+thread. The connection obeys CONN_MAX_AGE and is replaced when unusable.
+
 `apply_group(items) -> results` runs on the leader's thread and owns its
 transaction. If it raises, every caller of the group gets the error (a database
 error becomes OperationalError: 503, the sender retries) and the leader's
@@ -38,7 +44,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connection, connections
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class GroupCommitter:
         self._queue: deque[_Pending] = deque()
         self._leading = False
         self._stopped = False
+        self._connection = None  # made on the first group, lent to each leader in turn
 
     @property
     def alive(self) -> bool:
@@ -81,6 +88,18 @@ class GroupCommitter:
     def stop(self) -> None:
         """Mark this committer as retired: `group_committer` makes a new one on next use (tests)."""
         self._stopped = True
+        if self._connection is not None:
+            self._connection.close()
+
+    def _connection_lend(self):
+        """Install the committer's connection as this thread's default one; return what it replaced."""
+        if self._connection is None:
+            self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
+            self._connection.inc_thread_sharing()  # used by one leader at a time, from any thread
+        self._connection.close_if_unusable_or_obsolete()
+        own = connections[DEFAULT_DB_ALIAS]
+        connections[DEFAULT_DB_ALIAS] = self._connection
+        return own
 
     def submit(self, item: Any, *, timeout: float = 30.0) -> Any:
         if connection.in_atomic_block:
@@ -126,7 +145,9 @@ class GroupCommitter:
             # our own item is still queued, or only abandoned requests wait: nobody else will commit them
 
     def _apply(self, group: list[_Pending]) -> None:
+        own = None
         try:
+            own = self._connection_lend()
             results = self.apply_group([pending.item for pending in group])
             for pending, result in zip(group, results, strict=True):
                 pending.result = result
@@ -136,6 +157,8 @@ class GroupCommitter:
                 pending.error = exc
             connection.close_if_unusable_or_obsolete()
         finally:
+            if own is not None:
+                connections[DEFAULT_DB_ALIAS] = own
             self.groups += 1
             self.items += len(group)
             with self._lock:

@@ -182,7 +182,13 @@ from django.test import Client
 client = Client()
 health = client.get("/healthz")
 api = client.get("/api/whoami", HTTP_AUTHORIZATION="Token any-key")
-print(json.dumps({"health": [health.status_code, health.json()], "api": [api.status_code, api.json()]}))
+from conftest import push_body
+from django.conf import settings
+from mercari_ops.common.tests.wsgi_client import wsgi_call
+push = wsgi_call("/pubsub/push/platform-ping", method="POST", body=push_body({"event_id": "dead-db-1"}),
+                 headers={"Authorization": "Bearer " + settings.PUBSUB_PUSH_TOKEN})
+print(json.dumps({"health": [health.status_code, health.json()], "api": [api.status_code, api.json()],
+                  "push": [push[0], json.loads(push[2])]}))
 """
 
 
@@ -200,6 +206,7 @@ def test_healthz_and_api_are_503_when_the_database_is_unreachable(tmp_path):
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     assert answers["health"] == [503, {"status": "unavailable", "database": False, "broker": True}]
     assert answers["api"] == [503, {"error": "database unavailable, retry later", "field": None}]
+    assert answers["push"] == answers["api"]  # through the real WSGI entry point's machine stack
 
 
 def test_ensure_admin_prints_the_password_once():

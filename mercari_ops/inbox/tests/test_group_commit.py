@@ -235,3 +235,35 @@ def test_a_caller_that_gave_up_waiting_is_still_committed_and_the_lead_passes_on
     assert applied == ["slow", "impatient"]
     # ... and the next request leads on its own
     assert committer.submit("next", timeout=5) == "next" and not committer._leading
+
+
+def test_groups_run_on_the_committers_connection_whichever_thread_leads(test_topic):
+    # given: a handler that notes the database session and the thread it ran on
+    name, _, register = test_topic
+    seen = []
+
+    def handle(event):
+        session = connection.connection.info.backend_pid if connection.vendor == "postgresql" else id(
+            connection.connection)
+        seen.append((session, threading.get_ident()))
+
+    register(handle)
+    own_connection_opened = []
+
+    def run(index: int) -> None:
+        inbox_receive(topic_name=name, body=push_body({"event_id": f"c-{index}"}), group_commit=True)
+        own_connection_opened.append(connection.connection is not None)  # this thread's own connection
+
+    # when: 24 request threads push at once, in waves
+    for wave in range(3):
+        threads = [threading.Thread(target=run, args=(wave * 8 + i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    # then: every event was handled on one database session, lent to each leader in turn; no request
+    # thread opened a connection of its own (so threads per process need not match database connections)
+    assert len(seen) == 24
+    assert len({session for session, _ in seen}) == 1
+    assert own_connection_opened == [False] * 24
+    assert InboxEvent.objects.filter(topic=name, status="processed").count() == 24

@@ -1,0 +1,40 @@
+"""The WSGI entry point: machine endpoints on a lean middleware stack, browser pages on the full one."""
+
+import json
+
+import pytest
+from django.conf import settings
+
+from conftest import push_body
+from mercari_ops.common.tests.wsgi_client import wsgi_call
+from mercari_ops.inbox.models import InboxEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_push_runs_without_the_browser_middleware_and_is_recorded(test_topic):
+    name, calls, _ = test_topic
+    auth = {"Authorization": f"Bearer {settings.PUBSUB_PUSH_TOKEN}"}
+    status, headers, _ = wsgi_call(f"/pubsub/push/{name}", method="POST", body=push_body({"event_id": "w-1"}),
+                                   headers=auth)
+    assert status == 204
+    assert InboxEvent.objects.get(topic=name, event_id="w-1").status == "processed"
+    assert calls == [{"event_id": "w-1"}]
+    # no clickjacking, session or CSRF middleware on a machine path; the security middleware still runs
+    assert "X-Frame-Options" not in headers and "Vary" not in headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_browser_paths_keep_the_full_middleware_stack():
+    status, headers, _ = wsgi_call("/admin/login/")
+    assert status == 200
+    assert headers["X-Frame-Options"] == "DENY"
+    assert "csrftoken" in headers.get("Set-Cookie", "")
+
+
+def test_machine_paths_keep_their_errors_in_the_api_shape(test_topic):
+    status, headers, content = wsgi_call(f"/pubsub/push/{test_topic[0]}", method="POST",
+                                         body=push_body({"event_id": "w-2"}), headers={"Authorization": "Bearer no"})
+    assert status == 401
+    assert json.loads(content) == {"error": "missing or wrong bearer token", "field": "Authorization"}
+    assert not InboxEvent.objects.exists()
