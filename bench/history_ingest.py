@@ -2,7 +2,7 @@
 beside the nack-and-redeliver approach on the same server, same machine, same stream.
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_ingest [--rate 500] [--seconds 20]
-        [--workers 2] [--threads 1] [--connections 32]
+        [--workers 2] [--threads 32] [--connections 64]
 
 The stream: trees purchase -> card transaction -> bill over 1,000 customers, delivered in batches
 of 10 (one every 20 ms); in each batch one child is moved ahead of its parent (10% early).
@@ -327,15 +327,15 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread when > 1)")
-    parser.add_argument("--connections", type=int, default=32, help="client connections (in-flight requests)")
+    parser.add_argument("--threads", type=int, default=32, help="threads per worker (gthread when > 1; the Procfile's)")
+    parser.add_argument("--connections", type=int, default=64, help="client connections (in-flight requests)")
     parser.add_argument("--nack-backoff", type=float, default=10.0)
     parser.add_argument("--modes", default="inbox_waiting,nack_redeliver")
     args = parser.parse_args()
     load_before = os.getloadavg()
     os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
-    # The per-push transaction path; set GROUP_COMMIT=1 to measure group commit where it exists.
-    env = bench_env(GROUP_COMMIT=os.environ.get("GROUP_COMMIT", "0"))
+    # Group commit on, as in production; GROUP_COMMIT=0 measures the one-transaction-per-push path.
+    env = bench_env(GROUP_COMMIT=os.environ.get("GROUP_COMMIT", "1"))
     database_create(env)
     events, parent_of = stream(args.rate, args.seconds)
     token = env["PUBSUB_PUSH_TOKEN"]

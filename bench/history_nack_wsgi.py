@@ -4,13 +4,7 @@ An event whose parent is missing is rolled back and answered 409 (a nack), so Pu
 it later; nothing is recorded. Everything else is the project's own application.
 """
 
-import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
-
-project = get_wsgi_application()  # sets Django up; the imports below need it
+from mercari_ops.wsgi import application as project  # sets Django up; the imports below need it
 
 
 class _Nack(Exception):
