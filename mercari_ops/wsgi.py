@@ -1,7 +1,7 @@
 """WSGI entry point: browser pages and machine endpoints on two Django handlers.
 
-Machine-to-machine endpoints (Pub/Sub push, the Braze webhook, the estimate API) are called
-with a bearer token by other services, never by a browser with a session. They run through a
+Machine-to-machine endpoints (`MACHINE_PATH_PREFIXES`: Pub/Sub push, the Braze and LINE webhooks, the
+APIs) authenticate their callers by a token or a signature, never by a browser session. They run through a
 second Django handler whose middleware is `MACHINE_MIDDLEWARE` (security headers and redirect,
 database-unavailable -> 503) instead of the full stack (sessions, CSRF, auth, messages,
 clickjacking), which costs them nothing useful and costs every push its time. Same settings,

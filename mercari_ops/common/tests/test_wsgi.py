@@ -38,3 +38,14 @@ def test_machine_paths_keep_their_errors_in_the_api_shape(test_topic):
     assert status == 401
     assert json.loads(content) == {"error": "missing or wrong bearer token", "field": "Authorization"}
     assert not InboxEvent.objects.exists()
+
+
+def test_every_api_authenticates_without_a_session():
+    # the lean stack is only safe where no endpoint relies on a session cookie: DRF must authenticate by token
+    from rest_framework.authentication import SessionAuthentication
+    from rest_framework.settings import api_settings
+
+    assert "/api/" in settings.MACHINE_PATH_PREFIXES
+    assert not any(issubclass(cls, SessionAuthentication) for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    status, headers, content = wsgi_call("/api/whoami", headers={"Authorization": "Token nope"})
+    assert status == 401 and "X-Frame-Options" not in headers
