@@ -77,10 +77,11 @@ def jsonl_write(path: str, events: int, customers: int) -> None:
             }) + "\n")
 
 
-def ingest(env: dict, path: str, batch_size: int) -> float:
+def ingest(env: dict, path: str, batch_size: int, workers: int) -> float:
     started = time.perf_counter()
     subprocess.run([str(VENV_BIN / "python"), "manage.py", "ingest_jsonl", "loyalty-activity", path,
-                    "--no-progress", "--batch-size", str(batch_size)], cwd=ROOT, env=env, check=True,
+                    "--no-progress", "--batch-size", str(batch_size), "--workers", str(workers)], cwd=ROOT, env=env,
+                   check=True,
                    capture_output=True, text=True)
     return time.perf_counter() - started
 
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000, help="events in the ingest_jsonl file")
     parser.add_argument("--jsonl-customers", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2, help="ingest_jsonl --workers (parallel connections)")
     args = parser.parse_args()
     os.environ.setdefault("BENCH_DATABASE_URL", DEFAULT_DB)
     env = bench_env()
@@ -104,7 +106,7 @@ def main() -> None:
     occurred_at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = uuid.uuid4().hex[:8]
     rounds = []
-    with Server(env=env, migrate=False) as server:
+    with Server(env=env, migrate=False) as server:  # --rounds 0: only the ingest_jsonl part
         wrk(server.url("/bench/bare"), method="POST", duration=3, connections=args.connections)  # warm-up
         # warm-up of the push paths too: connections, prepared statements, and the customers' first events
         # (which create them) happen before the measured rounds, as they would long before in production
@@ -129,13 +131,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "events.jsonl")
         jsonl_write(path, args.events, args.jsonl_customers)
-        first = ingest(env, path, args.batch_size)
-        again = ingest(env, path, args.batch_size)
+        first = ingest(env, path, args.batch_size, args.workers)
+        again = ingest(env, path, args.batch_size, args.workers)
     report("Loyalty: ingestion on PostgreSQL", {
         "gunicorn": f"{server.workers} workers x {server.threads} threads", "rounds": rounds,
-        "median_push_share_of_bare": statistics.median(r["push_share_of_bare"] for r in rounds),
+        "median_push_share_of_bare": statistics.median(r["push_share_of_bare"] for r in rounds) if rounds else None,
         "push_non2xx": sum(r["loyalty_push"]["non2xx"] for r in rounds),
         "ingest_jsonl": {"events": args.events, "customers": args.jsonl_customers, "batch_size": args.batch_size,
+                         "workers": args.workers,
                          "seconds": round(first, 2), "events_per_s": round(args.events / first),
                          "target_met": args.events / first >= 10_000,
                          "refeed_all_duplicates_seconds": round(again, 2),
@@ -143,7 +146,7 @@ def main() -> None:
                          "note": "wall time of the whole command, Django start-up included"},
         "command": f".venv/bin/python -m bench.loyalty_ingest --duration {args.duration} --connections "
                    f"{args.connections} --rounds {args.rounds} --customers {args.customers} --events {args.events} "
-                   f"--jsonl-customers {args.jsonl_customers} --batch-size {args.batch_size}",
+                   f"--jsonl-customers {args.jsonl_customers} --batch-size {args.batch_size} --workers {args.workers}",
     })
 
 

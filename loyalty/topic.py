@@ -21,4 +21,4 @@ ACTIVITY_SCHEMA = Schema({
 
 # keep_payload=False: the inbox keeps only (topic, event_id) once the event is processed.
 register_topic(TOPIC, schema=ACTIVITY_SCHEMA, handle=activity_handle, handle_batch=activity_handle_batch,
-               keep_payload=False, order_key="occurred_at")
+               keep_payload=False, order_key="occurred_at", partition_key="customer_id")

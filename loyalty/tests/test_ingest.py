@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, date, datetime, timedelta
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -161,6 +162,18 @@ def _write_jsonl(path, events):
     return str(path)
 
 
+def assert_totals_of_one_clean_pass(events):
+    expected: dict = {}
+    for e in events:
+        key = (e["customer_id"], e["kind"], date(int(e["occurred_at"][:4]), int(e["occurred_at"][5:7]), 1))
+        amount, count = expected.get(key, (0, 0))
+        expected[key] = (amount + e["amount"], count + (1 if e["amount"] >= 0 else -1))
+    got = {(t.customer.customer_id, t.kind, t.month): (t.amount, t.count)
+           for t in MonthlyTotal.objects.select_related("customer")}
+    assert got == expected
+    assert InboxEvent.objects.filter(topic=TOPIC).count() == len(events)
+
+
 def test_ingest_jsonl_refeeding_a_partly_applied_file_adds_only_what_is_missing(tmp_path):
     publish_rules()
     events = [event(customer_id=f"c-{i % 7}", kind=("buy", "sell", "pay")[i % 3], amount=100 + i,
@@ -173,15 +186,7 @@ def test_ingest_jsonl_refeeding_a_partly_applied_file_adds_only_what_is_missing(
     call_command("ingest_jsonl", TOPIC, _write_jsonl(tmp_path / "all.jsonl", events), "--no-progress",
                  "--batch-size", "64")
     # then totals equal one clean pass
-    expected: dict = {}
-    for e in events:
-        key = (e["customer_id"], e["kind"], date(int(e["occurred_at"][:4]), int(e["occurred_at"][5:7]), 1))
-        amount, count = expected.get(key, (0, 0))
-        expected[key] = (amount + e["amount"], count + (1 if e["amount"] >= 0 else -1))
-    got = {(t.customer.customer_id, t.kind, t.month): (t.amount, t.count)
-           for t in MonthlyTotal.objects.select_related("customer")}
-    assert got == expected
-    assert InboxEvent.objects.filter(topic=TOPIC).count() == len(events)
+    assert_totals_of_one_clean_pass(events)
     # the inbox kept no payload (SQL NULL or JSON null: both read back as None)
     assert set(InboxEvent.objects.filter(topic=TOPIC).values_list("payload", flat=True)) == {None}
 
@@ -204,3 +209,22 @@ def test_ingest_jsonl_keeps_bad_lines_as_dead_letters(tmp_path):
     call_command("ingest_jsonl", TOPIC, str(path), "--no-progress")
     assert MonthlyTotal.objects.get().amount == 5
     assert sorted(DeadLetter.objects.filter(topic=TOPIC).values_list("field", flat=True)) == ["kind", "line"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_ingest_on_committed_transactions_gives_the_totals_of_one_clean_pass(tmp_path):
+    # given a backfill split over 3 connections (not inside a test transaction: each worker commits its own)
+    publish_rules()
+    events = [event(customer_id=f"p-{i % 23}", kind=("buy", "sell", "pay")[i % 3], amount=50 + i,
+                    occurred_at=f"20{14 + i % 12}-1{i % 3}-0{1 + i % 9}T08:00:00Z") for i in range(400)]
+    events.insert(100, event(customer_id="p-3", amount=-999, occurred_at="2020-11-02T00:00:00Z"))
+    out = StringIO()
+    call_command("ingest_jsonl", TOPIC, _write_jsonl(tmp_path / "part.jsonl", events[:150]), "--no-progress",
+                 "--batch-size", "16", "--workers", "3")
+    # when the whole file goes again, in parallel
+    call_command("ingest_jsonl", TOPIC, _write_jsonl(tmp_path / "all.jsonl", events), "--no-progress",
+                 "--batch-size", "16", "--workers", "3", stdout=out)
+    # then only what was missing was added, and the totals are those of one clean pass
+    assert "processed 251, duplicate 150" in out.getvalue()
+    assert_totals_of_one_clean_pass(events)
+    assert Customer.objects.count() == 23

@@ -42,6 +42,9 @@ class Topic:
     handle_batch: Callable[[list[dict]], None] | None = None
     keep_payload: bool = True
     order_key: str = "occurred_at"
+    # Events with different values of this field never affect each other (e.g. customer_id): a backfill
+    # may apply them on parallel connections, each value always on the same one, in file order.
+    partition_key: str | None = None
 
 
 _TOPICS: dict[str, Topic] = {}

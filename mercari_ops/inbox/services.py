@@ -16,6 +16,10 @@ import binascii
 import hashlib
 import json
 import logging
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -351,6 +355,79 @@ def inbox_accept_batch(*, topic: Topic, events: list[dict]) -> dict[Outcome, int
                 logger.warning("batch handler for %s failed, falling back to one by one: %r", topic.name, exc)
         for event in new_events:
             counts[_handler_run(topic, inserted[event["event_id"]], event, attempts_before=0).outcome] += 1
+    return counts
+
+
+def inbox_accept_stream(*, topic: Topic, events: Iterable[dict], batch_size: int = 1000, workers: int = 1,
+                        progress: Callable[[int], None] | None = None) -> dict[Outcome, int]:
+    """Backfill a stream of cleaned events in batches through `inbox_accept_batch`.
+
+    With `workers` > 1 and a topic that declares a `partition_key`, events are split by that key over
+    `workers` threads, each with its own connection and transactions: events of one key always go to
+    the same thread, in stream order, and two threads never touch the same key, so they neither wait
+    for each other's row locks nor change each other's outcome. While one batch waits for PostgreSQL,
+    the next is parsed and another is applied. A caller already inside a transaction gets everything
+    applied in that transaction, in order, on its own connection (one worker).
+    """
+    counts = {outcome: 0 for outcome in Outcome}
+    lock = threading.Lock()
+
+    def apply(batch: list[dict]) -> None:
+        outcome_counts = inbox_accept_batch(topic=topic, events=batch)
+        with lock:
+            for outcome, n in outcome_counts.items():
+                counts[outcome] += n
+            if progress:
+                progress(len(batch))
+
+    if workers <= 1 or topic.partition_key is None or connection.in_atomic_block:
+        batch: list[dict] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= batch_size:
+                apply(batch)
+                batch = []
+        if batch:
+            apply(batch)
+        return counts
+
+    failures: list[BaseException] = []
+    queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(workers)]
+
+    def work(jobs: queue.Queue) -> None:
+        try:
+            while (batch := jobs.get()) is not None:
+                if not failures:  # after a failure, drain without applying so the reader never blocks
+                    try:
+                        apply(batch)
+                    except BaseException as exc:
+                        failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(jobs,), name=f"ingest-{n}") for n, jobs in enumerate(queues)]
+    for thread in threads:
+        thread.start()
+    batches: list[list[dict]] = [[] for _ in range(workers)]
+    try:
+        for event in events:
+            if failures:
+                break
+            part = zlib.crc32(str(event[topic.partition_key]).encode()) % workers
+            batches[part].append(event)
+            if len(batches[part]) >= batch_size:
+                queues[part].put(batches[part])
+                batches[part] = []
+        for part, batch in enumerate(batches):
+            if batch and not failures:
+                queues[part].put(batch)
+    finally:
+        for jobs in queues:
+            jobs.put(None)
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
     return counts
 
 

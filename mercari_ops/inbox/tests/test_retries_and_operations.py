@@ -2,7 +2,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections import defaultdict
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -134,6 +137,38 @@ def test_ingest_jsonl_is_resumable_and_keeps_bad_lines(test_topic, tmp_path):
     assert sorted(c["event_id"] for c in calls) == [f"j-{i}" for i in range(5)]
     assert InboxEvent.objects.filter(topic=name).count() == 5
     assert DeadLetter.objects.get().field == "line"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_jsonl_splits_a_partitioned_topic_over_workers_each_key_on_one_in_order(test_topic, tmp_path):
+    # given a topic whose events of different `n` never affect each other
+    name, _, register = test_topic
+    seen: list[tuple[str, list[tuple[int, int]]]] = []
+    lock = threading.Lock()
+
+    def handle_batch(events):
+        with lock:
+            seen.append((threading.current_thread().name, [(e["n"], int(e["event_id"][2:])) for e in events]))
+
+    register(handle_batch=handle_batch, partition_key="n")
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"event_id": f"p-{i}", "n": i % 10}) + "\n" for i in range(200)))
+    # when it is fed with 3 workers, then again
+    first, again = StringIO(), StringIO()
+    call_command("ingest_jsonl", name, str(path), "--no-progress", "--batch-size", "5", "--workers", "3",
+                 stdout=first)
+    call_command("ingest_jsonl", name, str(path), "--no-progress", "--workers", "3", stdout=again)
+    # then 3 threads shared the work, every key stayed on one thread, in file order, and nothing ran twice
+    threads_of, order_of = defaultdict(set), defaultdict(list)
+    for thread, events in seen:
+        for n, number in events:
+            threads_of[n].add(thread)
+            order_of[n].append(number)
+    assert len({thread for thread, _ in seen}) == 3
+    assert all(len(threads) == 1 for threads in threads_of.values())
+    assert all(numbers == sorted(numbers) and len(numbers) == 20 for numbers in order_of.values())
+    assert "processed 200" in first.getvalue() and "duplicate 200" in again.getvalue()
+    assert InboxEvent.objects.filter(topic=name, status="processed").count() == 200
 
 
 def test_ingest_jsonl_batch_handler_gets_only_new_events(test_topic, tmp_path):

@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.inbox.registry import get_topic, topic_names
-from mercari_ops.inbox.services import Outcome, dead_letter_record, event_clean, inbox_accept_batch
+from mercari_ops.inbox.services import dead_letter_record, event_clean, inbox_accept_stream
 
 
 class Command(BaseCommand):
@@ -20,24 +20,22 @@ class Command(BaseCommand):
         parser.add_argument("topic")
         parser.add_argument("file", help="path to a .jsonl file, or - for standard input")
         parser.add_argument("--batch-size", type=int, default=1000)
+        parser.add_argument("--workers", type=int, default=2,
+                            help="parallel connections for topics that declare a partition key (customer_id)")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, topic, file, batch_size, no_progress, **options):
+    def handle(self, *args, topic, file, batch_size, workers, no_progress, **options):
         spec = get_topic(topic)
         if spec is None:
             raise CommandError(f"unknown topic {topic!r}; known: {', '.join(topic_names())}")
+        if batch_size < 1 or workers < 1:
+            raise CommandError("--batch-size and --workers must be at least 1")
         handle = sys.stdin if file == "-" else open(file, encoding="utf-8")
-        counts = {outcome.value: 0 for outcome in Outcome}
         invalid = 0
-        batch: list[dict] = []
 
-        def flush():
-            for outcome, n in inbox_accept_batch(topic=spec, events=batch).items():
-                counts[outcome.value] += n
-            batch.clear()
-
-        with handle, tqdm(desc=f"ingest {topic}", unit=" events", disable=no_progress, file=sys.stderr) as bar:
-            for line_no, line in enumerate(handle, start=1):
+        def cleaned(lines):
+            nonlocal invalid
+            for line_no, line in enumerate(lines, start=1):
                 line = line.strip()
                 if not line:
                     continue
@@ -46,15 +44,13 @@ class Command(BaseCommand):
                         event = json.loads(line)
                     except ValueError:
                         raise ValidationFailed(f"line {line_no} is not valid JSON", "line") from None
-                    batch.append(event_clean(spec, event))
+                    yield event_clean(spec, event)
                 except ValidationFailed as exc:
                     invalid += 1
                     dead_letter_record(topic=topic, body=line, error=f"line {line_no}: {exc.message}", field=exc.field)
-                if len(batch) >= batch_size:
-                    bar.update(len(batch))
-                    flush()
-            if batch:
-                bar.update(len(batch))
-                flush()
-        summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing new"
+
+        with handle, tqdm(desc=f"ingest {topic}", unit=" events", disable=no_progress, file=sys.stderr) as bar:
+            counts = inbox_accept_stream(topic=spec, events=cleaned(handle), batch_size=batch_size, workers=workers,
+                                         progress=bar.update)
+        summary = ", ".join(f"{k.value} {v}" for k, v in counts.items() if v) or "nothing new"
         self.stdout.write(f"{topic}: {summary}; invalid {invalid} (kept as dead letters)")
