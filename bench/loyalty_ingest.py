@@ -46,6 +46,13 @@ def reset(env: dict) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def stage_changes_count(env: dict) -> int:
+    import psycopg
+
+    with closing(psycopg.connect(env["DATABASE_URL"])) as conn:
+        return conn.execute("SELECT count(*) FROM loyalty_stagechange").fetchone()[0]
+
+
 def wrk_loyalty(url: str, *, auth: dict, run: str, occurred_at: str, customers: int, duration: int,
                 connections: int) -> dict:
     """wrk with a unique event per request, customers cycling over `customers` IDs."""
@@ -127,6 +134,7 @@ def main() -> None:
                            "platform_ping_push_for_reference": ping,
                            "push_share_of_bare": round(loyalty["rps"] / bare["rps"], 3),
                            "ping_share_of_bare": round(ping["rps"] / bare["rps"], 3)})
+    stage_changes = stage_changes_count(env)
     reset(env)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "events.jsonl")
@@ -137,6 +145,9 @@ def main() -> None:
         "gunicorn": f"{server.workers} workers x {server.threads} threads", "rounds": rounds,
         "median_push_share_of_bare": statistics.median(r["push_share_of_bare"] for r in rounds) if rounds else None,
         "push_non2xx": sum(r["loyalty_push"]["non2xx"] for r in rounds),
+        # each upgrade adds two writes to its group: with few customers, many events cross a threshold
+        "stage_changes_during_http_runs": stage_changes,
+        "loyalty_events_during_http_runs": sum(r["loyalty_push"]["requests"] for r in rounds),
         "ingest_jsonl": {"events": args.events, "customers": args.jsonl_customers, "batch_size": args.batch_size,
                          "workers": args.workers,
                          "seconds": round(first, 2), "events_per_s": round(args.events / first),
