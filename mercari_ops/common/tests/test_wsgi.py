@@ -49,3 +49,20 @@ def test_every_api_authenticates_without_a_session():
     assert not any(issubclass(cls, SessionAuthentication) for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     status, headers, content = wsgi_call("/api/whoami", headers={"Authorization": "Token nope"})
     assert status == 401 and "X-Frame-Options" not in headers
+
+
+def test_token_apis_work_end_to_end_on_the_machine_stack():
+    # DRF authenticates by token without the session and auth middleware, and knows the calling service
+    from campaigns.models import Campaign
+    from campaigns.tests.test_campaign_api import BODY
+    from mercari_ops.common.services import service_token_create
+
+    auth = {"Authorization": f"Token {service_token_create(name='billing')}"}
+    status, headers, content = wsgi_call("/api/campaigns", method="POST", body=json.dumps(BODY).encode(),
+                                         headers=auth)
+    assert status == 201, content
+    assert "X-Frame-Options" not in headers
+    campaign = Campaign.objects.get(pk=json.loads(content)["id"])
+    assert campaign.name == "Autumn"
+    status, _, content = wsgi_call("/api/whoami", headers=auth)
+    assert (status, json.loads(content)) == (200, {"service": "billing"})
