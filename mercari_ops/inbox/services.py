@@ -413,7 +413,7 @@ def inbox_accept_stream(*, topic: Topic, events: Iterable[dict], batch_size: int
         for event in events:
             if failures:
                 break
-            part = zlib.crc32(str(event[topic.partition_key]).encode()) % workers
+            part = zlib.crc32(str(event.get(topic.partition_key)).encode()) % workers
             batches[part].append(event)
             if len(batches[part]) >= batch_size:
                 queues[part].put(batches[part])
