@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
 
@@ -137,6 +137,15 @@ def test_ingest_jsonl_is_resumable_and_keeps_bad_lines(test_topic, tmp_path):
     assert sorted(c["event_id"] for c in calls) == [f"j-{i}" for i in range(5)]
     assert InboxEvent.objects.filter(topic=name).count() == 5
     assert DeadLetter.objects.get().field == "line"
+
+
+@pytest.mark.parametrize("option", ["--workers", "--batch-size"])
+def test_ingest_jsonl_refuses_a_count_below_one(test_topic, tmp_path, option):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"event_id": "x-1"}) + "\n")
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("ingest_jsonl", test_topic[0], str(path), "--no-progress", option, "0")
+    assert not InboxEvent.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
