@@ -380,19 +380,9 @@ def inbox_accept_stream(*, topic: Topic, events: Iterable[dict], batch_size: int
             if progress:
                 progress(len(batch))
 
-    if workers <= 1 or topic.partition_key is None or connection.in_atomic_block:
-        batch: list[dict] = []
-        for event in events:
-            batch.append(event)
-            if len(batch) >= batch_size:
-                apply(batch)
-                batch = []
-        if batch:
-            apply(batch)
-        return counts
-
+    parts = workers if workers > 1 and topic.partition_key is not None and not connection.in_atomic_block else 1
     failures: list[BaseException] = []
-    queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(workers)]
+    queues: list[queue.Queue] = [queue.Queue(maxsize=2) for _ in range(parts)] if parts > 1 else []
 
     def work(jobs: queue.Queue) -> None:
         try:
@@ -405,22 +395,23 @@ def inbox_accept_stream(*, topic: Topic, events: Iterable[dict], batch_size: int
         finally:
             connection.close()
 
+    send = (lambda part, batch: queues[part].put(batch)) if queues else (lambda part, batch: apply(batch))
     threads = [threading.Thread(target=work, args=(jobs,), name=f"ingest-{n}") for n, jobs in enumerate(queues)]
     for thread in threads:
         thread.start()
-    batches: list[list[dict]] = [[] for _ in range(workers)]
+    batches: list[list[dict]] = [[] for _ in range(parts)]
     try:
         for event in events:
             if failures:
                 break
-            part = zlib.crc32(str(event.get(topic.partition_key)).encode()) % workers
+            part = zlib.crc32(str(event.get(topic.partition_key)).encode()) % parts if parts > 1 else 0
             batches[part].append(event)
             if len(batches[part]) >= batch_size:
-                queues[part].put(batches[part])
+                send(part, batches[part])
                 batches[part] = []
         for part, batch in enumerate(batches):
             if batch and not failures:
-                queues[part].put(batch)
+                send(part, batch)
     finally:
         for jobs in queues:
             jobs.put(None)
