@@ -127,7 +127,8 @@ def grant_passes(*, bill_pks: list[int]) -> dict[int, int]:
 
 def rewards_copy(rows: Iterable[tuple]) -> None:
     """COPY reward rows (tuples in REWARD_COLUMNS order) into the table, inside the current transaction."""
-    with connection.cursor() as cursor, cursor.cursor.copy(
+    # the raw psycopg COPY, with its errors turned into Django's (IntegrityError...) as cursor.execute does
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(
         f"COPY {REWARD} ({', '.join(REWARD_COLUMNS)}) FROM STDIN"
     ) as copy:
         for row in rows:
