@@ -373,9 +373,19 @@ class _Pacer:
         self.key, self.limit, self.batch = key, limit, batch
         self.lock = threading.Lock()
         self.slots: deque[float] = deque()  # time.monotonic() of each reserved slot, in order
+        self.waiting = 0  # threads inside wait(): a reservation books no more slots than they can take
 
     def wait(self) -> None:
         """Block until this thread's slot."""
+        with self.lock:
+            self.waiting += 1
+        try:
+            self._wait()
+        finally:
+            with self.lock:
+                self.waiting -= 1
+
+    def _wait(self) -> None:
         while True:
             with self.lock:
                 now = time.monotonic()
@@ -383,7 +393,10 @@ class _Pacer:
                     self.slots.popleft()
                 retry_in = 0.0
                 if not self.slots:
-                    waits, retry_in = rate_limiter().reserve_many(self.key, limit=self.limit, count=self.batch)
+                    # Slots booked for threads still busy on the wire would mostly go stale (dropped, and
+                    # lost to every other process too): book one per thread waiting now, up to the batch.
+                    count = max(1, min(self.batch, self.waiting))
+                    waits, retry_in = rate_limiter().reserve_many(self.key, limit=self.limit, count=count)
                     booked = time.monotonic()  # slots are counted from the answer: late, never early
                     self.slots.extend(booked + wait for wait in waits)
                 slot = self.slots.popleft() if self.slots else None
@@ -485,7 +498,9 @@ def _batch_start(pool: ThreadPoolExecutor, limit: int, *, plan: bool = False) ->
     With `plan`, room left in the batch is filled by planning queued messages into requests born claimed
     by this batch's lease (`_plan`): no second trip through the table to claim them back.
     """
-    claimed, lease = _claim(limit)
+    # Due retries first, but never the whole batch: after an outage a backlog of retries must not starve
+    # newly queued messages until it clears.
+    claimed, lease = _claim(limit - limit // 4 if plan else limit)
     planned = 0
     if plan and len(claimed) < limit:
         planned, fresh = _plan(limit=limit - len(claimed), lease=lease)

@@ -301,6 +301,7 @@ def test_pacing_slots_nobody_took_in_time_are_dropped_not_used_late(line_sandbox
     # given a process that reserved 4 slots 10 ms apart and used only the first
     key = "line:sender"  # a limiter key the fixture resets
     pacer = _Pacer(key, limit=100, batch=4)
+    pacer.waiting = 3  # three other threads are inside wait() with this one: the reservation books 4 slots
     pacer.wait()
     assert len(pacer.slots) == 3
     # when the other three pass unused and a thread asks again
@@ -310,3 +311,42 @@ def test_pacing_slots_nobody_took_in_time_are_dropped_not_used_late(line_sandbox
     assert len(pacer.slots) == 3
     next_free = rate_limiter().reserve(key, limit=100, max_ahead=1.0)
     assert 0.025 <= next_free <= 0.041, next_free  # the fresh batch's 3 unused slots are still booked ahead
+
+
+@pytest.mark.django_db
+def test_a_backlog_of_due_retries_does_not_starve_new_messages(link_customers, text_template):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.utils import timezone
+
+    from line_integration.services.delivery import _batch_start
+
+    # given 8 requests due for a retry (more than a batch of 4) and 2 messages queued since
+    linked = link_customers([f"r-{i}" for i in range(10)])
+    now = timezone.now()
+    LineRequest.objects.bulk_create([
+        LineRequest(kind="push", body={"to": line_id, "messages": [{"type": "text", "text": "retry"}]},
+                    status="pending", attempts=1, next_attempt_at=now, created_at=now)
+        for line_id in list(linked.values())[:8]])
+    enqueue(dict(list(linked.items())[8:]))
+    # when a sender starts a batch of 4, with no LINE to send to (the sends fail and are retried later)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batch, planned = _batch_start(pool, 4, plan=True)
+    # then a quarter of the batch went to new messages, the rest to the oldest due retries
+    assert planned == 1
+    assert len(batch[0]) == 4
+    assert OutboundMessage.objects.filter(status="queued").count() == 1
+
+
+def test_a_pacer_books_no_more_slots_than_threads_waiting(line_sandbox):
+    from line_integration.services.delivery import _Pacer
+    from mercari_ops.common.ratelimit import rate_limiter
+
+    # given one thread waiting on a pacer that may book up to 4 slots at once
+    key = "line:sender"  # a limiter key the fixture resets
+    pacer = _Pacer(key, limit=100, batch=4)
+    pacer.wait()
+    # then it booked one slot, not four that nobody would be there to take (and no other process could use)
+    assert len(pacer.slots) == 0 and pacer.waiting == 0
+    next_free = rate_limiter().reserve(key, limit=100, max_ahead=1.0)
+    assert next_free <= 0.011, next_free  # the slot after the one it took
