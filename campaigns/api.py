@@ -3,62 +3,24 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from datetime import datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mercari_ops.common.api import CachedTokenAuthentication
 from mercari_ops.common.errors import DomainError, NotFound, ValidationFailed, error_body
 from mercari_ops.common.schema import Int, List, Schema, Str
 
 from .models import Campaign
 from .selectors import estimate_items
 from .services import campaign_create, campaign_snapshot
-
-
-class CachedTokenScheme(OpenApiAuthenticationExtension):
-    """The same `Authorization: Token <key>` scheme, named apart so the schema has no clash."""
-
-    target_class = "campaigns.api.CachedTokenAuthentication"
-    name = "cachedTokenAuth"
-    priority = 1
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": 'Token-based authentication with required prefix "Token"'}
-
-
-class CachedTokenAuthentication(TokenAuthentication):
-    """DRF token auth with a per-process cache, so the estimate hot path spends no query on auth.
-
-    A revoked token keeps working in a process for at most CAMPAIGNS_TOKEN_CACHE_SECONDS.
-    """
-
-    _cache: dict[str, tuple[float, tuple]] = {}
-    _lock = threading.Lock()
-
-    def authenticate_credentials(self, key):
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        result = super().authenticate_credentials(key)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key] = (now + settings.CAMPAIGNS_TOKEN_CACHE_SECONDS, result)
-        return result
-
 
 ITEM_FIELDS = {
     "amount": Int(min_value=-(10**12), max_value=10**12),

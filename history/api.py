@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
-from django.db import connection
 from django.http import HttpResponse
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mercari_ops.common.api import CachedTokenAuthentication
 from mercari_ops.common.errors import ValidationFailed, api_exception_handler
 
 from . import selectors, services
@@ -76,23 +72,7 @@ PAGE, DETAIL, REPAY = HistoryPageSerializer, HistoryPaymentSerializer, HistoryRe
 
 # --- the GET hot path -------------------------------------------------------------------------------
 
-_TOKEN_ACTIVE = (f"SELECT u.is_active FROM {Token._meta.db_table} t "
-                 f"JOIN {get_user_model()._meta.db_table} u ON u.id = t.user_id WHERE t.key = %s")
 _PLAIN_ACCEPT = frozenset({"", "*/*", "application/*", "application/json"})
-
-
-class _TokenCheck(TokenAuthentication):
-    """DRF's token scheme (same header parsing, same messages) checked with one statement, no model instances."""
-
-    def authenticate_credentials(self, key):
-        with connection.cursor() as cursor:
-            cursor.execute(_TOKEN_ACTIVE, [key])
-            row = cursor.fetchone()
-        if row is None:
-            raise exceptions.AuthenticationFailed(_("Invalid token."))
-        if not row[0]:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        return None, key
 
 
 class LeanGetMixin:
@@ -110,7 +90,7 @@ class LeanGetMixin:
         if request.method != "GET" or not self._plain(request):
             return super().dispatch(request, *args, **kwargs)
         try:
-            if _TokenCheck().authenticate(request) is None:
+            if CachedTokenAuthentication().authenticate(request) is None:
                 raise exceptions.NotAuthenticated()
             return self._json(self.answer(request.GET, **kwargs))
         except Exception as exc:  # the project's handler answers it, or it is re-raised

@@ -237,3 +237,17 @@ def test_times_are_written_as_isoformat_with_z_whatever_their_fraction(api_clien
         ("2026-10-01T09:01:00Z", "2026-10-01T09:01:00Z"),
         ("2026-10-01T09:00:00.006000Z", "2026-10-01T09:00:00.006000Z"),
     ]
+
+
+def test_lean_get_checks_a_known_token_without_a_query(api_client, history):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given a service whose token was checked once
+    assert api_client.get(URL.format("c-1")).status_code == 200
+    # when it asks again
+    with CaptureQueriesContext(connection) as queries:
+        assert api_client.get(URL.format("c-1")).status_code == 200
+    # then the page costs its own statements only: the token came from the process's cache
+    assert queries.captured_queries
+    assert not [q for q in queries.captured_queries if "authtoken_token" in q["sql"]]
