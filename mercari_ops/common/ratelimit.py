@@ -58,23 +58,7 @@ local wait = tonumber(oldest[2]) + period - now + 1
 return {0, now, wait}
 """
 
-# KEYS[1] = schedule key (the theoretical arrival time, microseconds); ARGV = interval_us, max_ahead_us
-# Returns {reserved(1|0), now_us, wait_us}: reserved -> the slot is wait_us from now; else ask again in wait_us.
-_SCHEDULE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(tat, now)
-if slot - now > tonumber(ARGV[2]) then
-  return {0, now, slot - now - tonumber(ARGV[2])}
-end
-local expire_ms = math.floor((slot + interval - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%d', slot + interval), 'PX', expire_ms)
-return {1, now, slot - now}
-"""
-
-# KEYS[1] = schedule key; ARGV = interval_us, max_ahead_us, count
+# KEYS[1] = schedule key (the theoretical arrival time, microseconds); ARGV = interval_us, max_ahead_us, count
 # Returns {reserved count (0 = none), now_us, wait_us}: the slots are wait_us, wait_us + interval_us, ... from
 # now; when none is reserved, ask again in wait_us.
 _SCHEDULE_MANY_LUA = """
@@ -121,7 +105,6 @@ class _RedisBackend:
         self.prefix = prefix
         self._log = self.client.register_script(_SLIDING_LOG_LUA)
         self._lease = self.client.register_script(_LEASE_LUA)
-        self._schedule = self.client.register_script(_SCHEDULE_LUA)
         self._schedule_many = self.client.register_script(_SCHEDULE_MANY_LUA)
 
     def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
@@ -132,11 +115,6 @@ class _RedisBackend:
         if wait_ms < 0:
             raise ValueError(f"cost {cost} is larger than the limit {limit}")
         return bool(granted), now_ms / 1000.0, wait_ms / 1000.0
-
-    def schedule(self, key: str, interval_us: int, max_ahead: float) -> tuple[bool, float, float]:
-        reserved, now_us, wait_us = self._schedule(keys=[f"{self.prefix}gc:{key}"],
-                                                   args=[interval_us, int(max_ahead * 1_000_000)])
-        return bool(reserved), now_us / 1_000_000, wait_us / 1_000_000
 
     def schedule_many(self, key: str, interval_us: int, max_ahead: float, count: int) -> tuple[int, float, float]:
         reserved, now_us, wait_us = self._schedule_many(keys=[f"{self.prefix}gc:{key}"],
@@ -199,23 +177,6 @@ class _SqliteBackend:
             ).fetchone()
             conn.execute("COMMIT")
             return False, now, max(row[0] + period - now, 0.001)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def schedule(self, key: str, interval_us: int, max_ahead: float) -> tuple[bool, float, float]:
-        conn = self._immediate()
-        try:
-            now = int(time.time() * 1_000_000)
-            row = conn.execute("SELECT tat FROM schedules WHERE key = ?", (key,)).fetchone()
-            slot = max(row[0] if row else 0, now)
-            if slot - now > max_ahead * 1_000_000:
-                conn.execute("COMMIT")
-                return False, now / 1_000_000, (slot - now) / 1_000_000 - max_ahead
-            conn.execute("INSERT INTO schedules (key, tat) VALUES (?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat", (key, slot + interval_us))
-            conn.execute("COMMIT")
-            return True, now / 1_000_000, (slot - now) / 1_000_000
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -304,13 +265,13 @@ class RateLimiter:
         `period` holds more than `limit` slots. None (nothing reserved) when the next free slot is
         more than `max_ahead` seconds away (default: one period), so callers cannot book far ahead.
         """
-        reserved, _, wait = self.backend.schedule(key, _interval_us(limit, period),
-                                                  period if max_ahead is None else max_ahead)
+        reserved, _, wait = self.backend.schedule_many(key, _interval_us(limit, period),
+                                                       period if max_ahead is None else max_ahead, 1)
         return wait if reserved else None
 
     def reserve_at(self, key: str, *, limit: int, period: float = 1.0) -> float | None:
         """Like reserve, but returns the slot's time on the limiter's clock (for audits and tests)."""
-        reserved, now, wait = self.backend.schedule(key, _interval_us(limit, period), period)
+        reserved, now, wait = self.backend.schedule_many(key, _interval_us(limit, period), period, 1)
         return now + wait if reserved else None
 
     def reserve_many(self, key: str, *, limit: int, count: int, period: float = 1.0,
@@ -336,7 +297,7 @@ class RateLimiter:
         """Block until this caller's slot of the even schedule (see `reserve`)."""
         interval_us = _interval_us(limit, period)
         while True:
-            reserved, _, wait = self.backend.schedule(key, interval_us, period)
+            reserved, _, wait = self.backend.schedule_many(key, interval_us, period, 1)
             if wait > 0:
                 time.sleep(wait)
             if reserved:
