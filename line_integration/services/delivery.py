@@ -151,10 +151,6 @@ def _kick_after_commit() -> None:
 
 
 # ---- planning: queued messages -> LineRequests -------------------------------------------------------
-def _render(message: OutboundMessage, templates: dict[str, MessageTemplate]) -> list[dict]:
-    return _render_parts(message.kind, message.template, message.params, templates)
-
-
 def _render_parts(kind: str, template_name: str, params: dict, templates: dict[str, MessageTemplate]) -> list[dict]:
     if kind != OutboundMessage.Kind.BRAZE:
         return params["messages"]
@@ -249,11 +245,7 @@ def _plan(*, limit: int, lease=None) -> tuple[int, list[LineRequest]]:
         templates = {t.name: t for t in MessageTemplate.objects.filter(name__in=names)}
 
         def render(row):
-            params = row[3] if isinstance(row[3], dict) else json.loads(row[3])
-            try:
-                return _render_parts(row[1], row[2], params, templates), None
-            except RenderError as exc:
-                return None, str(exc)
+            return _safe_render(row[1], row[2], row[3], templates)
 
         if any(t.enrich_path for t in templates.values()):  # enrichment is an HTTP call per message: overlap them
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -344,9 +336,11 @@ def planned_cancel(*, line_user_id: str, reason: str) -> int:
     return skipped
 
 
-def _safe_render(message, templates):
+def _safe_render(kind: str, template_name: str, params, templates) -> tuple[list[dict] | None, str | None]:
+    """(messages, None), or (None, the reason) when the message cannot be rendered."""
     try:
-        return _render(message, templates), None
+        return _render_parts(kind, template_name, params if isinstance(params, dict) else json.loads(params),
+                             templates), None
     except RenderError as exc:
         return None, str(exc)
 
@@ -656,7 +650,7 @@ def message_send_now(*, message_id: int) -> dict:
             message.status, message.reason = OutboundMessage.Status.SKIPPED, message.skip
             message.save(update_fields=["status", "reason"])
             return {"claimed": 0, "skipped": 1}
-        messages, error = _safe_render(message, {})
+        messages, error = _safe_render(message.kind, message.template, message.params, {})
         if error:
             message.status, message.reason = OutboundMessage.Status.FAILED, error[:300]
             message.save(update_fields=["status", "reason"])
