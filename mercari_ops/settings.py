@@ -226,6 +226,9 @@ ENRICH_TIMEOUT_SECONDS = env.float("ENRICH_TIMEOUT_SECONDS", default=1.0)
 LINE_PUSH_RATE_PER_SECOND = env.int("LINE_PUSH_RATE_PER_SECOND", default=2000)
 LINE_MULTICAST_RATE_PER_SECOND = env.int("LINE_MULTICAST_RATE_PER_SECOND", default=200)
 LINE_RATE_SAFETY = env.float("LINE_RATE_SAFETY", default=0.97)
+# Seconds; a sender process lowers Python's GIL switch interval to this (default 5 ms) so a thread woken for its
+# paced slot runs on time instead of waiting for another thread's turn to end.
+LINE_SENDER_SWITCH_INTERVAL = env.float("LINE_SENDER_SWITCH_INTERVAL", default=0.001)
 LINE_RICHMENU_RATE_PER_SECOND = env.int("LINE_RICHMENU_RATE_PER_SECOND", default=2000)
 LINE_AUDIENCE_RATE_PER_MINUTE = env.int("LINE_AUDIENCE_RATE_PER_MINUTE", default=60)
 LINE_CONNECT_TIMEOUT = env.float("LINE_CONNECT_TIMEOUT", default=3.05)

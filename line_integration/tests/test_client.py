@@ -88,3 +88,17 @@ def test_pushes_share_one_pooled_connection_and_carry_the_session_headers(line_s
     recent = line_sandbox.control("requests")["requests"][-5:]
     assert [r["retry_key"] for r in recent] == keys
     assert all(r["status"] == 200 and r["body"] == {"to": USER, "messages": TEXT} for r in recent)
+
+
+def test_a_bad_push_carries_lines_details_and_request_headers_on_the_fast_path(line_sandbox, client):
+    # given a push LINE refuses (six messages: the spec allows five)
+    key = str(uuid.uuid4())
+    # when
+    with pytest.raises(LineBadRequest) as caught:
+        client.push(to=USER, messages=TEXT * 6, retry_key=key)
+    # then the error names what LINE named, and the request carried the retry key and the JSON content type
+    assert caught.value.status == 400
+    assert "messages" in caught.value.reason, caught.value.reason
+    assert caught.value.headers.get("x-line-request-id")
+    last = line_sandbox.control("requests")["requests"][-1]
+    assert last["retry_key"] == key and last["status"] == 400

@@ -338,6 +338,30 @@ def test_a_backlog_of_due_retries_does_not_starve_new_messages(link_customers, t
     assert OutboundMessage.objects.filter(status="queued").count() == 1
 
 
+def test_a_slot_whose_thread_woke_too_late_is_given_up_not_used(line_sandbox, monkeypatch):
+    from line_integration.services import delivery
+    from mercari_ops.common.ratelimit import rate_limiter
+
+    # given a pacer whose next slot is 10 ms ahead (one slot taken just before), and a thread that oversleeps
+    key = "line:sender"  # a limiter key the fixture resets
+    assert rate_limiter().reserve(key, limit=100, max_ahead=1.0) is not None
+    pacer = delivery._Pacer(key, limit=100, batch=1)
+    real_sleep, sleeps = time.sleep, []
+
+    def oversleep(seconds):
+        sleeps.append(seconds)
+        real_sleep(seconds + (0.03 if len(sleeps) == 1 else 0))
+
+    monkeypatch.setattr(delivery.time, "sleep", oversleep)
+    # when it waits for its slot and wakes 30 ms past it
+    pacer.wait()
+    # then that slot was given up and the thread went on a fresh one: three slots booked in all, one late
+    assert pacer.late == 1
+    assert len(sleeps) >= 1
+    next_free = rate_limiter().reserve(key, limit=100, max_ahead=1.0)
+    assert next_free is not None and next_free <= 0.011, next_free
+
+
 def test_a_pacer_books_no_more_slots_than_threads_waiting(line_sandbox):
     from line_integration.services.delivery import _Pacer
     from mercari_ops.common.ratelimit import rate_limiter
