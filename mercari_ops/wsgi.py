@@ -8,6 +8,7 @@ clickjacking), which costs them nothing useful and costs every push its time. Sa
 URLconf, views, signals and error handling otherwise.
 """
 
+import gc
 import os
 
 import django
@@ -40,3 +41,9 @@ def _application():
 
 
 application = _application()
+
+# Everything loaded so far (Django, the apps, URLconf, settings) lives as long as the process. Freezing it
+# keeps the cyclic collector from walking it again in every full collection: each such walk was a pause
+# of tens of milliseconds in the middle of requests (the tail of the latency), and CPU spent for nothing.
+gc.collect()
+gc.freeze()
