@@ -8,7 +8,6 @@ clickjacking), which costs them nothing useful and costs every push its time. Sa
 URLconf, views, signals and error handling otherwise.
 """
 
-import gc
 import os
 
 import django
@@ -41,9 +40,3 @@ def _application():
 
 
 application = _application()
-
-# Everything loaded so far (Django, the apps, URLconf, settings) lives as long as the process. Freezing it
-# keeps the cyclic collector from walking it again in every full collection: each such walk was a pause
-# of tens of milliseconds in the middle of requests (the tail of the latency), and CPU spent for nothing.
-gc.collect()
-gc.freeze()
