@@ -281,3 +281,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 LOYALTY_RECOMPUTE_BATCH_SIZE = env.int("LOYALTY_RECOMPUTE_BATCH_SIZE", default=500)
 # Stage changes returned by GET /api/loyalty/customers/<customer_id>.
 LOYALTY_API_RECENT_CHANGES = env.int("LOYALTY_API_RECENT_CHANGES", default=10)
+
+# Freeze the loaded application out of the cyclic GC when the WSGI entry point loads (read-serving pools
+# on sync workers: estimate, history). Off by default: it slowed the threaded ingestion pool.
+WSGI_GC_FREEZE = env.bool("WSGI_GC_FREEZE", default=False)

@@ -66,3 +66,18 @@ def test_token_apis_work_end_to_end_on_the_machine_stack():
     assert campaign.name == "Autumn"
     status, _, content = wsgi_call("/api/whoami", headers=auth)
     assert (status, json.loads(content)) == (200, {"service": "billing"})
+
+
+@pytest.mark.parametrize(("setting", "frozen"), [("1", True), ("0", False)])
+def test_wsgi_gc_freeze_freezes_the_loaded_application_only_when_asked(setting, frozen):
+    import os
+    import subprocess
+    import sys
+
+    # a fresh interpreter loads the application, as a gunicorn worker does
+    code = "import gc; import mercari_ops.wsgi; print(gc.get_freeze_count())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "mercari_ops.settings",
+                              "WSGI_GC_FREEZE": setting}, cwd=settings.BASE_DIR).stdout
+    count = int(out.strip())
+    assert (count > 10_000) if frozen else (count == 0), count  # Django and the apps: tens of thousands
