@@ -8,12 +8,13 @@ clickjacking), which costs them nothing useful and costs every push its time. Sa
 URLconf, views, signals and error handling otherwise.
 """
 
-import gc
 import os
 
 import django
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
+
+from mercari_ops.common.gcfreeze import loaded_objects_freeze
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
 django.setup(set_prefix=False)
@@ -47,5 +48,4 @@ if settings.WSGI_GC_FREEZE:
     # collector from walking it again in every full collection, a pause of several milliseconds in the
     # middle of a request. Measured (docs/benchmarks.md): removes the history read's p99 outliers on sync
     # workers, but doubles the threaded ingest's p50, hence a setting for read pools only.
-    gc.collect()
-    gc.freeze()
+    loaded_objects_freeze()

@@ -12,6 +12,8 @@ import json
 import threading
 import urllib.request
 
+from mercari_ops.common.gcfreeze import loaded_objects_freeze
+
 from .behaviour import Sandbox
 from .http import serve
 
@@ -27,8 +29,7 @@ def run(*, host: str = "127.0.0.1", port: int = 8089, access_token: str | None =
     # request is answered and the sender under test loses its paced slots. Records hold no cycles, so
     # collect young objects far less often; what was loaded at start-up (Django, the specs) is frozen
     # out of every collection.
-    gc.collect()
-    gc.freeze()
+    loaded_objects_freeze()
     gc.set_threshold(50_000, 50, 1000)
     asyncio.run(serve(sandbox.handle, host, port, ready=ready))
 

@@ -9,7 +9,6 @@ expired) is the identical request and LINE delivers it at most once.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import logging
@@ -31,6 +30,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.gcfreeze import loaded_objects_freeze
 from mercari_ops.common.ratelimit import rate_limiter
 from mercari_ops.common.schema import Dict, Schema, Str
 from mercari_ops.common.sql import pg_array
@@ -641,22 +641,6 @@ def _requests_set(claimed: list[LineRequest], fields: list[str], lease) -> set[i
         return {row[0] for row in cursor.fetchall()}
 
 
-_frozen = threading.Event()
-
-
-def _gc_freeze_once() -> None:
-    """Move what this process holds now (Django, settings, templates) out of the cyclic collector's sight.
-
-    A batch of 1,000 messages allocates enough to trigger full collections, and each walked every
-    object of the loaded Django: pauses of 50-130 ms in which no thread sends and the paced slots of
-    that moment are lost for good (the delivery benchmark's dips every few seconds). Once per process.
-    """
-    if not _frozen.is_set():
-        _frozen.set()
-        gc.collect()
-        gc.freeze()
-
-
 def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict:
     """Plan and send until nothing is due (or `seconds` pass). Returns totals.
 
@@ -669,7 +653,9 @@ def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict
     # slots then go unused (`_Pacer.STALE`). A sender process hands the GIL on sooner.
     if sys.getswitchinterval() > settings.LINE_SENDER_SWITCH_INTERVAL:
         sys.setswitchinterval(settings.LINE_SENDER_SWITCH_INTERVAL)
-    _gc_freeze_once()
+    # Batches of 1,000 messages trigger full collections; walking all of Django paused every sending
+    # thread for 50-130 ms, and the paced slots of that moment were lost for good.
+    loaded_objects_freeze()
     batch_size = settings.LINE_SEND_BATCH_SIZE
     totals = defaultdict(int)
     unused_before = sum(p.stale + p.late for p in _pacers.values())
