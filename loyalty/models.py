@@ -28,6 +28,10 @@ class Customer(models.Model):
     pin_expires_at = models.DateTimeField(null=True, blank=True)
     stage_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    totals_revision = models.BigIntegerField(
+        default=0, db_default=0,
+        help_text="Bumped by every write of this customer's totals: tells the activity handler whether the "
+                  "totals it read in its own statement could miss a concurrent write.")
 
     class Meta:
         indexes = [

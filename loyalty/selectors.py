@@ -122,12 +122,22 @@ def rules_and_window_metrics(*, customer_pks: list[int], now: datetime) -> tuple
     The window start depends on the rules, so the query uses the last version this process saw and
     also returns the current version number; if a newer version appeared, it queries again.
     """
-    guess = ruleset_of_version(_LAST_SEEN["version"]) if _LAST_SEEN["version"] is not None else rules_active()
+    guess = rules_guess()
     metrics, version = _window_metrics(customer_pks, window_start(now, guess.window_months), with_version=True)
-    if version == guess.version or (version is None and guess.version == 0):
+    if rules_guess_holds(guess, version):
         return guess, metrics
     ruleset = ruleset_of_version(version)
     return ruleset, window_metrics(customer_pks=customer_pks, start=window_start(now, ruleset.window_months))
+
+
+def rules_guess() -> RuleSet:
+    """The rules version this process saw last (no query), or the rules in force on first use."""
+    return ruleset_of_version(_LAST_SEEN["version"]) if _LAST_SEEN["version"] is not None else rules_active()
+
+
+def rules_guess_holds(guess: RuleSet, version: int | None) -> bool:
+    """Whether `guess` is the version a query read as the highest (None: no rules published, version 0)."""
+    return version == guess.version or (version is None and guess.version == 0)
 
 
 def effective_stage(rules_stage: int, pin_floor: int | None, pin_expires_at: datetime | None,

@@ -11,6 +11,9 @@ One call, whatever the number of events (1 from the push endpoint, 1,000+ from i
 3. one upsert of the monthly totals (`ON CONFLICT DO UPDATE SET amount = amount + EXCLUDED.amount`);
 4. one GROUP BY over the window rows of the touched customers, then upgrades (never downgrades:
    those are the nightly job's) recorded with the totals and thresholds that crossed.
+On PostgreSQL steps 2-4 are one statement (one round trip: on the push endpoint every round trip of a
+group's transaction costs milliseconds of waiting for a CPU on a busy host), with a second window
+query only when a concurrent transaction wrote one of the customers' totals meanwhile.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from django.utils import timezone
 
 from mercari_ops.common.sql import pg_array
 
-from ..models import Customer, MonthlyTotal
-from ..selectors import rules_and_window_metrics
+from ..models import Customer, MonthlyTotal, StageRuleVersion
+from ..rules import metrics_add, metrics_empty, window_start
+from ..selectors import rules_and_window_metrics, rules_guess, rules_guess_holds
 from .stages import NEW_CUSTOMER, CustomerState, aware, restage
 
 _CHUNK = 2000
@@ -43,7 +47,7 @@ def _customers_upsert_locked(customer_ids: list[str], now: datetime) -> list[Cus
     parse client-side than the insert itself); SQLite gets a VALUES list.
     """
     table = Customer._meta.db_table
-    tail = ("ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id "
+    tail = (f"ON CONFLICT (customer_id) DO UPDATE SET totals_revision = {table}.totals_revision + 1 "
             "RETURNING id, customer_id, stage, rules_stage, pin_floor, pin_expires_at")
     rows = []
     with connection.cursor() as cursor:
@@ -95,11 +99,17 @@ def _totals_upsert(rows: list[tuple[int, str, date, int, int]]) -> None:
                            f"{', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} {tail}", params)
 
 
-def _customers_and_totals_upsert(customer_ids: list[str], sums: dict, now: datetime) -> list[CustomerState]:
-    """PostgreSQL, one round trip: lock/insert the customers (in customer_id order), then upsert their totals.
+def _customers_totals_window(customer_ids: list[str], sums: dict, now: datetime,
+                             start: date) -> tuple[list[CustomerState], dict[int, dict[str, int]], int | None, bool]:
+    """PostgreSQL, one round trip: lock/insert the customers, upsert their totals, read their window totals.
 
-    Both inserts live in one statement (data-modifying CTEs); the totals rows are only ever written
-    under their customer's row lock, so they cannot deadlock either.
+    The customers are locked in customer_id order and their totals only ever written under that lock
+    (no deadlock). The window totals come from the same statement, i.e. from its snapshot, taken before
+    the locks: they include neither this statement's own upsert (the caller adds its sums) nor a write
+    committed by a concurrent transaction while this one waited for a customer's lock. The last case is
+    detected, not guessed: every totals write bumps `totals_revision`, so a customer whose returned
+    revision is not its snapshot revision + 1 (0 for a row this statement created) was written
+    concurrently. Returns (states, window totals, highest rules version, whether no customer was).
     """
     customer_table, totals_table = Customer._meta.db_table, MonthlyTotal._meta.db_table
     keys = sorted(sums)
@@ -107,24 +117,39 @@ def _customers_and_totals_upsert(customer_ids: list[str], sums: dict, now: datet
         f"WITH c AS (INSERT INTO {customer_table} (customer_id, stage, rules_stage, created_at) "
         f"SELECT u.customer_id, {NEW_CUSTOMER}, {NEW_CUSTOMER}, %s FROM unnest(%s::varchar[]) AS u(customer_id) "
         "ORDER BY u.customer_id "
-        "ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id "
-        "RETURNING id, customer_id, stage, rules_stage, pin_floor, pin_expires_at), "
+        f"ON CONFLICT (customer_id) DO UPDATE SET totals_revision = {customer_table}.totals_revision + 1 "
+        "RETURNING id, customer_id, stage, rules_stage, pin_floor, pin_expires_at, totals_revision), "
         f't AS (INSERT INTO {totals_table} (customer_id, kind, month, amount, "count") '
         "SELECT c.id, s.kind, s.month, s.amount, s.n "
         "FROM unnest(%s::varchar[], %s::varchar[], %s::date[], %s::bigint[], %s::int[]) "
         "AS s(customer_id, kind, month, amount, n) JOIN c ON c.customer_id = s.customer_id "
         "ON CONFLICT (customer_id, kind, month) DO UPDATE SET "
-        f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count") '
-        "SELECT * FROM c"
+        f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count"), '
+        f'w AS (SELECT m.customer_id, m.kind, SUM(m.amount) AS amount, SUM(m."count") AS n FROM {totals_table} m '
+        "WHERE m.customer_id IN (SELECT id FROM c) AND m.month >= %s GROUP BY m.customer_id, m.kind) "
+        "SELECT c.id, c.customer_id, c.stage, c.rules_stage, c.pin_floor, c.pin_expires_at, "
+        "c.totals_revision = COALESCE(o.totals_revision + 1, 0), w.kind, w.amount, w.n, "
+        f"(SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}) "
+        f"FROM c LEFT JOIN {customer_table} o ON o.id = c.id LEFT JOIN w ON w.customer_id = c.id"
     )
     params = [now, pg_array(customer_ids), pg_array(k[0] for k in keys), pg_array(k[1] for k in keys),
-              pg_array(k[2] for k in keys), pg_array(sums[k][0] for k in keys), pg_array(sums[k][1] for k in keys)]
+              pg_array(k[2] for k in keys), pg_array(sums[k][0] for k in keys), pg_array(sums[k][1] for k in keys),
+              start]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    states = [CustomerState(*row) for row in rows]
-    states.sort(key=lambda state: state.customer_id)
-    return states
+    states: dict[int, CustomerState] = {}
+    metrics: dict[int, dict[str, int]] = {}
+    unraced = True
+    for pk, customer_id, stage, rules_stage, pin_floor, pin_expires_at, alone, kind, amount, count, _ in rows:
+        if pk not in states:
+            states[pk] = CustomerState(pk, customer_id, stage, rules_stage, pin_floor, pin_expires_at)
+            metrics[pk] = metrics_empty()
+            unraced = unraced and alone
+        if kind is not None:
+            metrics_add(metrics[pk], kind, int(amount), int(count))
+    version = rows[0][-1] if rows else None
+    return sorted(states.values(), key=lambda state: state.customer_id), metrics, version, unraced
 
 
 @transaction.atomic
@@ -146,7 +171,17 @@ def _apply(events: list[dict], now: datetime | None) -> int:
         entry[1] += 1 if amount >= 0 else -1
     customer_ids = sorted({key[0] for key in sums})
     if connection.vendor == "postgresql":
-        states = _customers_and_totals_upsert(customer_ids, sums, now)
+        # The usual case, one statement: the window totals as of its snapshot plus this group's own sums.
+        ruleset = rules_guess()
+        start = window_start(now, ruleset.window_months)
+        states, metrics, version, unraced = _customers_totals_window(customer_ids, sums, now, start)
+        if unraced and rules_guess_holds(ruleset, version):
+            pk_of = {state.customer_id: state.pk for state in states}
+            for (customer_id, kind, month), (amount, count) in sums.items():
+                if month >= start:
+                    metrics_add(metrics[pk_of[customer_id]], kind, amount, count)
+            return restage(states=states, ruleset=ruleset, now=now, trigger="event", allow_up=True,
+                           allow_down=False, metrics_by_pk=metrics)
     else:
         states = _customers_upsert_locked(customer_ids, now)
         pk_of = {state.customer_id: state.pk for state in states}
@@ -154,9 +189,10 @@ def _apply(events: list[dict], now: datetime | None) -> int:
             (pk_of[customer_id], kind, month, amount, count)
             for (customer_id, kind, month), (amount, count) in sums.items()
         ))
-    # Read the rules after the locks: a recomputation for newer rules waits for our commit, so
-    # whichever runs second sees the other's work. The window query is a new statement after the
-    # locks were taken, so it sees every committed total of these customers plus our own.
+    # A concurrent write of these customers' totals, newer rules, or SQLite: read the rules and the window
+    # in a new statement after the locks were taken; it sees every committed total of these customers plus
+    # our own. (A recomputation for newer rules first waits for every writer of customers to finish, see
+    # recompute_job_run, so a snapshot older than the newer rules never evaluates after it.)
     ruleset, metrics = rules_and_window_metrics(customer_pks=[state.pk for state in states], now=now)
     return restage(states=states, ruleset=ruleset, now=now, trigger="event", allow_up=True, allow_down=False,
                    metrics_by_pk=metrics)

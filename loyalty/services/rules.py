@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from mercari_ops.common.errors import Conflict, ValidationFailed
@@ -71,6 +71,7 @@ def recompute_job_run(*, job_id: int, batch_size: int | None = None, now: dateti
         if not acquired:
             return "locked"
         try:
+            writers_drain()
             return _recompute_loop(job_id, batch_size, now)
         except Exception as exc:
             logger.exception("recompute job %s failed", job_id)
@@ -79,6 +80,20 @@ def recompute_job_run(*, job_id: int, batch_size: int | None = None, now: dateti
                 heartbeat_at=timezone.now(),
             )
             return RecomputeJob.Status.FAILED
+
+
+def writers_drain() -> None:
+    """Wait until every transaction writing customers has finished (PostgreSQL; SQLite has one writer).
+
+    The activity handler evaluates with the rules version of its statement's snapshot, taken before it
+    locks the customers. A recomputation starts after its rules version committed; once the writers that
+    were running then are done, no evaluation with older rules can commit after the recomputation passed
+    a customer. SHARE mode conflicts with every writer's ROW EXCLUSIVE lock and is released at once.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {Customer._meta.db_table} IN SHARE MODE")
 
 
 def _recompute_loop(job_id: int, batch_size: int, now: datetime | None) -> str:

@@ -6,6 +6,7 @@ nightly job, the recomputation), so two of them never deadlock on a batch of cus
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,24 +53,42 @@ def customers_lock_batch(*, after: str, limit: int, rules_stage_above: int | Non
     return [CustomerState(*row) for row in queryset.order_by("customer_id").values_list(*STATE_FIELDS)[:limit]]
 
 
-def _customers_write(updates: list[tuple]) -> None:
-    """Write (rules_stage, stage, at, pk) tuples: one UPDATE ... FROM unnest(...) on PostgreSQL."""
+def _stage_writes(updates: list[tuple], changes: list[StageChange]) -> None:
+    """Write (rules_stage, stage, at, pk) tuples and record the changes.
+
+    PostgreSQL: one statement (UPDATE ... FROM unnest(...) in a CTE, then the INSERT of the changes), one
+    round trip inside the caller's transaction. SQLite: an executemany and a bulk_create.
+    """
     if not updates:
         return
     table = Customer._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            rules_stages, stages, ats, pks = (list(column) for column in zip(*updates, strict=True))
-            cursor.execute(
-                f"UPDATE {table} AS c SET rules_stage = u.rules_stage, stage = u.stage, stage_changed_at = u.at "
-                "FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::timestamptz[]) AS u(id, rules_stage, stage, at) "
-                "WHERE c.id = u.id",
-                [pg_array(pks), pg_array(rules_stages), pg_array(stages), pg_array(ats)],
-            )
-            return
+    if connection.vendor != "postgresql":
         adapt = connection.ops.adapt_datetimefield_value
-        cursor.executemany(f"UPDATE {table} SET rules_stage = %s, stage = %s, stage_changed_at = %s WHERE id = %s",
-                           [(rules_stage, stage, adapt(at), pk) for rules_stage, stage, at, pk in updates])
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET rules_stage = %s, stage = %s, stage_changed_at = %s WHERE id = %s",
+                [(rules_stage, stage, adapt(at), pk) for rules_stage, stage, at, pk in updates])
+        StageChange.objects.bulk_create(changes)
+        return
+    rules_stages, stages, ats, pks = (list(column) for column in zip(*updates, strict=True))
+    sql = (f"WITH u AS (UPDATE {table} AS c SET rules_stage = u.rules_stage, stage = u.stage, "
+           "stage_changed_at = u.at FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::timestamptz[]) "
+           "AS u(id, rules_stage, stage, at) WHERE c.id = u.id RETURNING c.id) ")
+    params = [pg_array(pks), pg_array(rules_stages), pg_array(stages), pg_array(ats)]
+    if changes:
+        columns = ("customer_id", "from_stage", "to_stage", "from_rules_stage", "to_rules_stage", "cause",
+                   "reason", "rule_version", "at")
+        sql += (f"INSERT INTO {StageChange._meta.db_table} ({', '.join(columns)}) SELECT * FROM unnest("
+                "%s::bigint[], %s::int[], %s::int[], %s::int[], %s::int[], %s::varchar[], %s::jsonb[], %s::int[], "
+                "%s::timestamptz[])")
+        rows = [(change.customer_id, change.from_stage, change.to_stage, change.from_rules_stage,
+                 change.to_rules_stage, change.cause, json.dumps(change.reason), change.rule_version, change.at)
+                for change in changes]
+        params += [pg_array(column) for column in zip(*rows, strict=True)]
+    else:
+        sql += "SELECT count(*) FROM u"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, trigger: str,
@@ -111,8 +130,7 @@ def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, tri
         changes.append(StageChange(customer_id=state.pk, from_stage=old_stage, to_stage=new_stage,
                                    from_rules_stage=old_rules, to_rules_stage=new_rules, cause=cause,
                                    reason=reason, rule_version=ruleset.version, at=now))
-    _customers_write(updates)
-    StageChange.objects.bulk_create(changes)
+    _stage_writes(updates, changes)
     return len(changes)
 
 

@@ -2,6 +2,7 @@
 ingestion service (the push endpoint's `inbox_receive`)."""
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, connections
@@ -78,3 +79,84 @@ def test_reversal_racing_its_activity_nets_out():
     assert sorted(outcomes) == ["duplicate", "processed", "processed"], outcomes
     total = MonthlyTotal.objects.get()
     assert (total.amount, total.count) == (0, 0)
+
+
+def _wait_until_blocked_on_a_lock(timeout: float = 10.0) -> None:
+    """Return once some other session of this database waits for a lock (the racing transaction)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with connections["default"].cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # the view is cached per transaction otherwise
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the other transaction never waited for the lock")
+
+
+def test_totals_committed_while_waiting_for_the_customer_lock_are_counted_in_the_evaluation():
+    """The handler reads the window in the statement that locks the customer, i.e. from a snapshot taken
+    before the lock. Deterministic race: a transaction holds the customer (its own month written, not yet
+    committed) while a second one, for another month, waits for the lock; together they reach Silver."""
+    from django.db import transaction
+
+    from loyalty.services import activity_apply
+
+    publish_rules()  # Silver: buy_amount >= 10000 AND buy_count >= 2
+    activity_apply(events=[event(customer_id="c-snap", amount=1, event_id="seed")])  # the row exists
+    this_month = event(customer_id="c-snap", amount=5000, event_id="m0")
+    last_month_at = datetime.now(UTC).replace(day=1, hour=12, microsecond=0) - timedelta(days=3)
+    other_month = event(customer_id="c-snap", amount=5000, event_id="m1", occurred_at=last_month_at)
+    errors = []
+
+    def second() -> None:
+        try:
+            activity_apply(events=[other_month])
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        activity_apply(events=[this_month])  # holds the customer's row lock until this block commits
+        racer = threading.Thread(target=second)
+        racer.start()
+        _wait_until_blocked_on_a_lock()
+    racer.join(timeout=30)
+    assert not errors, errors
+    # neither transaction alone saw 10,001 in 3 events; the second one, once it had the lock, must have
+    assert customer_stage_get(customer_id="c-snap") == 20
+    change = StageChange.objects.get(customer__customer_id="c-snap")
+    assert change.reason["totals"]["buy_amount"] == 10001
+    assert change.reason["totals"]["buy_count"] == 3
+
+
+def test_recomputation_waits_for_writers_that_started_under_older_rules():
+    """Writers evaluate with the rules of their statement's snapshot: a recomputation must not pass a
+    customer while such a writer is still running, or that writer's older-rules verdict would stand."""
+    from django.db import transaction
+
+    from loyalty.services import activity_apply
+    from loyalty.services.rules import writers_drain
+
+    activity_apply(events=[event(customer_id="c-drain", amount=1, event_id="seed-drain")])
+    finished = threading.Event()
+
+    def drain() -> None:
+        try:
+            writers_drain()
+            finished.set()
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        activity_apply(events=[event(customer_id="c-drain", amount=10, event_id="d-1")])  # an open writer
+        drainer = threading.Thread(target=drain)
+        drainer.start()
+        _wait_until_blocked_on_a_lock()
+        assert not finished.is_set()
+    drainer.join(timeout=30)
+    assert finished.is_set()
