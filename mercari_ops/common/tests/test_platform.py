@@ -306,3 +306,12 @@ def test_api_view_answers_409_to_a_duplicate_instead_of_503():
     response = view(APIRequestFactory().post("/x", {"name": "team"}, format="json"))
     assert (response.status_code, response.data) == (409, {"error": "a record with the same name already exists",
                                                            "field": "name"})
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL session setting")
+def test_postgres_sessions_run_without_jit():
+    """DB_SESSION_OPTIONS (default "-c jit=off") reaches the server: no JIT compile of OLTP statements."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
