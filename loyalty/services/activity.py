@@ -109,7 +109,7 @@ def _customers_totals_window(customer_ids: list[str], sums: dict, now: datetime,
     committed by a concurrent transaction while this one waited for a customer's lock. The last case is
     detected, not guessed: every totals write bumps `totals_revision`, so a customer whose returned
     revision is not its snapshot revision + 1 (0 for a row this statement created) was written
-    concurrently. Returns (states, window totals, highest rules version, whether no customer was).
+    concurrently. Returns (states, window totals, highest rules version, True if none was written concurrently).
     """
     customer_table, totals_table = Customer._meta.db_table, MonthlyTotal._meta.db_table
     keys = sorted(sums)
