@@ -104,8 +104,9 @@ else:
     # Session settings sent with the connection (libpq "options", no extra round trip). JIT off: this is an
     # OLTP workload, and PostgreSQL compiled a 2,000-customer ingest statement for 357 ms to run it in 70
     # (cost estimates above jit_above_cost). Set DB_SESSION_OPTIONS= (empty) behind a pooler that refuses it.
-    if env.str("DB_SESSION_OPTIONS", default="-c jit=off"):
-        DATABASES["default"]["OPTIONS"]["options"] = env.str("DB_SESSION_OPTIONS", default="-c jit=off")
+    DB_SESSION_OPTIONS = env.str("DB_SESSION_OPTIONS", default="-c jit=off")
+    if DB_SESSION_OPTIONS:
+        DATABASES["default"]["OPTIONS"]["options"] = DB_SESSION_OPTIONS
     # Off by default: a health check costs a round trip per request; a dead connection fails one
     # request with 503 (callers retry) and is then replaced.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
