@@ -17,10 +17,12 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -92,9 +94,11 @@ class Server:
     `threads=1` gives gunicorn's sync workers (one request per process, no keep-alive).
     """
 
-    def __init__(self, workers: int = 2, env: dict | None = None, migrate: bool = True,
+    def __init__(self, workers: int = int(os.environ.get("BENCH_GUNICORN_WORKERS", "2")), env: dict | None = None,
+                 migrate: bool = True,
                  threads: int = int(os.environ.get("BENCH_GUNICORN_THREADS", "32"))):
         self.env = env or bench_env()
+        self.extra_args = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
         self.workers = workers
         self.threads = threads
         self.port = free_port()
@@ -110,7 +114,7 @@ class Server:
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "mercari_ops.wsgi", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", str(self.threads), "--log-level", "warning",
-             "--backlog", "2048"],
+             "--backlog", "2048", *self.extra_args],
             cwd=ROOT, env=self.env,
         )
         deadline = time.time() + 30
@@ -248,6 +252,52 @@ def parse_wrk(out: str) -> dict:
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     result["errors"] = sum(map(int, errors.groups())) if errors else 0
     return result
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of the machine so far, from /proc/stat's first line."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, baseline: str) -> dict:
+    """Run every wrk measurement of `runs` once per round, the order rotating from round to round.
+
+    This host is a VM whose CPU steal (time the hypervisor gives to other guests) swings between a few
+    percent and half of the CPU within seconds, and with it every figure. Short rounds that rotate their
+    order put each side into the same mix of slow and fast seconds; the pooled share (requests of a side
+    over requests of the baseline, equal durations) is the figure, the per-round shares show the spread.
+    Each run's result gets "steal" (the share of the machine's CPU time stolen while it ran).
+    """
+    names = list(runs)
+    out = []
+    for number in range(rounds):
+        shift = number % len(names)
+        row: dict = {"round": number + 1, "order": names[shift:] + names[:shift]}
+        for name in row["order"]:
+            steal, total = cpu_ticks()
+            result = runs[name]()
+            steal_after, total_after = cpu_ticks()
+            result["steal"] = round((steal_after - steal) / max(total_after - total, 1), 3)
+            row[name] = result
+        for name in names:
+            if name != baseline:
+                row[f"{name}_share_of_{baseline}"] = round(row[name]["rps"] / row[baseline]["rps"], 3)
+        out.append(row)
+    summary = {}
+    for name in names:
+        if name == baseline:
+            continue
+        shares = [row[f"{name}_share_of_{baseline}"] for row in out]
+        summary[name] = {
+            "pooled_share": round(sum(row[name]["requests"] for row in out)
+                                  / sum(row[baseline]["requests"] for row in out), 3),
+            "median_round_share": statistics.median(shares),
+            "rounds_at_or_above_half": sum(share >= 0.5 for share in shares),
+        }
+    steals = [row[name]["steal"] for row in out for name in names]
+    return {"rounds": out, "shares": summary, "rounds_count": rounds,
+            "steal": {"min": min(steals), "median": statistics.median(steals), "max": max(steals)}}
 
 
 def machine() -> str:

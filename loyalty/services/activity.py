@@ -126,9 +126,12 @@ def _customers_totals_window(customer_ids: list[str], sums: dict, now: datetime,
         "ON CONFLICT (customer_id, kind, month) DO UPDATE SET "
         f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count") '
         "SELECT c.id, c.customer_id, c.stage, c.rules_stage, c.pin_floor, c.pin_expires_at, "
-        "c.totals_revision = COALESCE(o.totals_revision + 1, 0), w.kind, w.amount, w.n, "
+        # the revision as of the snapshot: a primary-key lookup per customer (a join let the planner pick
+        # a hash join over a scan of every customer, 0.6 of the statement's 0.9 ms with 2,000 customers)
+        f"c.totals_revision = COALESCE((SELECT o.totals_revision FROM {customer_table} o WHERE o.id = c.id) + 1, 0), "
+        "w.kind, w.amount, w.n, "
         f"(SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}) "
-        f"FROM c LEFT JOIN {customer_table} o ON o.id = c.id "
+        "FROM c "
         # LATERAL: a dozen index rows per customer, never a scan of the whole table
         f'LEFT JOIN LATERAL (SELECT m.kind, SUM(m.amount) AS amount, SUM(m."count") AS n FROM {totals_table} m '
         "WHERE m.customer_id = c.id AND m.month >= %s GROUP BY m.kind) w ON true"
