@@ -12,7 +12,8 @@ from loyalty.models import MonthlyTotal, StageChange
 from loyalty.selectors import customer_stage_get
 from loyalty.tests.factories import event, publish_rules
 from mercari_ops.inbox.models import InboxEvent
-from mercari_ops.inbox.services import inbox_receive
+from mercari_ops.inbox.registry import get_topic
+from mercari_ops.inbox.services import Outcome, inbox_accept_group, inbox_receive
 
 pytestmark = [
     pytest.mark.postgres,
@@ -97,10 +98,12 @@ def _wait_until_blocked_on_a_lock(timeout: float = 10.0) -> None:
     raise AssertionError("the other transaction never waited for the lock")
 
 
-def test_totals_committed_while_waiting_for_the_customer_lock_are_counted_in_the_evaluation():
+@pytest.mark.parametrize("path", ["handler", "push_group"])
+def test_totals_committed_while_waiting_for_the_customer_lock_are_counted_in_the_evaluation(path):
     """The handler reads the window in the statement that locks the customer, i.e. from a snapshot taken
     before the lock. Deterministic race: a transaction holds the customer (its own month written, not yet
-    committed) while a second one, for another month, waits for the lock; together they reach Silver."""
+    committed) while a second one, for another month, waits for the lock; together they reach Silver.
+    The second one runs the handler (retries, backfill) or a push group's one-statement accept."""
     from django.db import transaction
 
     from loyalty.services import activity_apply
@@ -114,7 +117,11 @@ def test_totals_committed_while_waiting_for_the_customer_lock_are_counted_in_the
 
     def second() -> None:
         try:
-            activity_apply(events=[other_month])
+            if path == "handler":
+                activity_apply(events=[other_month])
+            else:
+                results = inbox_accept_group([(get_topic(TOPIC), other_month, "m-1")])
+                assert [r.outcome for r in results] == [Outcome.PROCESSED]
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -160,3 +167,70 @@ def test_recomputation_waits_for_writers_that_started_under_older_rules():
         assert not finished.is_set()
     drainer.join(timeout=30)
     assert finished.is_set()
+
+
+def _group_deliver(barrier: threading.Barrier, topic, group: list[dict], results: list, index: int) -> None:
+    try:
+        barrier.wait(timeout=10)
+        results[index] = inbox_accept_group([(topic, item, f"m-{index}") for item in group])
+    except Exception as exc:  # surfaced by the caller's assertions
+        results[index] = exc
+    finally:
+        connections.close_all()
+
+
+def test_push_groups_racing_on_the_same_events_record_and_count_each_once():
+    """Two group commits (two web workers) at once, on PostgreSQL's one-statement accept: events in both
+    groups, a repeat inside one group and an event recorded before. Each event counts once, in one group."""
+    publish_rules()  # Silver: buy_amount >= 10000 AND buy_count >= 2; Gold: buy_amount >= 50000
+    topic = get_topic(TOPIC)
+    earlier = event(customer_id="c-g1", amount=1000, event_id="g-earlier")
+    assert [r.outcome for r in inbox_accept_group([(topic, earlier, "m")])] == [Outcome.PROCESSED]
+    for round_no in range(10):
+        shared = [event(customer_id=f"c-g{n % 3}", amount=3000, event_id=f"g-{round_no}-s{n}") for n in range(6)]
+        own = [event(customer_id="c-g1", amount=500, event_id=f"g-{round_no}-o{n}") for n in range(2)]
+        groups = [shared + [own[0], own[0], earlier], list(reversed(shared)) + [own[1]]]
+        barrier = threading.Barrier(2)
+        results: list = [None, None]
+        threads = [threading.Thread(target=_group_deliver, args=(barrier, topic, groups[i], results, i))
+                   for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        outcomes: dict[str, list] = {}
+        for group, group_results in zip(groups, results, strict=True):
+            assert not isinstance(group_results, Exception), group_results
+            for item, result in zip(group, group_results, strict=True):
+                assert result.event_id == item["event_id"]
+                outcomes.setdefault(item["event_id"], []).append(result.outcome)
+        for event_id, seen in outcomes.items():
+            expected = 0 if event_id == "g-earlier" else 1
+            assert seen.count(Outcome.PROCESSED) == expected, (event_id, seen)
+    amounts = {t.customer.customer_id: (t.amount, t.count) for t in MonthlyTotal.objects.select_related("customer")}
+    # per round: c-g0 and c-g2 get 2 shared events each, c-g1 2 shared + 2 own; plus c-g1's earlier event
+    assert amounts == {"c-g0": (10 * 6000, 20), "c-g2": (10 * 6000, 20), "c-g1": (1000 + 10 * 7000, 41)}
+    assert InboxEvent.objects.filter(topic=TOPIC).count() == 1 + 10 * 8
+    for customer in ("c-g0", "c-g1", "c-g2"):  # each crossed Silver, then Gold, exactly once
+        assert customer_stage_get(customer_id=customer) == 30
+        changes = StageChange.objects.filter(customer__customer_id=customer).order_by("at", "pk")
+        assert [(c.from_stage, c.to_stage) for c in changes] == [(10, 20), (20, 30)]
+
+
+def test_a_push_group_of_new_events_is_one_statement():
+    """The inbox's insert is a CTE of the totals statement: a group of new events without a stage change
+    costs one statement between BEGIN and COMMIT (it was two)."""
+    from django.test.utils import CaptureQueriesContext
+
+    publish_rules()
+    topic = get_topic(TOPIC)
+    inbox_accept_group([(topic, event(customer_id=f"c-one-{n}", amount=1, event_id=f"one-seed-{n}"), "")
+                        for n in range(3)])  # the customers exist (their first evaluation is a write)
+    items = [(topic, event(customer_id=f"c-one-{n}", amount=10, event_id=f"one-{n}"), "") for n in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        results = inbox_accept_group(items)
+    assert [r.outcome for r in results] == [Outcome.PROCESSED] * 3
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 1, statements
+    assert "inbox_inboxevent" in statements[0] and "loyalty_monthlytotal" in statements[0]
+    assert sum(t.amount for t in MonthlyTotal.objects.all()) == 33
