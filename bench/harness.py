@@ -98,7 +98,8 @@ class Server:
                  migrate: bool = True,
                  threads: int = int(os.environ.get("BENCH_GUNICORN_THREADS", "32"))):
         self.env = env or bench_env()
-        self.extra_args = os.environ.get("BENCH_GUNICORN_ARGS", "").split()
+        # --reuse-port as in the Procfile (each worker its own listening socket, the kernel spreads connections)
+        self.extra_args = os.environ.get("BENCH_GUNICORN_ARGS", "--reuse-port").split()
         self.workers = workers
         self.threads = threads
         self.port = free_port()
@@ -260,20 +261,24 @@ def cpu_ticks() -> tuple[int, int]:
     return ticks[7], sum(ticks)
 
 
-def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, baseline: str) -> dict:
+def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, baseline: str,
+                       max_steal: float | None = None) -> dict:
     """Run every wrk measurement of `runs` once per round, the order rotating from round to round.
 
-    This host is a VM whose CPU steal (time the hypervisor gives to other guests) swings between a few
-    percent and half of the CPU within seconds, and with it every figure. Short rounds that rotate their
-    order put each side into the same mix of slow and fast seconds; the pooled share (requests of a side
-    over requests of the baseline, equal durations) is the figure, the per-round shares show the spread.
-    Each run's result gets "steal" (the share of the machine's CPU time stolen while it ran).
+    This host is a VM whose CPU steal (time the hypervisor gives to other guests) swings between nothing
+    and half of the CPU within seconds, and with it every figure: a run in a stolen minute does half the
+    requests of the same run a minute later. Short rounds that rotate their order put each side into
+    the same mix of seconds; the pooled share (requests of a side over requests of the baseline, equal
+    durations) is the figure, the per-round shares show the spread. Each run's result gets "steal" (the
+    share of the machine's CPU time stolen while it ran). With `max_steal`, a round in which any run had
+    more stolen than that is kept in the output (accepted: false) but left out of the figure and run
+    again, up to 3 x `rounds` rounds in all; the pooled share over every round is reported beside it.
     """
     names = list(runs)
     out = []
-    for number in range(rounds):
-        shift = number % len(names)
-        row: dict = {"round": number + 1, "order": names[shift:] + names[:shift]}
+    while sum(row["accepted"] for row in out) < rounds and len(out) < 3 * rounds:
+        shift = len(out) % len(names)
+        row: dict = {"round": len(out) + 1, "order": names[shift:] + names[:shift]}
         for name in row["order"]:
             steal, total = cpu_ticks()
             result = runs[name]()
@@ -283,20 +288,28 @@ def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, base
         for name in names:
             if name != baseline:
                 row[f"{name}_share_of_{baseline}"] = round(row[name]["rps"] / row[baseline]["rps"], 3)
+        row["accepted"] = max_steal is None or max(row[name]["steal"] for name in names) <= max_steal
         out.append(row)
+    accepted = [row for row in out if row["accepted"]]
+
+    def pooled(name: str, rows: list[dict]) -> float | None:
+        base = sum(row[baseline]["requests"] for row in rows)
+        return round(sum(row[name]["requests"] for row in rows) / base, 3) if base else None
+
     summary = {}
     for name in names:
         if name == baseline:
             continue
-        shares = [row[f"{name}_share_of_{baseline}"] for row in out]
+        shares = [row[f"{name}_share_of_{baseline}"] for row in accepted]
         summary[name] = {
-            "pooled_share": round(sum(row[name]["requests"] for row in out)
-                                  / sum(row[baseline]["requests"] for row in out), 3),
-            "median_round_share": statistics.median(shares),
+            "pooled_share": pooled(name, accepted),
+            "median_round_share": statistics.median(shares) if shares else None,
             "rounds_at_or_above_half": sum(share >= 0.5 for share in shares),
+            "pooled_share_all_rounds": pooled(name, out),
         }
     steals = [row[name]["steal"] for row in out for name in names]
-    return {"rounds": out, "shares": summary, "rounds_count": rounds,
+    return {"rounds": out, "shares": summary, "rounds_accepted": len(accepted), "rounds_run": len(out),
+            "max_steal": max_steal,
             "steal": {"min": min(steals), "median": statistics.median(steals), "max": max(steals)}}
 
 

@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--max-steal", type=float, default=0.1,
+                        help="rounds in which the hypervisor stole more CPU than this from any run are run again")
     parser.add_argument("--customers", type=int, default=2000, help="distinct customers in the HTTP run")
     parser.add_argument("--events", type=int, default=300_000, help="events in the ingest_jsonl file")
     parser.add_argument("--jsonl-customers", type=int, default=20_000)
@@ -135,7 +137,7 @@ def main() -> None:
                 server.url("/pubsub/push/loyalty-activity"), auth=auth, run=f"{run}-{next(slices)}",
                 occurred_at=occurred_at, customers=args.customers, duration=args.duration,
                 connections=args.connections),
-        }, rounds=args.rounds, baseline="bare_view") if args.rounds else None
+        }, rounds=args.rounds, baseline="bare_view", max_steal=args.max_steal) if args.rounds else None
     rounds = measured["rounds"] if measured else []
     stage_changes = stage_changes_count(env)
     reset(env)
@@ -161,7 +163,8 @@ def main() -> None:
         "target_met": measured["shares"]["loyalty_push"]["pooled_share"] >= 0.5 if measured else None,
         "ingest_jsonl": jsonl,
         "command": f".venv/bin/python -m bench.loyalty_ingest --duration {args.duration} --connections "
-                   f"{args.connections} --rounds {args.rounds} --customers {args.customers} --events {args.events} "
+                   f"{args.connections} --rounds {args.rounds} --max-steal {args.max_steal} "
+                   f"--customers {args.customers} --events {args.events} "
                    f"--jsonl-customers {args.jsonl_customers} --batch-size {args.batch_size} --workers {args.workers}",
     })
 
