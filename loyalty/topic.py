@@ -7,7 +7,7 @@ from django.conf import settings
 from mercari_ops.common.schema import DateTime, Int, Schema, Str
 from mercari_ops.inbox.registry import register_topic
 
-from .services.activity import activity_accept_batch, activity_handle, activity_handle_batch
+from .services.activity import activity_handle, activity_handle_batch
 
 TOPIC = "loyalty-activity"
 
@@ -21,5 +21,4 @@ ACTIVITY_SCHEMA = Schema({
 
 # keep_payload=False: the inbox keeps only (topic, event_id) once the event is processed.
 register_topic(TOPIC, schema=ACTIVITY_SCHEMA, handle=activity_handle, handle_batch=activity_handle_batch,
-               accept_batch=activity_accept_batch,
                keep_payload=False, order_key="occurred_at", partition_key="customer_id")

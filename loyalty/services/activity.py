@@ -25,8 +25,6 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from mercari_ops.common.sql import pg_array
-from mercari_ops.inbox.registry import get_topic
-from mercari_ops.inbox.services import inbox_insert_statement
 
 from ..models import Customer, MonthlyTotal, StageRuleVersion
 from ..rules import metrics_add, metrics_empty, window_start
@@ -34,7 +32,6 @@ from ..selectors import rules_and_window_metrics, rules_guess, rules_guess_holds
 from .stages import NEW_CUSTOMER, CustomerState, aware, restage
 
 _CHUNK = 2000
-TOPIC = "loyalty-activity"
 
 
 def _month_of(occurred_at: str) -> date:
@@ -102,58 +99,30 @@ def _totals_upsert(rows: list[tuple[int, str, date, int, int]]) -> None:
                            f"{', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} {tail}", params)
 
 
-_SUMS_GIVEN = ("s AS (SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::date[], %s::bigint[], %s::int[]) "
-               "AS s(customer_id, kind, month, amount, n)), ")
-
-
-def _sums_given(sums: dict) -> tuple[str, list]:
-    """The `s` CTE (customer_id, kind, month, amount, n) from sums made in Python."""
-    keys = sorted(sums)
-    return _SUMS_GIVEN, [pg_array(k[0] for k in keys), pg_array(k[1] for k in keys), pg_array(k[2] for k in keys),
-                         pg_array(sums[k][0] for k in keys), pg_array(sums[k][1] for k in keys)]
-
-
-def _sums_of_new_events(pairs: list[tuple[dict, str]]) -> tuple[str, list]:
-    """The CTEs `i` (the inbox's insert of these events: the dedupe) and `s` (sums of the events it inserted)."""
-    insert_sql, insert_params = inbox_insert_statement(get_topic(TOPIC), pairs)
-    events = [event for event, _ in pairs]
-    sql = (f"i AS ({insert_sql}), "
-           "s AS (SELECT e.customer_id, e.kind, e.month, SUM(e.amount) AS amount, "
-           "SUM(CASE WHEN e.amount >= 0 THEN 1 ELSE -1 END) AS n "
-           "FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::date[], %s::bigint[]) "
-           "AS e(event_id, customer_id, kind, month, amount) JOIN i ON i.event_id = e.event_id "
-           "GROUP BY e.customer_id, e.kind, e.month), ")
-    return sql, insert_params + [pg_array(e["event_id"] for e in events), pg_array(e["customer_id"] for e in events),
-                                 pg_array(e["kind"] for e in events),
-                                 pg_array(_month_of(e["occurred_at"]) for e in events),
-                                 pg_array(e["amount"] for e in events)]
-
-
-def _customers_totals_window(sums_cte: tuple[str, list], now: datetime, start: date, *, new_ids: bool = False,
-                             ) -> tuple[list[CustomerState], dict[int, dict[str, int]], int | None, bool, set[str]]:
+def _customers_totals_window(customer_ids: list[str], sums: dict, now: datetime,
+                             start: date) -> tuple[list[CustomerState], dict[int, dict[str, int]], int | None, bool]:
     """PostgreSQL, one round trip: lock/insert the customers, upsert their totals, read their window totals.
 
-    `sums_cte` defines `s` (customer_id, kind, month, amount, n): sums made in Python, or (`new_ids`) the
-    sums of the events the same statement recorded in the inbox, whose new event_ids it also returns.
     The customers are locked in customer_id order and their totals only ever written under that lock
     (no deadlock). The window totals come from the same statement, i.e. from its snapshot, taken before
     the locks: they include neither this statement's own upsert (the caller adds its sums) nor a write
     committed by a concurrent transaction while this one waited for a customer's lock. The last case is
     detected, not guessed: every totals write bumps `totals_revision`, so a customer whose returned
     revision is not its snapshot revision + 1 (0 for a row this statement created) was written
-    concurrently. Returns (states, window totals, highest rules version, True if none was written
-    concurrently, the new event_ids).
+    concurrently. Returns (states, window totals, highest rules version, True if none was written concurrently).
     """
     customer_table, totals_table = Customer._meta.db_table, MonthlyTotal._meta.db_table
+    keys = sorted(sums)
     sql = (
-        f"WITH {sums_cte[0]}"
-        f"c AS (INSERT INTO {customer_table} (customer_id, stage, rules_stage, created_at) "
-        f"SELECT u.customer_id, {NEW_CUSTOMER}, {NEW_CUSTOMER}, %s FROM (SELECT DISTINCT customer_id FROM s) u "
+        f"WITH c AS (INSERT INTO {customer_table} (customer_id, stage, rules_stage, created_at) "
+        f"SELECT u.customer_id, {NEW_CUSTOMER}, {NEW_CUSTOMER}, %s FROM unnest(%s::varchar[]) AS u(customer_id) "
         "ORDER BY u.customer_id "
         f"ON CONFLICT (customer_id) DO UPDATE SET totals_revision = {customer_table}.totals_revision + 1 "
         "RETURNING id, customer_id, stage, rules_stage, pin_floor, pin_expires_at, totals_revision), "
         f't AS (INSERT INTO {totals_table} (customer_id, kind, month, amount, "count") '
-        "SELECT c.id, s.kind, s.month, s.amount, s.n FROM s JOIN c ON c.customer_id = s.customer_id "
+        "SELECT c.id, s.kind, s.month, s.amount, s.n "
+        "FROM unnest(%s::varchar[], %s::varchar[], %s::date[], %s::bigint[], %s::int[]) "
+        "AS s(customer_id, kind, month, amount, n) JOIN c ON c.customer_id = s.customer_id "
         "ON CONFLICT (customer_id, kind, month) DO UPDATE SET "
         f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count") '
         "SELECT c.id, c.customer_id, c.stage, c.rules_stage, c.pin_floor, c.pin_expires_at, "
@@ -161,29 +130,30 @@ def _customers_totals_window(sums_cte: tuple[str, list], now: datetime, start: d
         # a hash join over a scan of every customer, 0.6 of the statement's 0.9 ms with 2,000 customers)
         f"c.totals_revision = COALESCE((SELECT o.totals_revision FROM {customer_table} o WHERE o.id = c.id) + 1, 0), "
         "w.kind, w.amount, w.n, "
-        f"(SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}), "
-        + ("(SELECT array_agg(event_id) FROM i) " if new_ids else "NULL ") +
+        f"(SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}) "
         "FROM c "
         # LATERAL: a dozen index rows per customer, never a scan of the whole table
         f'LEFT JOIN LATERAL (SELECT m.kind, SUM(m.amount) AS amount, SUM(m."count") AS n FROM {totals_table} m '
         "WHERE m.customer_id = c.id AND m.month >= %s GROUP BY m.kind) w ON true"
     )
+    params = [now, pg_array(customer_ids), pg_array(k[0] for k in keys), pg_array(k[1] for k in keys),
+              pg_array(k[2] for k in keys), pg_array(sums[k][0] for k in keys), pg_array(sums[k][1] for k in keys),
+              start]
     with connection.cursor() as cursor:
-        cursor.execute(sql, sums_cte[1] + [now, start])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     states: dict[int, CustomerState] = {}
     metrics: dict[int, dict[str, int]] = {}
     unraced = True
-    for pk, customer_id, stage, rules_stage, pin_floor, pin_expires_at, alone, kind, amount, count, _, _ in rows:
+    for pk, customer_id, stage, rules_stage, pin_floor, pin_expires_at, alone, kind, amount, count, _ in rows:
         if pk not in states:
             states[pk] = CustomerState(pk, customer_id, stage, rules_stage, pin_floor, pin_expires_at)
             metrics[pk] = metrics_empty()
             unraced = unraced and alone
         if kind is not None:
             metrics_add(metrics[pk], kind, int(amount), int(count))
-    version = rows[0][-2] if rows else None
-    new = set(rows[0][-1] or ()) if rows else set()  # no rows: no customer had a new event
-    return sorted(states.values(), key=lambda state: state.customer_id), metrics, version, unraced, new
+    version = rows[0][-1] if rows else None
+    return sorted(states.values(), key=lambda state: state.customer_id), metrics, version, unraced
 
 
 @transaction.atomic
@@ -192,50 +162,37 @@ def activity_apply(*, events: list[dict], now: datetime | None = None) -> int:
     return _apply(events, now)
 
 
-def _sums(events: list[dict]) -> dict[tuple[str, str, date], list[int]]:
-    """Per (customer, kind, month): amount sum, count (+1, or -1 for a negative amount: a reversal)."""
+def _apply(events: list[dict], now: datetime | None) -> int:
+    # No savepoint of its own: the inbox handlers already run inside the transaction recording the event.
+    if not events:
+        return 0
+    now = now or timezone.now()
     sums: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
     for event in events:
         amount = event["amount"]
         entry = sums[(event["customer_id"], event["kind"], _month_of(event["occurred_at"]))]
         entry[0] += amount
         entry[1] += 1 if amount >= 0 else -1
-    return sums
-
-
-def _apply(events: list[dict], now: datetime | None) -> int:
-    # No savepoint of its own: the inbox handlers already run inside the transaction recording the event.
-    if not events:
-        return 0
-    now = now or timezone.now()
-    sums = _sums(events)
+    customer_ids = sorted({key[0] for key in sums})
     if connection.vendor == "postgresql":
         # The usual case, one statement: the window totals as of its snapshot plus this group's own sums.
         ruleset = rules_guess()
         start = window_start(now, ruleset.window_months)
-        states, metrics, version, unraced, _ = _customers_totals_window(_sums_given(sums), now, start)
-        return _restage_after_write(states, metrics, version, unraced, sums, ruleset, now)
-    customer_ids = sorted({key[0] for key in sums})
-    states = _customers_upsert_locked(customer_ids, now)
-    pk_of = {state.customer_id: state.pk for state in states}
-    _totals_upsert(sorted(
-        (pk_of[customer_id], kind, month, amount, count)
-        for (customer_id, kind, month), (amount, count) in sums.items()
-    ))
-    return _restage_after_write(states, None, None, False, sums, None, now)
-
-
-def _restage_after_write(states: list[CustomerState], metrics: dict | None, version: int | None, unraced: bool,
-                         sums: dict, ruleset, now: datetime) -> int:
-    """Raise the stages of customers whose totals this transaction just wrote (under their row locks)."""
-    if unraced and ruleset is not None and rules_guess_holds(ruleset, version):
-        start = window_start(now, ruleset.window_months)
+        states, metrics, version, unraced = _customers_totals_window(customer_ids, sums, now, start)
+        if unraced and rules_guess_holds(ruleset, version):
+            pk_of = {state.customer_id: state.pk for state in states}
+            for (customer_id, kind, month), (amount, count) in sums.items():
+                if month >= start:
+                    metrics_add(metrics[pk_of[customer_id]], kind, amount, count)
+            return restage(states=states, ruleset=ruleset, now=now, trigger="event", allow_up=True,
+                           allow_down=False, metrics_by_pk=metrics)
+    else:
+        states = _customers_upsert_locked(customer_ids, now)
         pk_of = {state.customer_id: state.pk for state in states}
-        for (customer_id, kind, month), (amount, count) in sums.items():
-            if month >= start:
-                metrics_add(metrics[pk_of[customer_id]], kind, amount, count)
-        return restage(states=states, ruleset=ruleset, now=now, trigger="event", allow_up=True,
-                       allow_down=False, metrics_by_pk=metrics)
+        _totals_upsert(sorted(
+            (pk_of[customer_id], kind, month, amount, count)
+            for (customer_id, kind, month), (amount, count) in sums.items()
+        ))
     # A concurrent write of these customers' totals, newer rules, or SQLite: read the rules and the window
     # in a new statement after the locks were taken; it sees every committed total of these customers plus
     # our own. (A recomputation for newer rules first waits for every writer of customers to finish, see
@@ -243,21 +200,6 @@ def _restage_after_write(states: list[CustomerState], metrics: dict | None, vers
     ruleset, metrics = rules_and_window_metrics(customer_pks=[state.pk for state in states], now=now)
     return restage(states=states, ruleset=ruleset, now=now, trigger="event", allow_up=True, allow_down=False,
                    metrics_by_pk=metrics)
-
-
-def activity_accept_batch(pairs: list[tuple[dict, str]]) -> set[str]:
-    """Inbox `accept_batch` (push group commit, PostgreSQL): record the events and apply the new ones in one
-    statement (the inbox insert is a CTE of the totals statement: one round trip fewer per group).
-    Returns the event_ids that were new."""
-    now = timezone.now()
-    ruleset = rules_guess()
-    start = window_start(now, ruleset.window_months)
-    states, metrics, version, unraced, new_ids = _customers_totals_window(_sums_of_new_events(pairs), now, start,
-                                                                          new_ids=True)
-    if new_ids:
-        sums = _sums([event for event, _ in pairs if event["event_id"] in new_ids])
-        _restage_after_write(states, metrics, version, unraced, sums, ruleset, now)
-    return new_ids
 
 
 def activity_handle(event: dict) -> None:

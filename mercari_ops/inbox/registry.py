@@ -40,9 +40,6 @@ class Topic:
     schema: Schema
     handle: Callable[[dict], Any]
     handle_batch: Callable[[list[dict]], None] | None = None
-    # PostgreSQL group commit: record and handle (event, message_id) pairs in one statement that embeds
-    # `inbox_insert_statement` as a CTE; returns the event_ids that were new (the others are duplicates).
-    accept_batch: Callable[[list[tuple[dict, str]]], set[str]] | None = None
     keep_payload: bool = True
     order_key: str = "occurred_at"
     # Events with different values of this field never affect each other (e.g. customer_id): a backfill

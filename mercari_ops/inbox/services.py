@@ -192,32 +192,28 @@ def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]
 
 
 def _rows_insert_arrays(topic: Topic, events: list[tuple[dict, str]], now) -> dict[str, int]:
-    sql, params = inbox_insert_statement(topic, events, now)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return dict(cursor.fetchall())
+    """Batch insert on PostgreSQL with three array parameters instead of 7 placeholders per row.
 
-
-def inbox_insert_statement(topic: Topic, events: list[tuple[dict, str]], now=None) -> tuple[str, list]:
-    """PostgreSQL: the (sql, params) that records events as processed and returns (event_id, id) of the new ones.
-
-    Three array parameters instead of 7 placeholders per row: psycopg parses every %s placeholder
-    client-side; for a 2,000-event batch that parsing cost more than the INSERT itself (measured by the
-    loyalty ingest benchmark). The arrays go as literals (pg_array): psycopg's element-by-element list
-    adaptation was the next cost. A topic's `accept_batch` embeds this statement as a CTE of its own.
+    psycopg parses every %s placeholder client-side; for a 2,000-event batch that parsing cost
+    more than the INSERT itself (measured by the loyalty ingest benchmark). The arrays go as
+    literals (pg_array): psycopg's element-by-element list adaptation was the next cost.
     """
     event_ids = [event["event_id"] for event, _ in events]
     message_ids = [message_id for _, message_id in events]
     payloads = [json.dumps(event) for event, _ in events] if topic.keep_payload else [None] * len(events)
-    now = now or timezone.now()
     sql = (
         f"INSERT INTO {InboxEvent._meta.db_table} {_INSERT_COLUMNS} "
         "SELECT %s, e.event_id, %s, e.payload::jsonb, '', 1, '', '', e.message_id, %s, %s "
         "FROM unnest(%s::varchar[], %s::text[], %s::varchar[]) AS e(event_id, payload, message_id) "
+        # in event_id order: two groups sharing events (a redelivery racing the first delivery) wait for each
+        # other's keys in one order, never in a cycle (unsorted, they deadlocked and one group answered 503)
+        "ORDER BY e.event_id "
         "ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, id"
     )
-    return sql, [topic.name, InboxEvent.Status.PROCESSED, now, now, pg_array(event_ids), pg_array(payloads),
-                 pg_array(message_ids)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [topic.name, InboxEvent.Status.PROCESSED, now, now, pg_array(event_ids), pg_array(payloads),
+                             pg_array(message_ids)])
+        return dict(cursor.fetchall())
 
 
 class _HandlerFailed(Exception):
@@ -273,13 +269,8 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
             for index, (topic, _, _) in enumerate(items):
                 by_topic.setdefault(topic.name, []).append(index)
             new_rows: dict[int, int] = {}
-            accepted = set()
-            for name, indexes in by_topic.items():
+            for indexes in by_topic.values():
                 topic = items[indexes[0]][0]
-                if topic.accept_batch is not None and connection.vendor == "postgresql":
-                    _group_accept_batch(topic, items, indexes, results)
-                    accepted.add(name)
-                    continue
                 inserted = _rows_insert(topic, [(items[i][1], items[i][2]) for i in indexes])
                 for i in indexes:
                     row_id = inserted.pop(items[i][1]["event_id"], None)
@@ -287,9 +278,9 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
                         results[i] = Result(Outcome.DUPLICATE, items[i][1]["event_id"])
                     else:
                         new_rows[i] = row_id
-            for name, indexes in by_topic.items():
+            for indexes in by_topic.values():
                 topic = items[indexes[0]][0]
-                new_indexes = [i for i in indexes if i in new_rows and name not in accepted]
+                new_indexes = [i for i in indexes if i in new_rows]
                 if not new_indexes:
                     continue
                 if topic.handle_batch is not None:
@@ -312,25 +303,6 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
     except _HandlerFailed:
         return [inbox_accept(topic=topic, event=event, message_id=message_id) for topic, event, message_id in items]
     return results
-
-
-def _group_accept_batch(topic: Topic, items: list[tuple[Topic, dict, str]], indexes: list[int],
-                        results: list[Result | None]) -> None:
-    """A topic that records and handles its events in one statement (`accept_batch`): one round trip.
-
-    A repeat of an event_id within the group is a duplicate of its first occurrence, as for the others.
-    """
-    first: dict[str, int] = {}
-    for i in indexes:
-        first.setdefault(items[i][1]["event_id"], i)
-    try:
-        new_ids = topic.accept_batch([(items[i][1], items[i][2]) for i in first.values()])
-    except Exception as exc:
-        raise _HandlerFailed(exc) from exc
-    for i in indexes:
-        event_id = items[i][1]["event_id"]
-        new = first[event_id] == i and event_id in new_ids
-        results[i] = Result(Outcome.PROCESSED if new else Outcome.DUPLICATE, event_id)
 
 
 def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, group_commit: bool = False) -> Result:
