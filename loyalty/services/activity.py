@@ -127,7 +127,7 @@ def _customers_totals_window(customer_ids: list[str], sums: dict, now: datetime,
         f'amount = {totals_table}.amount + EXCLUDED.amount, "count" = {totals_table}."count" + EXCLUDED."count") '
         "SELECT c.id, c.customer_id, c.stage, c.rules_stage, c.pin_floor, c.pin_expires_at, "
         # the revision as of the snapshot: a primary-key lookup per customer (a join let the planner pick
-        # a hash join over a scan of every customer, 0.6 of the statement's 0.9 ms with 2,000 customers)
+        # a hash join over a scan of every customer: 0.58 of 1.05 ms for one customer among 2,000)
         f"c.totals_revision = COALESCE((SELECT o.totals_revision FROM {customer_table} o WHERE o.id = c.id) + 1, 0), "
         "w.kind, w.amount, w.n, "
         f"(SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}) "
