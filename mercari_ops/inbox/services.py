@@ -169,7 +169,8 @@ _INSERT_COLUMNS = "(topic, event_id, status, payload, waiting_on, attempts, last
 
 
 def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]:
-    """Insert rows as processed; return {event_id: row id} of those that were new."""
+    """Insert rows as processed; return {event_id: row id} of those that were new (in event_id order on
+    PostgreSQL, not the caller's: callers keep their own order)."""
     if not events:
         return {}
     now = timezone.now()
@@ -345,7 +346,7 @@ def inbox_accept_batch(*, topic: Topic, events: list[dict]) -> dict[Outcome, int
     with transaction.atomic():
         inserted = _rows_insert(topic, [(event, "") for event in unique.values()])
         counts[Outcome.DUPLICATE] += len(unique) - len(inserted)
-        new_events = [unique[event_id] for event_id in inserted]
+        new_events = [event for event_id, event in unique.items() if event_id in inserted]  # in stream order
         if topic.handle_batch is not None and new_events:
             try:
                 with transaction.atomic():
