@@ -116,7 +116,6 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {env['PUBSUB_PUSH_TOKEN']}"}
     occurred_at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = uuid.uuid4().hex[:8]
-    rounds = []
     with Server(env=env, migrate=False) as server:  # --rounds 0: only the ingest_jsonl part
         wrk(server.url("/bench/bare"), method="POST", duration=3, connections=args.connections)  # warm-up
         # warm-up of the push paths too: connections, prepared statements, and the customers' first events
