@@ -1,6 +1,7 @@
 """One env-driven settings module. Every variable is listed in .env.example."""
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -83,34 +84,40 @@ TEMPLATES = [
     },
 ]
 
-# Embedded default: SQLite in WAL mode under var/. Production: DATABASE_URL=postgres://...
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
-            "transaction_mode": "IMMEDIATE",
-        }
+# PostgreSQL only. `make run` / `make test` start an embedded PostgreSQL and Redis (mercari_ops/embedded.py)
+# and pass their URLs; a `make run` stack also leaves them in var/run/stack.env for manage.py in other shells.
+_URL_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+_stack_file = VAR_DIR / "run" / "stack.env"
+if not any(env.str(name, default="") for name in _URL_VARIABLES) and _stack_file.exists():
+    environ.Env.read_env(str(_stack_file))
+_missing = [name for name in _URL_VARIABLES if not env.str(name, default="")]
+if _missing:
+    raise ImproperlyConfigured(
+        f"{', '.join(_missing)} not set: start the embedded PostgreSQL and Redis with `make run` (or `make test`), "
+        "or set DATABASE_URL, REDIS_URL and CELERY_BROKER_URL to your own servers"
     )
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-    # Server-side binding plus a prepare threshold let psycopg prepare hot statements (the inbox insert,
-    # the handlers' statements) after they ran DB_PREPARE_THRESHOLD times on a connection; Django alone
-    # never prepares. Set DB_PREPARE_THRESHOLD= (empty) behind a transaction-pooling pgbouncer older than 1.21.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING",
-                                                                                    default=True)
-    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5) \
-        if env.str("DB_PREPARE_THRESHOLD", default="5") != "" else None
-    # Session settings sent with the connection (libpq "options", no extra round trip). JIT off: this is an
-    # OLTP workload, and PostgreSQL compiled a 2,000-customer ingest statement for 357 ms to run it in 70
-    # (cost estimates above jit_above_cost). Set DB_SESSION_OPTIONS= (empty) behind a pooler that refuses it.
-    DB_SESSION_OPTIONS = env.str("DB_SESSION_OPTIONS", default="-c jit=off")
-    if DB_SESSION_OPTIONS:
-        DATABASES["default"]["OPTIONS"]["options"] = DB_SESSION_OPTIONS
-    # Off by default: a health check costs a round trip per request; a dead connection fails one
-    # request with 503 (callers retry) and is then replaced.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
-DB_IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql")
+DATABASES = {"default": env.db("DATABASE_URL")}
+if not DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    raise ImproperlyConfigured("DATABASE_URL must be a PostgreSQL URL (postgres://...), the only database")
+# A Unix-socket directory arrives percent-encoded in the URL's host (postgres://user@%2Fpath%2Fto%2Fdir:5432/db).
+DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# Server-side binding plus a prepare threshold let psycopg prepare hot statements (the inbox insert,
+# the handlers' statements) after they ran DB_PREPARE_THRESHOLD times on a connection; Django alone
+# never prepares. Set DB_PREPARE_THRESHOLD= (empty) behind a transaction-pooling pgbouncer older than 1.21.
+DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING",
+                                                                                default=True)
+DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5) \
+    if env.str("DB_PREPARE_THRESHOLD", default="5") != "" else None
+# Session settings sent with the connection (libpq "options", no extra round trip). JIT off: this is an
+# OLTP workload, and PostgreSQL compiled a 2,000-customer ingest statement for 357 ms to run it in 70
+# (cost estimates above jit_above_cost). Set DB_SESSION_OPTIONS= (empty) behind a pooler that refuses it.
+DB_SESSION_OPTIONS = env.str("DB_SESSION_OPTIONS", default="-c jit=off")
+if DB_SESSION_OPTIONS:
+    DATABASES["default"]["OPTIONS"]["options"] = DB_SESSION_OPTIONS
+# Off by default: a health check costs a round trip per request; a dead connection fails one
+# request with 503 (callers retry) and is then replaced.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -127,28 +134,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
-# Redis is the production broker and backs the global rate limiter; without it
-# the limiter falls back to a single-machine SQLite file under var/.
-REDIS_URL = env.str("REDIS_URL", default="")
-
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
-    for _sub in ("out", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "out"),
-        "data_folder_out": str(_broker_dir / "out"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-    }
+# Redis: the Celery broker, and the store of the global rate limiter every process and machine shares.
+REDIS_URL = env.str("REDIS_URL")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # A message not acked within the visibility timeout is redelivered: keep it
-    # well above the hard limit so a long task is never run twice by accident.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 10}
+# A message not acked within the visibility timeout is redelivered: keep it
+# well above the hard limit so a long task is never run twice by accident.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 10}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -277,10 +270,6 @@ REPAYMENT_TIMEOUT_SECONDS = env.float("REPAYMENT_TIMEOUT_SECONDS", default=10.0)
 REPAYMENT_MAX_ATTEMPTS = env.int("REPAYMENT_MAX_ATTEMPTS", default=8)
 HISTORY_PAGE_SIZE = env.int("HISTORY_PAGE_SIZE", default=20)
 HISTORY_PAGE_SIZE_MAX = env.int("HISTORY_PAGE_SIZE_MAX", default=100)
-
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file, not :memory:, so subprocesses in tests (a killed worker) see the same data.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 
 # --- Loyalty ------------------------------------------------------------------
 # Customers per transaction when a rules change recomputes every stage.
