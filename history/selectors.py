@@ -9,11 +9,11 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
 
 from mercari_ops.common.errors import NotFound, ValidationFailed
 
 from .models import EntryState, EntryType, PaymentEntry, PaymentTransition
+from .services import history_sql
 from .states import actions_for
 
 logger = logging.getLogger(__name__)
@@ -78,69 +78,19 @@ def estimates_many(*, customer_id: str, wanted: list[tuple[int, dict]]) -> dict[
 
 # --- rows --------------------------------------------------------------------------
 
-# Written in SQL, as the ingest handler is: building the ORM queries was about a third of a page's
-# CPU, and loading the timestamps as datetimes (Django's timezone-replacing loader) then formatting
-# them again most of the rest. The database formats them, and rows are plain dicts, never model instances.
-ENTRY_TABLE = PaymentEntry._meta.db_table
-_NAMES = ("id", "payment_id", "type", "parent_id", "root_id", "amount", "state", "state_at", "occurred_at", "title",
-          "attributes")
-_statements: dict[tuple[str, str], str] = {}
 
-
-def _timestamp_sql(column: str) -> str:
-    """The column as datetime.isoformat() writes it in UTC (a fraction only when not zero), Z for +00:00.
-
-    SQLite keeps Django's UTC text ("YYYY-MM-DD HH:MM:SS[.ffffff]"), which needs only the T and the Z.
-    """
-    if connection.vendor == "postgresql":
-        utc = f"({column} AT TIME ZONE 'UTC')"
-        return (f"""CASE WHEN date_trunc('second', {utc}) = {utc} THEN to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') """
-                f"""ELSE to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') END""")
-    return f"replace({column}, ' ', 'T') || 'Z'"
-
-
-def _statement(name: str) -> str:
-    """The SQL of `name` for this connection's database, built once per process."""
-    key = (connection.vendor, name)
-    if key in _statements:
-        return _statements[key]
-    attributes = "p.attributes::text" if connection.vendor == "postgresql" else "p.attributes"
-    columns = ("p.id, p.payment_id, p.type, p.parent_id, p.root_id, p.amount, p.state, "
-               f"{_timestamp_sql('p.state_at')}, {_timestamp_sql('p.occurred_at')}, p.title, {attributes}")
-    raw = "id, payment_id, type, parent_id, root_id, amount, state, state_at, occurred_at, title, attributes"
-    if name in ("page", "page_after"):
-        # occurred_at <= t bounds the index range; the OR only breaks ties on equal times.
-        keyset = " AND occurred_at <= %s AND (occurred_at < %s OR (occurred_at = %s AND id < %s))" \
-            if name == "page_after" else ""
-        sql = (
-            f"WITH top AS (SELECT id FROM {ENTRY_TABLE} WHERE customer_id = %s AND parent_id IS NULL{keyset} "
-            "ORDER BY occurred_at DESC, id DESC LIMIT %s), "
-            f"page AS (SELECT {raw} FROM {ENTRY_TABLE} WHERE id IN (SELECT id FROM top) "
-            f"UNION ALL SELECT {raw} FROM {ENTRY_TABLE} WHERE root_id IN (SELECT id FROM top)) "
-            f"SELECT {columns} FROM page p ORDER BY p.occurred_at, p.id"
-        )
-    elif name == "family":
-        sql = f"SELECT {columns} FROM {ENTRY_TABLE} p WHERE p.root_id = %s OR p.id = %s ORDER BY p.occurred_at, p.id"
-    else:
-        sql = f"SELECT id, root_id, customer_id FROM {ENTRY_TABLE} WHERE payment_id = %s"
-    _statements[key] = sql
-    return sql
-
-
-def _rows(name: str, params: list) -> list[dict]:
-    """Entries ordered by (occurred_at, id).
+def _dicts(rows: list[tuple]) -> list[dict]:
+    """Rows of `history_sql` (ordered by (occurred_at, id)) as plain dicts, never model instances.
 
     Attributes come as JSON text and are parsed in one call for all rows (json.loads per row was a
     tenth of a page's CPU).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_statement(name), params)
-        rows = [dict(zip(_NAMES, values, strict=True)) for values in cursor.fetchall()]
-    if rows:
-        attributes = json.loads("[" + ",".join(row["attributes"] for row in rows) + "]")
-        for row, value in zip(rows, attributes, strict=True):
+    dicts = [dict(zip(history_sql.ROW_NAMES, values, strict=True)) for values in rows]
+    if dicts:
+        attributes = json.loads("[" + ",".join(row["attributes"] for row in dicts) + "]")
+        for row, value in zip(dicts, attributes, strict=True):
             row["attributes"] = value
-    return rows
+    return dicts
 
 
 # --- shaping -----------------------------------------------------------------------
@@ -214,12 +164,8 @@ def history_page(*, customer_id: str, cursor: str | None = None, page_size: int 
     size = settings.HISTORY_PAGE_SIZE if page_size is None else page_size
     if not 1 <= size <= settings.HISTORY_PAGE_SIZE_MAX:
         raise ValidationFailed(f"page_size must be between 1 and {settings.HISTORY_PAGE_SIZE_MAX}", "page_size")
-    if cursor:
-        after_at, after_pk = cursor_decode(cursor)
-        after = connection.ops.adapt_datetimefield_value(after_at)
-        rows = _rows("page_after", [customer_id, after, after, after, after_pk, size + 1])
-    else:
-        rows = _rows("page", [customer_id, size + 1])
+    after = cursor_decode(cursor) if cursor else None
+    rows = _dicts(history_sql.feed_page(customer_id=customer_id, limit=size + 1, after=after))
     tops = [row for row in reversed(rows) if row["parent_id"] is None]  # newest first
     if not tops and not cursor and not _customer_known(customer_id):
         raise NotFound(f"unknown customer {customer_id}", "customer_id")
@@ -240,14 +186,12 @@ def history_page(*, customer_id: str, cursor: str | None = None, page_size: int 
 
 def payment_get(*, payment_id: str) -> dict:
     """One entry with its children (recursively), its parent's ID and every state transition."""
-    with connection.cursor() as cursor:
-        cursor.execute(_statement("entry"), [payment_id])
-        found = cursor.fetchone()
+    found = history_sql.entry_locate(payment_id=payment_id)
     if found is None:
         raise NotFound(f"unknown payment {payment_id}", "payment_id")
     pk, root_pk, customer_id = found
     tree_root = root_pk or pk
-    tree = _Tree(_rows("family", [tree_root, tree_root]), customer_id)
+    tree = _Tree(_dicts(history_sql.family(root_pk=tree_root)), customer_id)
     entry = tree.by_pk[pk]
     below, frontier = [], [entry]
     while frontier:

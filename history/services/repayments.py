@@ -56,7 +56,7 @@ def repayment_request(*, payment_id: str, idempotency_key: str, requested_by: st
     try:
         with transaction.atomic():
             request.save()
-    except IntegrityError:  # SQLite without row locks: the other request with this key won
+    except IntegrityError:  # a request with this key for another payment (another row lock) committed first
         return _stored_answer(RepaymentRequest.objects.get(idempotency_key=idempotency_key), payment_id)
     PaymentEntry.objects.filter(pk=entry.pk).update(state=EntryState.REPAYMENT_REQUESTED, state_at=now,
                                                      updated_at=now)

@@ -13,11 +13,7 @@ from mercari_ops.inbox.services import inbox_receive
 
 from .factories import card_tree
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="real concurrent transactions need PostgreSQL"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 TOPIC = "payment-events"
 
 

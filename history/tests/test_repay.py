@@ -221,8 +221,6 @@ def test_service_refuses_conflicting_state_directly(push, billed):
         repayment_request(payment_id=billed, idempotency_key="k")
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="real concurrent transactions need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_same_key_at_the_same_time_on_two_workers_is_one_request(push):
     for event in card_tree(9, repaid=False):
