@@ -4,74 +4,49 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.utils import timezone
 
 from . import rules
 from .catalog import catalog_get
 from .models import CardStatus
+from .services import estimate_sql
 
 DEFAULT_PAYMENT_METHOD = "mercard"
 
 
-def _customer_sql() -> str:
-    from loyalty.models import Customer
-
-    return (
-        f"SELECT (SELECT stage FROM {Customer._meta.db_table} WHERE customer_id = %s), "
-        f"(SELECT mercard_status FROM {CardStatus._meta.db_table} WHERE customer_id = %s)"
-    )
-
-
-_SQL: list[str] = []
-
-
-def _facts_cursor():
-    """On PostgreSQL a server-binding cursor whose statement is prepared once per connection.
-
-    The estimate's query is the same on every request, so PostgreSQL parses and plans it once per
-    connection instead of once per request (Django's default cursor binds client-side and never
-    prepares). Off with CAMPAIGNS_ESTIMATE_PREPARED=0 behind a transaction-pooling pgbouncer < 1.21.
-    """
-    if connection.vendor != "postgresql" or not settings.CAMPAIGNS_ESTIMATE_PREPARED:
-        return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    connection.ensure_connection()
-    raw = connection.connection
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = 1  # only server-binding cursors prepare; Django's own cursors never do
-    return connection._prepare_cursor(ServerBindingCursor(raw))
-
-
-def _facts_fast(customer_id: str) -> tuple[int | None, int | None]:
-    """The same prepared query on one cursor kept per database connection (the item page's hot path).
+def _kept_cursor():
+    """A server-binding cursor kept per database connection (made again after a reconnection).
 
     Making a cursor and Django's wrapper around it cost about as much CPU as the query itself
-    (measured: 161 us per call against 85 us on a kept cursor). Database errors still become
-    Django's (and mark the connection for closing at the end of the request).
+    (measured: 161 us per call against 85 us on a kept cursor).
     """
     connection.ensure_connection()
     raw = connection.connection
     kept = connection.__dict__.get("_estimate_cursor")
     if kept is None or kept[0] is not raw or kept[1].closed:
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
         kept = connection.__dict__["_estimate_cursor"] = (raw, ServerBindingCursor(raw))
-    cursor = kept[1]
-    with connection.wrap_database_errors:
-        cursor.execute(_SQL[0], [customer_id, customer_id], prepare=True)
-        return cursor.fetchone()
+    return kept[1]
 
 
 def customer_facts_get(*, customer_id: str) -> tuple[int | None, int | None]:
-    """(effective loyalty stage, card status) in one indexed query; None for what is unknown."""
-    if not _SQL:
-        _SQL.append(_customer_sql())
-    if (connection.vendor == "postgresql" and settings.CAMPAIGNS_ESTIMATE_PREPARED and not connection.queries_logged
-            and not connection.in_atomic_block):
-        return _facts_fast(customer_id)
-    with _facts_cursor() as cursor:  # in a transaction, or logging queries (DEBUG, tests): Django's cursor
-        cursor.execute(_SQL[0], [customer_id, customer_id])
+    """(effective loyalty stage, card status) in one indexed query; None for what is unknown.
+
+    The query is the same on every request, so PostgreSQL parses and plans it once per connection
+    (prepared on first use; DATABASES OPTIONS["prepare_threshold"] None disables it, as behind a
+    transaction-pooling pgbouncer < 1.21), on one cursor kept per connection. Database errors still
+    become Django's (and mark the connection for closing at the end of the request). Inside a
+    transaction, when queries are logged (DEBUG, tests) or with CAMPAIGNS_ESTIMATE_PREPARED off it
+    runs on Django's own cursor instead.
+    """
+    statement = estimate_sql.customer_facts()
+    if settings.CAMPAIGNS_ESTIMATE_PREPARED and not connection.queries_logged and not connection.in_atomic_block:
+        cursor = _kept_cursor()
+        with connection.wrap_database_errors:
+            cursor.execute(statement, [customer_id, customer_id], prepare=True)
+            return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [customer_id, customer_id])
         stage, card_status = cursor.fetchone()
     return stage, card_status
 

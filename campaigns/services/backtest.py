@@ -23,8 +23,9 @@ from django.utils import timezone
 from mercari_ops.common.errors import ValidationFailed
 
 from ..catalog import campaign_rules_load, merchant_directory_load
-from ..models import Bill, BillLine, Campaign, CampaignBacktest
+from ..models import Bill, Campaign, CampaignBacktest
 from ..selectors import customer_facts_many
+from . import settlement_sql
 from .provisions import month_bounds
 from .settlement import SettlementContext, SettlementReport, lines_plan, month_bill_ids
 
@@ -83,8 +84,7 @@ def campaign_backtest_compute(*, campaign_id: int, month: str, batch: int = 1000
     by_stage: dict[int, dict] = defaultdict(lambda: {"recipients": set(), "rewards": 0, "points": 0, "cap_hits": 0})
     capped_customers: set[str] = set()
     for ids in month_bill_ids(month=month, batch=batch):
-        lines = list(BillLine.objects.filter(bill_id__in=ids).values_list(
-            "bill_id", "payment_id", "customer_id", "amount", "merchant_id", "payment_method", "channel", "paid_at"))
+        lines = settlement_sql.lines_read(bill_pks=ids)
         stages, statuses = customer_facts_many(customer_ids=sorted({line[2] for line in lines}))
         for item in lines_plan(lines=lines, ctx=ctx, stages=stages, statuses=statuses, used=used, existing=set(),
                                report=report):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from mercari_ops.common.schema import DateTime, Int, List, Schema, Str
 
-from ..models import Bill, BillLine, CardStatus
+from ..models import Bill, BillLine
+from . import events_sql
 
 CARD_STATUS_SCHEMA = Schema({
     "event_id": Str(max_length=128),
@@ -64,21 +65,10 @@ def card_status_record_many(*, events: list[dict]) -> None:
         current = newest.get(event["customer_id"])
         if current is None or _parse(event["changed_at"]) > _parse(current["changed_at"]):
             newest[event["customer_id"]] = event
-    if not newest:
-        return
-    table = CardStatus._meta.db_table
-    values = ", ".join(["(%s, %s, %s, %s)"] * len(newest))
-    params: list = []
-    for event in newest.values():
-        params += [event["customer_id"], event["mercard_status"], _parse(event["changed_at"]), event["event_id"]]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (customer_id, mercard_status, changed_at, event_id) VALUES {values} "
-            f"ON CONFLICT (customer_id) DO UPDATE SET mercard_status = excluded.mercard_status, "
-            f"changed_at = excluded.changed_at, event_id = excluded.event_id "
-            f"WHERE {table}.changed_at < excluded.changed_at",
-            params,
-        )
+    events_sql.card_statuses_upsert(rows=[
+        (event["customer_id"], event["mercard_status"], _parse(event["changed_at"]), event["event_id"])
+        for event in newest.values()
+    ])
 
 
 def card_status_record(event: dict) -> None:

@@ -13,15 +13,13 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from mercari_ops.common.sql import pg_array
-
 from ..clients import GrantRequest, PointsGatewayRejected, PointsGatewayUnavailable, points_gateway
-from ..models import Bill, CampaignBudget, CampaignReward, CustomerNotification, PointsGrant
+from ..models import Bill, CampaignBudget, CampaignReward, PointsGrant
+from . import grants_sql as sql
 
 logger = logging.getLogger(__name__)
 
@@ -59,36 +57,9 @@ def _line_linked(customer_ids: list[str]) -> set[str] | None:
     return linked
 
 
-def _notifications_insert(rows: list[tuple[str, str, str]], now) -> None:
-    """Record notifications [(customer_id, idempotency key, text)]; a key recorded before is left alone."""
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        customers, keys, texts = zip(*rows, strict=True)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {CustomerNotification._meta.db_table} (customer_id, idempotency_key, text, created_at) "
-                f"SELECT u, k, t, %s FROM unnest(%s::varchar[], %s::varchar[], %s::text[]) AS v(u, k, t) "
-                f"ON CONFLICT (idempotency_key) DO NOTHING",
-                [now, pg_array(customers), pg_array(keys), pg_array(texts)],
-            )
-        return
-    CustomerNotification.objects.bulk_create(
-        [CustomerNotification(customer_id=u, idempotency_key=k, text=t, created_at=now) for u, k, t in rows],
-        ignore_conflicts=True, batch_size=5000,
-    )
-
-
-def _ids(pks) -> list[int] | RawSQL:
-    """The right side of `pk__in`: on PostgreSQL one array literal, not a placeholder per id."""
-    if connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", [pg_array(pks)])
-    return list(pks)
-
-
 def _grants_update(pks: list[int], **values) -> None:
     if pks:
-        PointsGrant.objects.filter(pk__in=_ids(pks)).update(**values)
+        PointsGrant.objects.filter(pk__in=sql.ids(pks)).update(**values)
 
 
 def _customers_reach(*, grants: list[tuple[int, str, int, str, str]]) -> dict[int, str]:
@@ -110,7 +81,7 @@ def _customers_reach(*, grants: list[tuple[int, str, int, str, str]]) -> dict[in
         else:
             via[pk] = "recorded"
             recorded.append((customer_id, f"points-{key}", text))
-    _notifications_insert(recorded, timezone.now())
+    sql.notifications_insert(rows=recorded, now=timezone.now())
     return via
 
 
@@ -161,7 +132,8 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
                                                         "bill_id", "attempts")[:limit])
         if not claimed:
             return counts
-        months = dict(Bill.objects.filter(pk__in=_ids({row[4] for row in claimed})).values_list("pk", "billing_month"))
+        bill_pks = sql.ids({row[4] for row in claimed})
+        months = dict(Bill.objects.filter(pk__in=bill_pks).values_list("pk", "billing_month"))
         rows = [(pk, customer, points, key, months[bill_pk], attempts)
                 for pk, customer, points, key, bill_pk, attempts in claimed]
         sent, failed, rejected = [], [], []

@@ -1,7 +1,7 @@
 """Monthly settlement: bill lines -> capped rewards -> one points grant per bill and pass.
 
 Set-based per batch of bills, in one transaction, a fixed ~10 statements whatever the batch size
-(PostgreSQL: `settlement_sql`, arrays as one literal per column, rewards by COPY; SQLite: the ORM):
+(`settlement_sql`: arrays as one literal per column, rewards by COPY):
   1. lock the bills (FOR UPDATE SKIP LOCKED: a bill another worker is settling is skipped, it settles there);
   2. read their lines, the customers' stages and card statuses, and, for bills settled before only, the
      rewards they already have;
@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .. import rules
 from ..catalog import campaign_rules_load, merchant_directory_load
-from ..models import Bill, BillLine, Campaign, CampaignBudget, CampaignReward, PointsGrant
+from ..models import Bill, Campaign, CampaignBudget
 from ..rules import CampaignRule, MerchantDirectory, points_calculate
 from ..selectors import customer_facts_many
 from . import settlement_sql as sql
@@ -109,8 +109,7 @@ class Planned:
     capped: bool
 
 
-LINE_FIELDS = ("bill_id", "payment_id", "customer_id", "amount", "merchant_id", "payment_method", "channel",
-               "paid_at")
+LINE_FIELDS = sql.LINE_FIELDS
 
 
 def lines_plan(*, lines: list[tuple], ctx: SettlementContext, stages: dict[str, int], statuses: dict[str, int],
@@ -165,57 +164,6 @@ def lines_plan(*, lines: list[tuple], ctx: SettlementContext, stages: dict[str, 
     return planned
 
 
-def _budgets_lock(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, int]]:
-    """Create missing budget rows, then lock all of them in a fixed order. {(campaign, customer): (pk, points)}."""
-    pairs = sorted(set(pairs))
-    if not pairs:
-        return {}
-    CampaignBudget.objects.bulk_create(
-        [CampaignBudget(campaign_id=c, customer_id=u, points=0) for c, u in pairs], ignore_conflicts=True,
-        batch_size=5000,
-    )
-    by_campaign: dict[int, list[str]] = defaultdict(list)
-    for campaign_id, customer_id in pairs:
-        by_campaign[campaign_id].append(customer_id)
-    locked = {}
-    for campaign_id in sorted(by_campaign):
-        rows = (CampaignBudget.objects.select_for_update()
-                .filter(campaign_id=campaign_id, customer_id__in=by_campaign[campaign_id])
-                .order_by("customer_id").values_list("pk", "customer_id", "points"))
-        for pk, customer_id, points in rows:
-            locked[(campaign_id, customer_id)] = (pk, points)
-    return locked
-
-
-def _budgets_update(values: list[tuple[int, int]]) -> None:
-    """Set budget points by primary key (SQLite; PostgreSQL uses `settlement_sql.budgets_update`)."""
-    if values:
-        CampaignBudget.objects.bulk_update(
-            [CampaignBudget(pk=pk, points=points) for pk, points in values], ["points"], batch_size=500
-        )
-
-
-def _lines_read(bill_pks: list[int]) -> list[tuple]:
-    return list(BillLine.objects.filter(bill_id__in=bill_pks).values_list(*LINE_FIELDS))
-
-
-def _bills_read(*, bill_ids: list[int], only_pending: bool, lock: bool) -> dict[int, tuple]:
-    """{pk: (bill_id, settled_at, processed_at)} of the bills this batch may settle."""
-    if _postgres():
-        return sql.bills_lock(bill_ids=bill_ids, only_pending=only_pending, lock=lock)
-    bills = Bill.objects.filter(pk__in=bill_ids)
-    if only_pending:
-        bills = bills.filter(status=Bill.Status.PENDING)
-    if lock:
-        bills = bills.select_for_update(skip_locked=True)
-    return {pk: (bill_id, settled_at, processed_at) for pk, bill_id, settled_at, processed_at
-            in bills.values_list("pk", "bill_id", "settled_at", "processed_at")}
-
-
-def _postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
 def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, dry_run: bool = False,
                  dry_used: dict | None = None, only_pending: bool = False) -> tuple[SettlementReport, list[int]]:
     """Settle a batch of bills (primary keys). Returns the report and the ids of the grants created.
@@ -225,24 +173,20 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
     """
     ctx = ctx or SettlementContext.load()
     report = SettlementReport()
-    postgres = _postgres()
     with transaction.atomic():
-        bill_rows = _bills_read(bill_ids=bill_ids, only_pending=only_pending, lock=not dry_run)
+        bill_rows = sql.bills_lock(bill_ids=bill_ids, only_pending=only_pending, lock=not dry_run)
         report.bills = len(bill_rows)
         report.bills_skipped_locked = 0 if only_pending else len(set(bill_ids) - set(bill_rows))
         if not bill_rows:
             return report, []
         bill_pks = sorted(bill_rows)
-        lines = sql.lines_read(bill_pks=bill_pks) if postgres else _lines_read(bill_pks)
+        lines = sql.lines_read(bill_pks=bill_pks)
         customers = sorted({line[2] for line in lines})
         stages, statuses = customer_facts_many(customer_ids=customers)
         # Rewards and grants are written only in the transaction that sets processed_at: a bill never
         # processed has none, so the lookup (into the month's fastest-growing table) is for re-runs only.
         rerun = [pk for pk in bill_pks if bill_rows[pk][2] is not None]
-        existing = set()
-        if rerun:
-            existing = (sql.rewards_existing(bill_pks=rerun) if postgres else set(
-                CampaignReward.objects.filter(bill_id__in=rerun).values_list("campaign_id", "payment_id")))
+        existing = sql.rewards_existing(bill_pks=rerun) if rerun else set()
         capped_ids = {rule.id for rule in ctx.rules if rule.upper_limit is not None}
         pairs = [(cid, customer) for cid in capped_ids for customer in customers]
         if dry_run:
@@ -257,20 +201,14 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
                 dry_used.update(used)
             transaction.set_rollback(True)
             return report, []
-        budgets = sql.budgets_lock(pairs=pairs) if postgres else _budgets_lock(pairs)
+        budgets = sql.budgets_lock(pairs=pairs)
         used = {key: points for key, (_, points) in budgets.items()}
         unmatched: dict[int, int] = {}
         planned = lines_plan(lines=lines, ctx=ctx, stages=stages, statuses=statuses, used=used,
                              existing=existing, report=report, unmatched_by_bill=unmatched)
         grant_ids = _write(planned, bill_rows, budgets, used, report)
         now = timezone.now()
-        if postgres:
-            sql.bills_mark_settled(bill_pks=bill_pks, unmatched=unmatched, now=now)
-        else:
-            Bill.objects.filter(pk__in=bill_pks).update(status=Bill.Status.SETTLED, processed_at=now)
-            if unmatched:
-                Bill.objects.bulk_update([Bill(pk=pk, unmatched_lines=n) for pk, n in unmatched.items()],
-                                         ["unmatched_lines"], batch_size=500)
+        sql.bills_mark_settled(bill_pks=bill_pks, unmatched=unmatched, now=now)
         if grant_ids:
             from ..tasks import settle_grants_deliver_task
 
@@ -290,42 +228,20 @@ def _write(planned: list[Planned], bill_rows: dict[int, tuple], budgets: dict, u
     granting = [pk for pk, points in points_by_bill.items() if points > 0]
     changed = [(key, points) for key, points in used.items() if key in budgets and points != budgets[key][1]]
     rerun = [pk for pk in granting if bill_rows[pk][2] is not None]
-    if _postgres():
-        passes = sql.grant_passes(bill_pks=rerun)
-        grant_by_bill = sql.grants_insert(grants=[
-            (pk, customer_by_bill[pk], points_by_bill[pk], f"mops-bill-{bill_rows[pk][0]}-{passes.get(pk, 0) + 1}")
-            for pk in granting
-        ], now=now)
-        sql.rewards_copy(
-            (p.campaign_id, p.version, p.customer_id, p.payment_id, p.bill_pk,
-             grant_by_bill.get(p.bill_pk) if p.points > 0 else None, p.stage, p.rate, p.amount, p.points, p.capped,
-             bill_rows[p.bill_pk][1], now)
-            for p in planned
-        )
-        sql.budgets_update(values=[(campaign_id, customer_id, points)
-                                   for (campaign_id, customer_id), points in changed])
-        report.grants = len(grant_by_bill)
-        return sorted(grant_by_bill.values())
-    passes = defaultdict(int)
-    for bill_pk in PointsGrant.objects.filter(bill_id__in=rerun).values_list("bill_id", flat=True):
-        passes[bill_pk] += 1
-    grants = PointsGrant.objects.bulk_create([
-        PointsGrant(bill_id=pk, customer_id=customer_by_bill[pk], points=points_by_bill[pk], created_at=now,
-                    next_attempt_at=now, idempotency_key=f"mops-bill-{bill_rows[pk][0]}-{passes[pk] + 1}")
+    passes = sql.grant_passes(bill_pks=rerun)
+    grant_by_bill = sql.grants_insert(grants=[
+        (pk, customer_by_bill[pk], points_by_bill[pk], f"mops-bill-{bill_rows[pk][0]}-{passes.get(pk, 0) + 1}")
         for pk in granting
-    ], batch_size=2000)
-    grant_by_bill = {grant.bill_id: grant.pk for grant in grants}
-    CampaignReward.objects.bulk_create([
-        CampaignReward(campaign_id=p.campaign_id, campaign_version=p.version, customer_id=p.customer_id,
-                       payment_id=p.payment_id, bill_id=p.bill_pk,
-                       grant_id=grant_by_bill.get(p.bill_pk) if p.points > 0 else None, stage=p.stage, rate=p.rate,
-                       amount=p.amount, points=p.points, capped=p.capped, settled_at=bill_rows[p.bill_pk][1],
-                       created_at=now)
+    ], now=now)
+    sql.rewards_copy(
+        (p.campaign_id, p.version, p.customer_id, p.payment_id, p.bill_pk,
+         grant_by_bill.get(p.bill_pk) if p.points > 0 else None, p.stage, p.rate, p.amount, p.points, p.capped,
+         bill_rows[p.bill_pk][1], now)
         for p in planned
-    ], batch_size=5000)
-    _budgets_update([(budgets[key][0], points) for key, points in changed])
-    report.grants = len(grants)
-    return [grant.pk for grant in grants]
+    )
+    sql.budgets_update(values=[(campaign_id, customer_id, points) for (campaign_id, customer_id), points in changed])
+    report.grants = len(grant_by_bill)
+    return sorted(grant_by_bill.values())
 
 
 def month_bill_ids(*, month: str, only_pending: bool = False, batch: int = 1000):

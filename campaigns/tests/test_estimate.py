@@ -156,15 +156,19 @@ def test_the_kept_cursor_path_answers_like_the_plain_one_and_survives_a_lost_con
     from django.db import DatabaseError
 
     from campaigns.selectors import customer_facts_get
+    from campaigns.services import estimate_sql
 
     customer("c-7", stage=30, card_status=3)
     assert customer_facts_get(customer_id="c-7") == (30, 3)
-    if connection.vendor != "postgresql":
-        return  # SQLite always takes Django's cursor, checked just above; the kept cursor is PostgreSQL's
     assert not connection.in_atomic_block and not connection.queries_logged  # the server's path, not the tests'
     # the same answers as Django's cursor, call after call, on one kept cursor
     assert [customer_facts_get(customer_id="c-7") for _ in range(3)] == [(30, 3)] * 3
     assert customer_facts_get(customer_id="c-404") == (None, None)
+    # prepared once on this connection (DATABASES OPTIONS["prepare_threshold"] must not be None)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert [s for s in prepared if s.startswith(estimate_sql.customer_facts().split("%s")[0])]
     kept = connection.__dict__["_estimate_cursor"]
     with CaptureQueriesContext(connection):  # logging queries: Django's own cursor, the kept one untouched
         assert customer_facts_get(customer_id="c-7") == (30, 3)

@@ -10,8 +10,6 @@ from campaigns.tests.factories import bill_event, line
 
 pytestmark = pytest.mark.django_db
 
-postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the set-based PostgreSQL path")
-
 
 def _bills(customer, record_bill, count: int, prefix: str) -> list[int]:
     """`count` bills of distinct customers, each with a marketplace line, an outside line and an unknown merchant."""
@@ -58,7 +56,6 @@ def test_two_bills_of_one_customer_in_one_batch_share_the_cap(campaigns, custome
     assert sorted(PointsGrant.objects.values_list("points", flat=True)) == [200, 800]
 
 
-@postgres_only
 def test_settling_a_batch_costs_the_same_statements_for_2_or_20_bills(campaigns, customer, record_bill):
     small = _bills(customer, record_bill, 2, "s")
     large = _bills(customer, record_bill, 20, "l")
@@ -71,7 +68,6 @@ def test_settling_a_batch_costs_the_same_statements_for_2_or_20_bills(campaigns,
     assert Bill.objects.filter(pk__in=large, status="settled", unmatched_lines=1).count() == 20
 
 
-@postgres_only
 def test_delivering_costs_the_same_statements_for_2_or_20_grants(campaigns, customer, record_bill):
     _, small = bills_settle(bill_ids=_bills(customer, record_bill, 2, "s"))
     _, large = bills_settle(bill_ids=_bills(customer, record_bill, 20, "l"))

@@ -51,6 +51,7 @@ def deliver_on_two_workers(events: list[dict]) -> list[BaseException]:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
     return errors
 
 

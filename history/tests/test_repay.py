@@ -242,6 +242,7 @@ def test_same_key_at_the_same_time_on_two_workers_is_one_request(push):
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     assert len(answers) == 4 and all(answer == answers[0] for answer in answers)
     assert RepaymentRequest.objects.count() == 1
