@@ -15,39 +15,54 @@ Three primitives:
 * `ConcurrencyLimiter.acquire(key, limit=M, ttl=T)`: at most M leases held at
   once; a lease not released within T seconds (a dead worker) expires.
 
-Production uses Redis with atomic Lua scripts and Redis's own clock, so every
-machine agrees on time. The embedded default (no REDIS_URL) uses a SQLite
-file under var/ with `BEGIN IMMEDIATE`, which is exact across the processes of
-one machine. Celery's `rate_limit` is per worker and is never relied on.
+The state lives in Redis (REDIS_URL), changed by atomic Lua scripts that read
+Redis's own clock, so every process and machine agrees on time. Celery's
+`rate_limit` is per worker and is never relied on.
+
+A limiter built with a `clock` (an object with `time()` and `sleep(seconds)`)
+runs on that clock instead: the scripts get its time as an argument in place
+of Redis's, and `pace` and `wait` sleep through it. Tests use a manual clock to
+assert exact schedules without waiting; production passes none.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 import time
 import uuid
 from functools import lru_cache
-from pathlib import Path
+from typing import Protocol
 
+import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-# KEYS[1] = log key; ARGV = limit, period_ms, cost, member prefix
+# Every script starts with the clock: ARGV[1] is the caller's time in microseconds, or '' for Redis's own
+# (production). Keys outlive their last use by `keep` ms: 1 s on Redis's clock; an hour on a caller's, since
+# Redis expires keys by its own clock, which a caller's (a test's manual clock) does not follow.
+_CLOCK_LUA = """
+local now_us, keep
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now_us, keep = tonumber(t[1]) * 1000000 + tonumber(t[2]), 1000
+else
+  now_us, keep = tonumber(ARGV[1]), 3600000
+end
+"""
+
+# KEYS[1] = log key; ARGV = clock, limit, period_ms, cost, member prefix
 # Returns {granted(1|0), now_ms, wait_ms}
-_SLIDING_LOG_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+_SLIDING_LOG_LUA = _CLOCK_LUA + """
+local now = math.floor(now_us / 1000)
+local limit = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
 local used = redis.call('ZCARD', KEYS[1])
 if used + cost <= limit then
   for i = 1, cost do
-    redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
+    redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. i)
   end
-  redis.call('PEXPIRE', KEYS[1], period + 1000)
+  redis.call('PEXPIRE', KEYS[1], period + keep)
   return {1, now, 0}
 end
 if cost > limit then
@@ -58,37 +73,43 @@ local wait = tonumber(oldest[2]) + period - now + 1
 return {0, now, wait}
 """
 
-# KEYS[1] = schedule key (the theoretical arrival time, microseconds); ARGV = interval_us, max_ahead_us, count
+# KEYS[1] = schedule key (the theoretical arrival time, microseconds); ARGV = clock, interval_us, max_ahead_us, count
 # Returns {reserved count (0 = none), now_us, wait_us}: the slots are wait_us, wait_us + interval_us, ... from
 # now; when none is reserved, ask again in wait_us.
-_SCHEDULE_MANY_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local ahead = tonumber(ARGV[2])
+_SCHEDULE_MANY_LUA = _CLOCK_LUA + """
+local now = now_us
+local interval = tonumber(ARGV[2])
+local ahead = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = math.max(tat, now)
 if slot - now > ahead then
   return {0, now, slot - now - ahead}
 end
-local count = math.min(tonumber(ARGV[3]), math.floor((ahead - (slot - now)) / interval) + 1)
+local count = math.min(tonumber(ARGV[4]), math.floor((ahead - (slot - now)) / interval) + 1)
 local last = slot + count * interval
-redis.call('SET', KEYS[1], string.format('%d', last), 'PX', math.floor((last - now) / 1000) + 1000)
+redis.call('SET', KEYS[1], string.format('%d', last), 'PX', math.floor((last - now) / 1000) + keep)
 return {count, now, slot - now}
 """
 
-# KEYS[1] = lease set; ARGV = limit, ttl_ms, token
-_LEASE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+# KEYS[1] = lease set; ARGV = clock, limit, ttl_ms, token
+_LEASE_LUA = _CLOCK_LUA + """
+local now = math.floor(now_us / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + keep)
   return 1
 end
 return 0
 """
+
+
+class Clock(Protocol):
+    """A limiter's clock when it is not Redis's: seconds since the epoch, and a way to wait on it."""
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
 
 
 class RateLimitExceeded(Exception):
@@ -97,33 +118,42 @@ class RateLimitExceeded(Exception):
         self.wait = wait
 
 
-class _RedisBackend:
-    def __init__(self, url: str, prefix: str):
-        import redis
+def _clock_arg(now: float | None) -> int | str:
+    """The scripts' ARGV[1]: the caller's time in microseconds, or '' for Redis's own clock."""
+    return "" if now is None else round(now * 1_000_000)
 
+
+class _RedisBackend:
+    """The limiters' state in Redis. `now` (seconds) replaces Redis's clock for that call; None keeps it."""
+
+    def __init__(self, url: str, prefix: str):
         self.client = redis.Redis.from_url(url)
         self.prefix = prefix
         self._log = self.client.register_script(_SLIDING_LOG_LUA)
         self._lease = self.client.register_script(_LEASE_LUA)
         self._schedule_many = self.client.register_script(_SCHEDULE_MANY_LUA)
 
-    def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
+    def take(self, key: str, limit: int, period: float, cost: int, now: float | None = None
+             ) -> tuple[bool, float, float]:
         granted, now_ms, wait_ms = self._log(
             keys=[f"{self.prefix}rl:{key}"],
-            args=[limit, int(period * 1000), cost, uuid.uuid4().hex],
+            args=[_clock_arg(now), limit, int(period * 1000), cost, uuid.uuid4().hex],
         )
         if wait_ms < 0:
             raise ValueError(f"cost {cost} is larger than the limit {limit}")
         return bool(granted), now_ms / 1000.0, wait_ms / 1000.0
 
-    def schedule_many(self, key: str, interval_us: int, max_ahead: float, count: int) -> tuple[int, float, float]:
-        reserved, now_us, wait_us = self._schedule_many(keys=[f"{self.prefix}gc:{key}"],
-                                                        args=[interval_us, int(max_ahead * 1_000_000), count])
+    def schedule_many(self, key: str, interval_us: int, max_ahead: float, count: int, now: float | None = None
+                      ) -> tuple[int, float, float]:
+        reserved, now_us, wait_us = self._schedule_many(
+            keys=[f"{self.prefix}gc:{key}"],
+            args=[_clock_arg(now), interval_us, int(max_ahead * 1_000_000), count],
+        )
         return int(reserved), now_us / 1_000_000, wait_us / 1_000_000
 
-    def lease(self, key: str, limit: int, ttl: float) -> str | None:
+    def lease(self, key: str, limit: int, ttl: float, now: float | None = None) -> str | None:
         token = uuid.uuid4().hex
-        ok = self._lease(keys=[f"{self.prefix}cc:{key}"], args=[limit, int(ttl * 1000), token])
+        ok = self._lease(keys=[f"{self.prefix}cc:{key}"], args=[_clock_arg(now), limit, int(ttl * 1000), token])
         return token if ok else None
 
     def release(self, key: str, token: str) -> None:
@@ -131,99 +161,6 @@ class _RedisBackend:
 
     def reset(self, key: str) -> None:
         self.client.delete(f"{self.prefix}rl:{key}", f"{self.prefix}cc:{key}", f"{self.prefix}gc:{key}")
-
-
-class _SqliteBackend:
-    """Exact across the processes of one machine (a file lock via BEGIN IMMEDIATE)."""
-
-    def __init__(self, path: Path):
-        self.path = str(path)
-        self._local = threading.local()
-        with self._connect() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS grants (key TEXT NOT NULL, at REAL NOT NULL)")
-            conn.execute("CREATE INDEX IF NOT EXISTS grants_key_at ON grants (key, at)")
-            conn.execute("CREATE TABLE IF NOT EXISTS leases (key TEXT NOT NULL, token TEXT PRIMARY KEY, until REAL)")
-            conn.execute("CREATE TABLE IF NOT EXISTS schedules (key TEXT PRIMARY KEY, tat INTEGER NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=OFF")
-            self._local.conn = conn
-            self._local.pid = os.getpid()
-        return conn
-
-    def _immediate(self):
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        return conn
-
-    def take(self, key: str, limit: int, period: float, cost: int) -> tuple[bool, float, float]:
-        if cost > limit:
-            raise ValueError(f"cost {cost} is larger than the limit {limit}")
-        conn = self._immediate()
-        try:
-            now = time.time()
-            conn.execute("DELETE FROM grants WHERE key = ? AND at <= ?", (key, now - period))
-            used = conn.execute("SELECT COUNT(*) FROM grants WHERE key = ?", (key,)).fetchone()[0]
-            if used + cost <= limit:
-                conn.executemany("INSERT INTO grants (key, at) VALUES (?, ?)", [(key, now)] * cost)
-                conn.execute("COMMIT")
-                return True, now, 0.0
-            row = conn.execute(
-                "SELECT at FROM grants WHERE key = ? ORDER BY at LIMIT 1 OFFSET ?", (key, used + cost - limit - 1)
-            ).fetchone()
-            conn.execute("COMMIT")
-            return False, now, max(row[0] + period - now, 0.001)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def schedule_many(self, key: str, interval_us: int, max_ahead: float, count: int) -> tuple[int, float, float]:
-        conn = self._immediate()
-        try:
-            now = int(time.time() * 1_000_000)
-            ahead = int(max_ahead * 1_000_000)
-            row = conn.execute("SELECT tat FROM schedules WHERE key = ?", (key,)).fetchone()
-            slot = max(row[0] if row else 0, now)
-            if slot - now > ahead:
-                conn.execute("COMMIT")
-                return 0, now / 1_000_000, (slot - now - ahead) / 1_000_000
-            count = min(count, (ahead - (slot - now)) // interval_us + 1)
-            conn.execute("INSERT INTO schedules (key, tat) VALUES (?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat", (key, slot + count * interval_us))
-            conn.execute("COMMIT")
-            return count, now / 1_000_000, (slot - now) / 1_000_000
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def lease(self, key: str, limit: int, ttl: float) -> str | None:
-        conn = self._immediate()
-        try:
-            now = time.time()
-            conn.execute("DELETE FROM leases WHERE key = ? AND until <= ?", (key, now))
-            held = conn.execute("SELECT COUNT(*) FROM leases WHERE key = ?", (key,)).fetchone()[0]
-            token = None
-            if held < limit:
-                token = uuid.uuid4().hex
-                conn.execute("INSERT INTO leases (key, token, until) VALUES (?, ?, ?)", (key, token, now + ttl))
-            conn.execute("COMMIT")
-            return token
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def release(self, key: str, token: str) -> None:
-        self._connect().execute("DELETE FROM leases WHERE token = ?", (token,))
-
-    def reset(self, key: str) -> None:
-        conn = self._connect()
-        conn.execute("DELETE FROM grants WHERE key = ?", (key,))
-        conn.execute("DELETE FROM leases WHERE key = ?", (key,))
-        conn.execute("DELETE FROM schedules WHERE key = ?", (key,))
 
 
 def _interval_us(limit: int, period: float) -> int:
@@ -234,29 +171,42 @@ def _interval_us(limit: int, period: float) -> int:
 
 
 class RateLimiter:
-    def __init__(self, backend):
+    """Sliding-log grants and even schedules on Redis; on Redis's clock, or on `clock` when given (tests)."""
+
+    def __init__(self, backend: _RedisBackend, *, clock: Clock | None = None):
         self.backend = backend
+        self.clock = clock
+
+    def _now(self) -> float | None:
+        return None if self.clock is None else self.clock.time()
+
+    def _sleep(self, seconds: float) -> None:
+        if self.clock is None:
+            time.sleep(seconds)
+        else:
+            self.clock.sleep(seconds)
 
     def acquire(self, key: str, *, limit: int, period: float = 1.0, cost: int = 1) -> float:
         """0.0 when `cost` calls are granted now; else seconds to wait (nothing granted)."""
-        granted, _, wait = self.backend.take(key, limit, period, cost)
+        granted, _, wait = self.backend.take(key, limit, period, cost, self._now())
         return 0.0 if granted else wait
 
     def acquire_at(self, key: str, *, limit: int, period: float = 1.0, cost: int = 1) -> tuple[bool, float]:
         """Like acquire, but returns (granted, the limiter's clock) for audits and tests."""
-        granted, now, _ = self.backend.take(key, limit, period, cost)
+        granted, now, _ = self.backend.take(key, limit, period, cost, self._now())
         return granted, now
 
     def wait(self, key: str, *, limit: int, period: float = 1.0, cost: int = 1, timeout: float | None = None) -> None:
         """Block until granted; raise RateLimitExceeded if that would take longer than `timeout`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        elapsed = time.monotonic if self.clock is None else self.clock.time
+        deadline = None if timeout is None else elapsed() + timeout
         while True:
             wait = self.acquire(key, limit=limit, period=period, cost=cost)
             if wait == 0.0:
                 return
-            if deadline is not None and time.monotonic() + wait > deadline:
+            if deadline is not None and elapsed() + wait > deadline:
                 raise RateLimitExceeded(wait)
-            time.sleep(wait)
+            self._sleep(wait)
 
     def reserve(self, key: str, *, limit: int, period: float = 1.0, max_ahead: float | None = None) -> float | None:
         """Reserve the next free slot of an even schedule (one every period/limit seconds) for `key`.
@@ -266,12 +216,12 @@ class RateLimiter:
         more than `max_ahead` seconds away (default: one period), so callers cannot book far ahead.
         """
         reserved, _, wait = self.backend.schedule_many(key, _interval_us(limit, period),
-                                                       period if max_ahead is None else max_ahead, 1)
+                                                       period if max_ahead is None else max_ahead, 1, self._now())
         return wait if reserved else None
 
     def reserve_at(self, key: str, *, limit: int, period: float = 1.0) -> float | None:
         """Like reserve, but returns the slot's time on the limiter's clock (for audits and tests)."""
-        reserved, now, wait = self.backend.schedule_many(key, _interval_us(limit, period), period, 1)
+        reserved, now, wait = self.backend.schedule_many(key, _interval_us(limit, period), period, 1, self._now())
         return now + wait if reserved else None
 
     def reserve_many(self, key: str, *, limit: int, count: int, period: float = 1.0,
@@ -288,7 +238,7 @@ class RateLimiter:
             raise ValueError(f"count must be at least 1, not {count}")
         interval_us = _interval_us(limit, period)
         reserved, _, wait = self.backend.schedule_many(key, interval_us, period if max_ahead is None else max_ahead,
-                                                       count)
+                                                       count, self._now())
         if not reserved:
             return [], wait
         return [wait + index * interval_us / 1_000_000 for index in range(reserved)], 0.0
@@ -297,9 +247,9 @@ class RateLimiter:
         """Block until this caller's slot of the even schedule (see `reserve`)."""
         interval_us = _interval_us(limit, period)
         while True:
-            reserved, _, wait = self.backend.schedule_many(key, interval_us, period, 1)
+            reserved, _, wait = self.backend.schedule_many(key, interval_us, period, 1, self._now())
             if wait > 0:
-                time.sleep(wait)
+                self._sleep(wait)
             if reserved:
                 return
 
@@ -308,27 +258,33 @@ class RateLimiter:
 
 
 class ConcurrencyLimiter:
-    def __init__(self, backend):
+    """Leases on Redis; they expire on Redis's clock, or on `clock` when given (tests)."""
+
+    def __init__(self, backend: _RedisBackend, *, clock: Clock | None = None):
         self.backend = backend
+        self.clock = clock
 
     def acquire(self, key: str, *, limit: int, ttl: float) -> str | None:
         """A lease token if fewer than `limit` are held, else None."""
-        return self.backend.lease(key, limit, ttl)
+        return self.backend.lease(key, limit, ttl, None if self.clock is None else self.clock.time())
 
     def release(self, key: str, token: str) -> None:
         self.backend.release(key, token)
 
 
 @lru_cache(maxsize=1)
-def _backend():
-    if settings.REDIS_URL:
-        return _RedisBackend(settings.REDIS_URL, getattr(settings, "RATE_LIMIT_PREFIX", "mops:"))
-    return _SqliteBackend(settings.VAR_DIR / "ratelimit.sqlite3")
+def _backend() -> _RedisBackend:
+    if not settings.REDIS_URL:
+        raise ImproperlyConfigured("REDIS_URL is empty: the rate and concurrency limiters keep their state in Redis "
+                                   "(e.g. REDIS_URL=redis://127.0.0.1:6379/0)")
+    return _RedisBackend(settings.REDIS_URL, getattr(settings, "RATE_LIMIT_PREFIX", "mops:"))
 
 
-def rate_limiter() -> RateLimiter:
-    return RateLimiter(_backend())
+def rate_limiter(*, clock: Clock | None = None) -> RateLimiter:
+    """The process's rate limiter; `clock` replaces Redis's clock and the process's sleep (tests)."""
+    return RateLimiter(_backend(), clock=clock)
 
 
-def concurrency_limiter() -> ConcurrencyLimiter:
-    return ConcurrencyLimiter(_backend())
+def concurrency_limiter(*, clock: Clock | None = None) -> ConcurrencyLimiter:
+    """The process's concurrency limiter; `clock` replaces Redis's clock (tests)."""
+    return ConcurrencyLimiter(_backend(), clock=clock)
