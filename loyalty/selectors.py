@@ -7,13 +7,10 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from mercari_ops.common.sql import pg_array
-
-from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
+from .models import Customer, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import (
     DEFAULT_DEFINITION,
     METRICS,
@@ -27,6 +24,7 @@ from .rules import (
     threshold_report,
     window_start,
 )
+from .services import loyalty_sql
 
 
 def customer_stage_get(*, customer_id: str) -> int | None:
@@ -67,33 +65,13 @@ def ruleset_of_version(version: int | None) -> RuleSet:
     return ruleset
 
 
-def _max_version_sql() -> str:
-    return f"SELECT MAX(version) FROM {StageRuleVersion._meta.db_table}"
-
-
 def rules_active() -> RuleSet:
     """The rules in force: the highest version (version 0 = one base stage until rules are published).
 
     The version number is read every time (one indexed query), so a new version is in force
     everywhere as soon as it commits.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_max_version_sql())
-        return ruleset_of_version(cursor.fetchone()[0])
-
-
-def _window_query(pks: list[int], start: date, with_version: bool) -> tuple[str, list]:
-    table = MonthlyTotal._meta.db_table
-    if connection.vendor == "postgresql":
-        where, params = "customer_id = ANY(%s::bigint[])", [pg_array(pks)]
-    else:
-        where, params = f"customer_id IN ({', '.join(['%s'] * len(pks))})", list(pks)
-    sql = (f'SELECT customer_id, kind, SUM(amount), SUM("count") FROM {table} '
-           f"WHERE {where} AND month >= %s GROUP BY customer_id, kind")
-    params.append(connection.ops.adapt_datefield_value(start))
-    if with_version:
-        sql = f"SELECT NULL, 'version', ({_max_version_sql()}), NULL UNION ALL {sql}"
-    return sql, params
+    return ruleset_of_version(loyalty_sql.rules_version())
 
 
 def window_metrics(*, customer_pks: Iterable[int], start: date) -> dict[int, dict[str, int]]:
@@ -106,13 +84,12 @@ def _window_metrics(pks: list[int], start: date, with_version: bool) -> tuple[di
     version = None
     if not pks and not with_version:
         return result, None
-    with connection.cursor() as cursor:
-        cursor.execute(*_window_query(pks or [0], start, with_version))
-        for pk, kind, amount, count in cursor.fetchall():
-            if pk is None:
-                version = amount
-                continue
-            metrics_add(result[pk], kind, int(amount or 0), int(count or 0))
+    for pk, kind, amount, count in loyalty_sql.window_totals(customer_pks=pks, start=start,
+                                                             with_version=with_version):
+        if pk is None:
+            version = amount
+            continue
+        metrics_add(result[pk], kind, int(amount or 0), int(count or 0))
     return result, version
 
 

@@ -13,15 +13,16 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from mercari_ops.common.errors import Conflict, ValidationFailed
 from mercari_ops.common.locks import try_named_lock
 
+from .. import selectors
 from ..models import Customer, RecomputeJob, StageChange, StageRuleVersion
 from ..rules import definition_validate, ruleset_build
-from ..selectors import rules_cache_clear
+from . import loyalty_sql
 from .stages import customers_lock_batch, restage
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ UNFINISHED = (RecomputeJob.Status.QUEUED, RecomputeJob.Status.RUNNING, Recompute
 def rules_version_publish(*, definition, by: str, note: str = "") -> StageRuleVersion:
     """Validate and store a new rules version, then recompute every customer in the background."""
     cleaned = definition_validate(definition)
-    rules_cache_clear()
+    selectors.rules_cache_clear()
     if not by:
         raise ValidationFailed("the author's name is required", "by")
     try:
@@ -83,17 +84,15 @@ def recompute_job_run(*, job_id: int, batch_size: int | None = None, now: dateti
 
 
 def writers_drain() -> None:
-    """Wait until every transaction writing customers has finished (PostgreSQL; SQLite has one writer).
+    """Wait until every transaction writing customers has finished.
 
     The activity handler evaluates with the rules version of its statement's snapshot, taken before it
     locks the customers. A recomputation starts after its rules version committed; once the writers that
     were running then are done, no evaluation with older rules can commit after the recomputation passed
     a customer. SHARE mode conflicts with every writer's ROW EXCLUSIVE lock and is released at once.
     """
-    if connection.vendor != "postgresql":
-        return
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"LOCK TABLE {Customer._meta.db_table} IN SHARE MODE")
+    with transaction.atomic():
+        loyalty_sql.customer_writers_drain()
 
 
 def _recompute_loop(job_id: int, batch_size: int, now: datetime | None) -> str:

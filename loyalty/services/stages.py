@@ -10,18 +10,16 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from mercari_ops.common.errors import ValidationFailed
-from mercari_ops.common.sql import pg_array
 
+from .. import selectors
 from ..models import Customer, StageChange, StagePin
 from ..rules import RuleSet, change_reason, stage_evaluate, window_start
-from ..selectors import effective_stage, rules_active, window_metrics
-
-NEW_CUSTOMER = 0  # rules_stage of a row inserted in this transaction, before its first evaluation
+from . import loyalty_sql
+from .loyalty_sql import NEW_CUSTOMER
 
 
 @dataclass
@@ -32,14 +30,6 @@ class CustomerState:
     rules_stage: int
     pin_floor: int | None
     pin_expires_at: datetime | None
-
-
-def aware(value) -> datetime | None:
-    """Datetimes from raw SQL: aware on PostgreSQL, text on SQLite."""
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(value)
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.UTC)
 
 
 STATE_FIELDS = ("pk", "customer_id", "stage", "rules_stage", "pin_floor", "pin_expires_at")
@@ -54,41 +44,13 @@ def customers_lock_batch(*, after: str, limit: int, rules_stage_above: int | Non
 
 
 def _stage_writes(updates: list[tuple], changes: list[StageChange]) -> None:
-    """Write (rules_stage, stage, at, pk) tuples and record the changes.
-
-    PostgreSQL: one statement (UPDATE ... FROM unnest(...) in a CTE, then the INSERT of the changes), one
-    round trip inside the caller's transaction. SQLite: an executemany and a bulk_create.
-    """
+    """Write (rules_stage, stage, at, pk) tuples and record the changes: one statement, one round trip
+    inside the caller's transaction."""
     if not updates:
         return
-    table = Customer._meta.db_table
-    if connection.vendor != "postgresql":
-        adapt = connection.ops.adapt_datetimefield_value
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET rules_stage = %s, stage = %s, stage_changed_at = %s WHERE id = %s",
-                [(rules_stage, stage, adapt(at), pk) for rules_stage, stage, at, pk in updates])
-        StageChange.objects.bulk_create(changes)
-        return
-    rules_stages, stages, ats, pks = (list(column) for column in zip(*updates, strict=True))
-    sql = (f"WITH u AS (UPDATE {table} AS c SET rules_stage = u.rules_stage, stage = u.stage, "
-           "stage_changed_at = u.at FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::timestamptz[]) "
-           "AS u(id, rules_stage, stage, at) WHERE c.id = u.id RETURNING c.id) ")
-    params = [pg_array(pks), pg_array(rules_stages), pg_array(stages), pg_array(ats)]
-    if changes:
-        columns = ("customer_id", "from_stage", "to_stage", "from_rules_stage", "to_rules_stage", "cause",
-                   "reason", "rule_version", "at")
-        sql += (f"INSERT INTO {StageChange._meta.db_table} ({', '.join(columns)}) SELECT * FROM unnest("
-                "%s::bigint[], %s::int[], %s::int[], %s::int[], %s::int[], %s::varchar[], %s::jsonb[], %s::int[], "
-                "%s::timestamptz[])")
-        rows = [(change.customer_id, change.from_stage, change.to_stage, change.from_rules_stage,
-                 change.to_rules_stage, change.cause, json.dumps(change.reason), change.rule_version, change.at)
-                for change in changes]
-        params += [pg_array(column) for column in zip(*rows, strict=True)]
-    else:
-        sql += "SELECT count(*) FROM u"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    loyalty_sql.stages_write(updates=updates, changes=[
+        (change.customer_id, change.from_stage, change.to_stage, change.from_rules_stage, change.to_rules_stage,
+         change.cause, json.dumps(change.reason), change.rule_version, change.at) for change in changes])
 
 
 def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, trigger: str,
@@ -99,7 +61,7 @@ def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, tri
         return 0
     start = window_start(now, ruleset.window_months)
     if metrics_by_pk is None:
-        metrics_by_pk = window_metrics(customer_pks=[state.pk for state in states], start=start)
+        metrics_by_pk = selectors.window_metrics(customer_pks=[state.pk for state in states], start=start)
     updates, changes = [], []
     for state in states:
         metrics = metrics_by_pk[state.pk]
@@ -109,7 +71,7 @@ def restage(*, states: list[CustomerState], ruleset: RuleSet, now: datetime, tri
         new_rules = old_rules
         if is_new or (evaluated > old_rules and allow_up) or (evaluated < old_rules and allow_down):
             new_rules = evaluated
-        new_stage = effective_stage(new_rules, state.pin_floor, state.pin_expires_at, now)
+        new_stage = selectors.effective_stage(new_rules, state.pin_floor, state.pin_expires_at, now)
         old_stage = ruleset.base_stage if is_new else state.stage
         if is_new:
             updates.append((new_rules, new_stage, now, state.pk))
@@ -142,7 +104,7 @@ def stages_downgrade_nightly(*, now: datetime | None = None, batch_size: int = 1
     cursor = ""
     while True:
         with transaction.atomic():
-            ruleset = rules_active()
+            ruleset = selectors.rules_active()
             states = customers_lock_batch(after=cursor, limit=batch_size, rules_stage_above=ruleset.base_stage)
             if not states:
                 break
@@ -166,7 +128,7 @@ def _customer_for_update(customer_id: str, ruleset: RuleSet) -> Customer:
 
 def _effective_apply(customer: Customer, *, pin_floor: int | None, pin_expires_at: datetime | None,
                      cause: str, reason: dict, ruleset: RuleSet, now: datetime) -> StageChange | None:
-    new_stage = effective_stage(customer.rules_stage, pin_floor, pin_expires_at, now)
+    new_stage = selectors.effective_stage(customer.rules_stage, pin_floor, pin_expires_at, now)
     old_stage = customer.stage
     customer.pin_floor, customer.pin_expires_at, customer.stage = pin_floor, pin_expires_at, new_stage
     fields = ["pin_floor", "pin_expires_at", "stage"]
@@ -185,7 +147,7 @@ def stage_pin_validate(*, customer_id: str, floor: int, reason: str, expires_at:
                        now: datetime | None = None, ruleset: RuleSet | None = None) -> None:
     """Raise ValidationFailed naming the field if this pin cannot be set."""
     now = now or timezone.now()
-    ruleset = ruleset or rules_active()
+    ruleset = ruleset or selectors.rules_active()
     if not customer_id or len(customer_id) > 64:
         raise ValidationFailed("customer_id must be 1 to 64 characters", "customer_id")
     if ruleset.rule(floor) is None:
@@ -203,7 +165,7 @@ def stage_pin_set(*, customer_id: str, floor: int, reason: str, expires_at: date
                   now: datetime | None = None) -> StagePin:
     """Pin a floor under a customer's stage until `expires_at`. Replaces (revokes) an active pin."""
     now = now or timezone.now()
-    ruleset = rules_active()
+    ruleset = selectors.rules_active()
     stage_pin_validate(customer_id=customer_id, floor=floor, reason=reason, expires_at=expires_at, by=by, now=now,
                        ruleset=ruleset)
     customer = _customer_for_update(customer_id, ruleset)
@@ -233,7 +195,7 @@ def stage_pin_revoke(*, pin_id: int, by: str, reason: str = "", now: datetime | 
     _effective_apply(customer, pin_floor=None, pin_expires_at=None, cause=StageChange.Cause.PIN_REVOKED,
                      reason={"pin_id": pin.pk, "floor": pin.floor, "by": by, "revoke_reason": reason,
                              "rules_stage": customer.rules_stage},
-                     ruleset=rules_active(), now=now)
+                     ruleset=selectors.rules_active(), now=now)
     return pin
 
 
@@ -248,7 +210,7 @@ def pins_expire(*, now: datetime | None = None, batch_size: int = 500) -> int:
                              .order_by("customer_id")[:batch_size])
             if not customers:
                 return total
-            ruleset = rules_active()
+            ruleset = selectors.rules_active()
             for customer in customers:
                 floor, expired_at = customer.pin_floor, customer.pin_expires_at
                 _effective_apply(customer, pin_floor=None, pin_expires_at=None,

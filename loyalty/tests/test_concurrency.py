@@ -5,7 +5,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from conftest import push_body
 from loyalty.models import MonthlyTotal, StageChange
@@ -15,11 +15,7 @@ from mercari_ops.inbox.models import InboxEvent
 from mercari_ops.inbox.registry import get_topic
 from mercari_ops.inbox.services import Outcome, inbox_accept_group, inbox_receive
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL concurrent transactions"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 TOPIC = "loyalty-activity"
 
