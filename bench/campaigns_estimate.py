@@ -1,12 +1,16 @@
 """Estimate API vs the bare view, same gunicorn, same run; then p99 at half the measured rate (issue: Campaigns).
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.campaigns_estimate [--duration 15] [--connections 16]
-        [--rounds 3]
+        [--workers 2] [--threads 1] [--rounds 3]
 
 Seeds the bench database with 20,000 loyalty customers with card statuses, the two source-design
 campaigns (active now) and a merchant master; requests rotate over 500 bodies (known customers,
 both channels, some list requests of 3 items). wrk has no fixed-rate mode, so the half-rate run paces
 each connection with wrk's `delay()` hook and reports the rate it actually reached.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_campaigns, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 from __future__ import annotations
@@ -108,8 +112,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="gunicorn threads per worker; 1 = sync workers (the estimate needs no group commit)")
     args = parser.parse_args()
-    env = bench_env(DATABASE_URL=os.environ.get("BENCH_DATABASE_URL",
-                                                "postgres://postgres@127.0.0.1:5432/mops_bench_campaigns"))
+    env = bench_env("mops_bench_campaigns")
     with Server(env=env, workers=args.workers, threads=args.threads) as server:
         out = subprocess.run([str(VENV_BIN / "python"), "manage.py", "shell", "-c", SEED], cwd=ROOT, env=env,
                              check=True, capture_output=True, text=True).stdout
@@ -143,7 +146,7 @@ def main() -> None:
         "target_share": 0.6, "share_target_met": share >= 0.6,
         "half_rate_target_rps": round(half_target), "half_rate_run": half,
         "p99_at_half_rate_ms": half["p99_ms"], "p99_target_met": (half["p99_ms"] or 1e9) < 10,
-        "command": ".venv/bin/python -m bench.campaigns_estimate "
+        "command": "flock /tmp/mops-bench.lock .venv/bin/python -m bench.campaigns_estimate "
                    f"--duration {args.duration} --connections {args.connections} --workers {args.workers} "
                    f"--threads {args.threads} --rounds {args.rounds}",
     })

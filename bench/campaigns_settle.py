@@ -1,12 +1,17 @@
 """Settlement throughput: N bill lines for N/10 customers, 2 active campaigns, on PostgreSQL (issue: Campaigns).
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.campaigns_settle [--lines 1000000] [--customers 100000]
+        [--batch 500]
 
 Loads the bench database directly (COPY) with loyalty customers, card statuses, a merchant master, the
 two source-design campaigns (one capped) and one bill per customer for 2026-10, then times
 `manage.py settle --month 2026-10` end to end (rewards, caps, grants, ledger, notifications) in a
 separate process, exactly as an operator would run it. Also reports what PostgreSQL did meanwhile: the
 bench database's buffer hit ratio (is shared_buffers the bound?), WAL and checkpoints, and the settings.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_campaigns, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import random
 import subprocess
 import sys
@@ -35,9 +39,10 @@ def _copy(conn, table: str, columns: list[str], rows) -> None:
             copy.write_row(row)
 
 
-def seed(url: str, *, customers: int, lines: int) -> None:
+def seed(env: dict, *, customers: int, lines: int) -> None:
     import psycopg
 
+    url = env["DATABASE_URL"]
     rng = random.Random(7)
     per_bill = max(1, lines // customers)
     with psycopg.connect(url, autocommit=False) as conn:
@@ -65,7 +70,7 @@ def seed(url: str, *, customers: int, lines: int) -> None:
         "user_filters={'mercard_status': [2, 3]}, upper_limit=300, payment_filters={'mercari_outer_payment': True, "
         "'merchant': {'shop_id': ['shop-1', 'shop-2'], 'invert': True}, 'excluded_categories': ['e_money_charge']})\n"
     )
-    subprocess.run([str(VENV_BIN / "python"), "manage.py", "shell", "-c", code], cwd=ROOT, env=_env(url), check=True)
+    subprocess.run([str(VENV_BIN / "python"), "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True)
     merchants = [("m-mercari", "mercard", "mercari")] * 5 + [("m-mercari-ap", "apple_pay", "outside"),
                                                              ("m-charge", "e_money_charge", "outside"),
                                                              ("m-nobody", "mercard", "outside")]
@@ -115,21 +120,17 @@ def postgres_report(before: dict, after: dict) -> dict:
     }
 
 
-def _env(url: str) -> dict:
-    return bench_env(DATABASE_URL=url)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
-    url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_campaigns")
-    env = _env(url)
+    env = bench_env("mops_bench_campaigns")
+    url = env["DATABASE_URL"]
     database_create(env)
     started = time.perf_counter()
-    seed(url, customers=args.customers, lines=args.lines)
+    seed(env, customers=args.customers, lines=args.lines)
     seed_seconds = time.perf_counter() - started
     counters = postgres_counters(url)
     started = time.perf_counter()
@@ -150,7 +151,7 @@ def main() -> None:
         "lines_per_second": lines_per_second, "target_lines_per_second": 5000,
         "target_met": lines_per_second >= 5000, "seed_seconds": round(seed_seconds, 1), "postgres": postgres,
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.campaigns_settle --lines {args.lines} "
-                   f"--customers {args.customers}",
+                   f"--customers {args.customers}" + (f" --batch {args.batch}" if args.batch != 500 else ""),
     })
     sys.stdout.flush()
 

@@ -5,38 +5,145 @@
         bare = wrk(server.url("/bench/bare"), method="POST")
         ...
 
-Requires wrk (`apt-get install wrk`) and a PostgreSQL server (BENCH_DATABASE_URL,
-default postgres://postgres@127.0.0.1:5432/mercari_ops_bench).
+Servers: by default every bench runs on the same engines as `make run` (mercari_ops/embedded.py): an
+embedded PostgreSQL 18 and Redis 6.2 under var/bench/, started on first use by the bench process and
+stopped when it exits (`bench_servers()`). Each script keeps its own database on that server
+(mercari_ops_bench, mops_bench_history, ...) and its own Redis db numbers. BENCH_DATABASE_URL (a full
+URL, database name included) and BENCH_REDIS_URL (a server, redis://[:password@]host:port; the
+scripts add their db numbers) use servers of your own instead; DATABASE_URL, REDIS_URL and
+CELERY_BROKER_URL in the environment are ignored, so a shell set up for the tests or `make run`
+never sends a bench to their databases.
+
+The embedded bench PostgreSQL runs with embedded.SERVER_SETTINGS (max_connections 200, durability and
+everything else at PostgreSQL's defaults, autovacuum on): the largest bench opens about 70 connections
+(gunicorn 2 workers x 32 threads, plus the script's own).
+
+Requires wrk (`apt-get install wrk`).
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import json
 import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
+from mercari_ops import embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/mercari_ops_bench"
+BENCH_DIR = embedded.VAR_DIR / "bench"
+DEFAULT_DATABASE = "mercari_ops_bench"
+DEFAULT_REDIS_DB, DEFAULT_BROKER_DB = 9, 10
 
 
-def bench_env(**extra: str) -> dict[str, str]:
+class BenchServers:
+    """The PostgreSQL and Redis of this bench process: BENCH_DATABASE_URL / BENCH_REDIS_URL when set,
+    otherwise embedded ones under var/bench, each started on first use and stopped when the process exits.
+
+    A lock (var/bench/servers.lock) keeps a second bench process from adopting and then stopping the
+    servers of one still running; the usual `flock /tmp/mops-bench.lock` already serialises the benches.
+    """
+
+    def __init__(self, folder: Path = BENCH_DIR):
+        self.folder = folder
+        self._postgres: embedded.EmbeddedPostgres | None = None
+        self._postgres_url: str | None = None  # the server, without a database: postgres://user@host:port
+        self._redis: embedded.EmbeddedRedis | None = None
+        self._redis_url: str | None = None  # redis://:password@host:port, without a db number
+        self._lock_file = None
+        self._mutex = threading.Lock()
+
+    def database_url(self, name: str) -> str:
+        """BENCH_DATABASE_URL as given (database included), else database `name` on the embedded server."""
+        given = os.environ.get("BENCH_DATABASE_URL")
+        if given:
+            return given
+        with self._mutex:
+            if self._postgres_url is None:
+                self._claim()
+                self._postgres = embedded.EmbeddedPostgres(self.folder / "pg", embedded.SERVER_SETTINGS)
+                # the URL of its own database `mercari_ops`: the server's is everything before the last "/"
+                self._postgres_url = self._postgres.start().rsplit("/", 1)[0]
+        return f"{self._postgres_url}/{name}"
+
+    def redis_url(self, db: int) -> str:
+        """Redis db `db` on BENCH_REDIS_URL's server (a db number given in it is replaced), else on the embedded one."""
+        given = os.environ.get("BENCH_REDIS_URL")
+        if given:
+            return f"{re.sub(r'/[0-9]*$', '', given.rstrip('/'))}/{db}"
+        with self._mutex:
+            if self._redis_url is None:
+                self._claim()
+                self._redis = embedded.EmbeddedRedis(self.folder / "redis", persistent=False)
+                self._redis_url = self._redis.start()
+        return f"{self._redis_url}/{db}"
+
+    def _claim(self) -> None:
+        """Before the first embedded server starts: take var/bench's lock, stop the servers at exit."""
+        if self._lock_file is not None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.folder / "servers.lock", "w")  # not inherited by subprocesses
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Another bench is using the servers under {self.folder}: waiting for it "
+                  "(run benches under `flock /tmp/mops-bench.lock`)", file=sys.stderr, flush=True)
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        atexit.register(self.stop)
+        # SIGTERM (timeout, kill): exit through atexit so the servers stop too, as on Ctrl-C or a normal end
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+    def stop(self) -> None:
+        """Stop the embedded servers this process started (none when the URLs were given)."""
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = self._redis_url = None
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = self._postgres_url = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+_servers: BenchServers | None = None
+
+
+def bench_servers() -> BenchServers:
+    """This process's bench servers (one set per process); see BenchServers."""
+    global _servers
+    if _servers is None:
+        _servers = BenchServers()
+    return _servers
+
+
+def bench_env(database: str = DEFAULT_DATABASE, *, redis_db: int = DEFAULT_REDIS_DB,
+              broker_db: int = DEFAULT_BROKER_DB, **extra: str) -> dict[str, str]:
+    """The environment of the bench's processes (gunicorn, manage.py, the sandbox): database `database`
+    and Redis dbs `redis_db` (cache, limiter) and `broker_db` (Celery) on the bench servers."""
+    servers = bench_servers()
     env = dict(os.environ)
-    # BENCH_DATABASE_URL first: a DATABASE_URL exported for the tests must not send a bench to that database
-    env["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_DB
-    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
-    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
+    env["DATABASE_URL"] = servers.database_url(database)
+    env["REDIS_URL"] = servers.redis_url(redis_db)
+    env["CELERY_BROKER_URL"] = servers.redis_url(broker_db)
     env["DEBUG"] = "0"
     env.setdefault("DJANGO_SECRET_KEY", "bench-secret-key-" + "x" * 40)
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
@@ -50,13 +157,12 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def django_in_process(default_database_url: str) -> dict[str, str]:
-    """This process as a Django process on the bench database (created and migrated); returns the env.
+def django_in_process(database: str) -> dict[str, str]:
+    """This process as a Django process on bench database `database` (created and migrated); returns the env.
 
     For in-process measurements beside the HTTP ones: the same settings the bench's gunicorn gets.
     """
-    os.environ.setdefault("BENCH_DATABASE_URL", default_database_url)
-    env = bench_env()
+    env = bench_env(database)
     database_create(env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
                                            "SECURE_SSL_REDIRECT", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
@@ -73,9 +179,11 @@ def database_create(env: dict) -> None:
     """Create the bench database if it does not exist, then migrate it."""
     import psycopg
 
-    url = env["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with closing(psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True)) as conn:
+    # The last "/" ends the server part, for the embedded server's URL too (its socket directory is
+    # percent-encoded in the host: postgres://postgres@%2Fpath%2Fto%2Fdir:port/name).
+    url, _, query = env["DATABASE_URL"].partition("?")
+    server, name = url.rsplit("/", 1)
+    with closing(psycopg.connect(f"{server}/postgres" + (f"?{query}" if query else ""), autocommit=True)) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     manage("migrate", "--noinput", env=env)

@@ -5,9 +5,13 @@
 The stream of bench.history_ingest (purchase -> card transaction -> bill over 1,000 customers),
 put back in dependency order so no event waits, under a per-run prefix, cleaned as the inbox
 cleans it, then `payment_event_apply` inside `transaction.atomic()` for each event, on PostgreSQL
-(BENCH_DATABASE_URL, default the history bench database). The first half warms the connection
+(the history bench database, mops_bench_history). The first half warms the connection
 (prepared statements); the second half is measured with time.process_time: the handler's share of
 a push's CPU, next to what bench.history_ingest reports for the whole server.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_history, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 import argparse
@@ -26,7 +30,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=6000)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    django_in_process("postgres://postgres@127.0.0.1:5432/mops_bench_history")
+    django_in_process("mops_bench_history")
     import django
 
     django.setup()

@@ -28,6 +28,10 @@ and the later messages of its batch are redelivered after --nack-backoff seconds
 policy default minimum backoff: 10 s), with the same messageId. Deliveries per event counts every
 delivery that reached the server; attempts per event (inbox mode) is the inbox row's count of
 handler runs.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_history, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 import argparse
@@ -259,8 +263,9 @@ def reset(env) -> None:
         conn.execute("DELETE FROM history_paymententry WHERE customer_id LIKE 'c-ing-%%'")
         conn.execute("DELETE FROM inbox_inboxevent WHERE topic = %s AND event_id LIKE 'i-%%'", [TOPIC])
         conn.commit()
-        # What autovacuum would do in production (it is off on the bench server): without it the dead rows of
-        # every earlier run stay in the tables and indexes, and the next run pays for walking past them.
+        # Vacuum now rather than whenever autovacuum gets to it: otherwise the dead rows of the earlier run
+        # may still be in the tables and indexes, and this run pays for walking past them (or not,
+        # depending on autovacuum's timing, which would make runs differ for no reason of their own).
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE history_paymenttransition, history_paymententry, inbox_inboxevent")
 
@@ -337,9 +342,8 @@ def main() -> None:
     parser.add_argument("--modes", default="inbox_waiting,nack_redeliver")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mops_bench_history")
     # Group commit on, as in production; GROUP_COMMIT=0 measures the one-transaction-per-push path.
-    env = bench_env(GROUP_COMMIT=os.environ.get("GROUP_COMMIT", "1"))
+    env = bench_env("mops_bench_history", GROUP_COMMIT=os.environ.get("GROUP_COMMIT", "1"))
     database_create(env)
     events, parent_of = stream(args.rate, args.seconds)
     token = env["PUBSUB_PUSH_TOKEN"]

@@ -1,6 +1,7 @@
 """History read API: one customer with 1,000,000 entries, first page vs a page 10,000 deep (issue 6).
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read [--entries 1000000] [--duration 10]
+        [--samples 2000] [--repeat 1] [--with-campaign]
 
 Bulk-loads the entries with INSERT ... SELECT generate_series (not the ORM), once: half of them
 top-level marketplace purchases, each with the billed card transaction that paid for it as its
@@ -8,6 +9,11 @@ child. A page is 20 top-level entries (with their children, actions and estimate
 10,000 starts 199,980 entries deep. Measures the selector in-process, the whole Django side of the GET
 in-process (CPU per request through the WSGI handler), and the HTTP API through gunicorn + wrk
 (1 connection: latency, not throughput), all on PostgreSQL, and shows the plan of the deep query.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_history, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
+The entries stay loaded there between runs (var/bench/pg is kept), so only the first run pays the load.
 """
 
 import argparse
@@ -179,7 +185,7 @@ def main() -> None:
                         help="an active campaign for the customer: estimates evaluated, not no_active_campaign")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    env = django_in_process("postgres://postgres@127.0.0.1:5432/mops_bench_history")
+    env = django_in_process("mops_bench_history")
     loaded = load(args.entries)
     campaign = campaign_ensure() if args.with_campaign else campaign_remove()
     direct, deep_cursor = in_process(args.samples)
@@ -202,7 +208,7 @@ def main() -> None:
         "command": f"flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read --entries {args.entries} "
                    f"--duration {args.duration}" + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
                    + (" --with-campaign" if args.with_campaign else ""),
-        "gunicorn": f"2 workers x {os.environ.get('BENCH_GUNICORN_THREADS', '16')} threads",
+        "gunicorn": f"{server.workers} workers x {server.threads} threads",
     })
 
 

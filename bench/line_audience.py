@@ -4,6 +4,10 @@ The job runs every 3 minutes in production; here the runs are started back to ba
 (as soon as the sandbox's jobs can have finished) so the run fits the time budget.
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.line_audience [--linkages 100000] [--job-seconds 10]
+        [--max-runs 8]
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_line, Redis db 5); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see bench.harness).
 """
 
 import argparse

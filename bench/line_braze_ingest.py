@@ -5,6 +5,9 @@
 
 Rounds alternate the bare view and the webhook on the same server (noise hits both alike); each round
 sends a new dispatch_id, so every request records a new message (none is a duplicate of an earlier round).
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_line, Redis db 5); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see bench.harness).
 """
 
 import argparse
@@ -43,6 +46,7 @@ def main() -> None:
         "command": "flock /tmp/mops-bench.lock .venv/bin/python -m bench.line_braze_ingest "
                    f"--duration {args.duration} --connections {args.connections} --rounds {args.rounds}",
     })
+
 
 if __name__ == "__main__":
     main()

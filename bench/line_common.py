@@ -1,9 +1,13 @@
-"""Shared plumbing for the LINE benchmarks: bench env, the sandbox as a subprocess, SQL seeding."""
+"""Shared plumbing for the LINE benchmarks: bench env, the sandbox as a subprocess, SQL seeding.
+
+The LINE benches use database mops_bench_line and Redis db 5 (cache, limiter and broker) on the bench
+servers: the embedded ones under var/bench by default, BENCH_DATABASE_URL / BENCH_REDIS_URL to override
+(see bench.harness).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
@@ -12,12 +16,12 @@ from contextlib import closing
 
 from bench.harness import ROOT, VENV_BIN, bench_env, database_create, free_port
 
-DB = "postgres://postgres@127.0.0.1:5432/mops_bench_line"
+DATABASE = "mops_bench_line"
+REDIS_DB = 5
 
 
 def line_env(**extra: str) -> dict:
-    os.environ.setdefault("BENCH_DATABASE_URL", DB)
-    return bench_env(REDIS_URL="redis://127.0.0.1:6379/5", CELERY_BROKER_URL="redis://127.0.0.1:6379/5", **extra)
+    return bench_env(DATABASE, redis_db=REDIS_DB, broker_db=REDIS_DB, **extra)
 
 
 class Sandbox:
@@ -72,13 +76,13 @@ def prepare(env: dict) -> None:
                      (name, description, messages, enrich_path, active, updated_at)
                  VALUES ('saved_search_new_items', '', '[{"type": "text", "text": "New items for {search_id}"}]',
                          '', true, now())"""])
-    reset_limiter()
+    reset_limiter(env)
 
 
-def reset_limiter() -> None:
+def reset_limiter(env: dict) -> None:
     import redis
 
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/5")
+    client = redis.Redis.from_url(env["REDIS_URL"])
     for key in client.scan_iter("mops:*line*"):
         client.delete(key)
 

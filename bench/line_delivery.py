@@ -4,8 +4,12 @@
 2. The same N with no client-side limit (sandbox limit lifted too): the sender's ceiling.
 3. M identical messages: coalesced into multicasts of 500; API calls and wall time.
 
-    flock /tmp/mops-bench.lock .venv/bin/python -m bench.line_delivery [--messages 20000] [--identical 200000]
-        [--phases limited,unlimited,multicast]   # BENCH_ARRIVALS_FILE=path: 50-ms arrival bins of the last phase
+    flock /tmp/mops-bench.lock .venv/bin/python -m bench.line_delivery [--messages 200000] [--identical 1000000]
+        [--processes 2] [--threads 8] [--phases limited,unlimited,multicast]
+        # BENCH_ARRIVALS_FILE=path: 50-ms arrival bins of the last phase
+
+Runs on the embedded PostgreSQL and Redis under var/bench (database mops_bench_line, Redis db 5), started
+and stopped by the bench; BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see bench.harness).
 """
 
 import argparse
@@ -63,7 +67,7 @@ def machine_busy() -> float:
 
 def phase(sandbox: Sandbox, env: dict, *, count: int, personal: bool, processes: int, dispatch: str) -> dict:
     sandbox.control("reset", {"keep_config": True})
-    reset_limiter()
+    reset_limiter(env)
     enqueue(env, count=count, dispatch=dispatch, personal=personal)
     sandbox_cpu, busy = process_cpu(sandbox.proc.pid), machine_busy()
     wall, sender_cpu = run_senders(env, processes)

@@ -11,17 +11,20 @@ raw per-event rows (the design the source team rejected), for customers with 100
 The raw table `bench_raw_activity` exists only in the bench database, created by this script
 (UNLOGGED, to load faster; reads are unaffected). Both sides hold exactly the same data: the totals
 are aggregated from the raw rows, and the script checks that both give the same answer.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_loyalty, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 import argparse
-import os
 import random
 import statistics
 import time
 
-from bench.harness import bench_env, database_create, machine, report
+from bench.harness import django_in_process, machine, report
 
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/mops_bench_loyalty"
+DATABASE = "mops_bench_loyalty"
 
 
 def load(cursor, groups: dict[int, int]) -> dict[int, list[int]]:
@@ -62,12 +65,7 @@ def main() -> None:
     parser.add_argument("--n100k", type=int, default=10, help="customers with 100,000 events each")
     parser.add_argument("--lookups", type=int, default=300, help="timed lookups per size and method")
     args = parser.parse_args()
-    os.environ.setdefault("BENCH_DATABASE_URL", DEFAULT_DB)
-    env = bench_env()
-    database_create(env)
-    os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY",
-                                                             "ALLOWED_HOSTS", "PUBSUB_PUSH_TOKEN")})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
+    django_in_process(DATABASE)  # the bench database, created and migrated; the settings gunicorn would get
     import django
 
     django.setup()
@@ -133,8 +131,8 @@ def main() -> None:
         **results,
         "raw_rows": raw_rows, "raw_table_mb": round(raw_bytes / 2**20), "totals_table_mb": round(totals_bytes / 2**20),
         "load_seconds": round(load_seconds, 1), "lookups_per_size": args.lookups,
-        "command": f".venv/bin/python -m bench.loyalty_additive --n100 {args.n100} --n10k {args.n10k} "
-                   f"--n100k {args.n100k} --lookups {args.lookups}",
+        "command": "flock /tmp/mops-bench.lock .venv/bin/python -m bench.loyalty_additive "
+                   f"--n100 {args.n100} --n10k {args.n10k} --n100k {args.n100k} --lookups {args.lookups}",
     })
     print(machine())
 

@@ -7,10 +7,17 @@
 2. `manage.py ingest_jsonl loyalty-activity <file>` (batched). Target: >= 10,000 events/s.
    Then the same file again (every event a duplicate), the re-feed case of a partial backfill.
 
-    flock /tmp/mops-bench.lock .venv/bin/python -m bench.loyalty_ingest [--duration 3] [--rounds 15] [--events 300000]
+    flock /tmp/mops-bench.lock .venv/bin/python -m bench.loyalty_ingest [--duration 3] [--connections 64]
+        [--rounds 15] [--max-steal 0.1] [--customers 2000] [--events 300000] [--jsonl-customers 20000]
+        [--batch-size 2000] [--workers 2]
 
-Uses BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/mops_bench_loyalty). The demo stage
-rules are published first so every event runs the real stage evaluation.
+    --rounds 0: only the ingest_jsonl part; --events 0: only the HTTP part.
+
+The demo stage rules are published first so every event runs the real stage evaluation.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mops_bench_loyalty, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 import argparse
@@ -28,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from bench import harness
 from bench.harness import ROOT, VENV_BIN, Server, bench_env, database_create, manage, parse_wrk, report, wrk
 
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/mops_bench_loyalty"
+DATABASE = "mops_bench_loyalty"
 
 SETUP = """
 from loyalty.demo import DEMO_RULES
@@ -108,8 +115,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2, help="ingest_jsonl --workers (parallel connections)")
     args = parser.parse_args()
-    os.environ.setdefault("BENCH_DATABASE_URL", DEFAULT_DB)
-    env = bench_env()
+    env = bench_env(DATABASE)
     database_create(env)
     manage("shell", "-c", SETUP, env=env)
     reset(env)
@@ -161,9 +167,9 @@ def main() -> None:
         "loyalty_events_during_http_runs": sum(r["loyalty_push"]["requests"] for r in rounds),
         "target_met": measured["shares"]["loyalty_push"]["pooled_share"] >= 0.5 if measured else None,
         "ingest_jsonl": jsonl,
-        "command": f".venv/bin/python -m bench.loyalty_ingest --duration {args.duration} --connections "
-                   f"{args.connections} --rounds {args.rounds} --max-steal {args.max_steal} "
-                   f"--customers {args.customers} --events {args.events} "
+        "command": "flock /tmp/mops-bench.lock .venv/bin/python -m bench.loyalty_ingest "
+                   f"--duration {args.duration} --connections {args.connections} --rounds {args.rounds} "
+                   f"--max-steal {args.max_steal} --customers {args.customers} --events {args.events} "
                    f"--jsonl-customers {args.jsonl_customers} --batch-size {args.batch_size} --workers {args.workers}",
     })
 

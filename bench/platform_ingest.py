@@ -1,11 +1,16 @@
 """Inbox ingestion vs a bare Django view, same gunicorn, same run (issue: Platform).
 
-    .venv/bin/python -m bench.platform_ingest [--duration 10] [--connections 32] [--rounds 3]
+    flock /tmp/mops-bench.lock .venv/bin/python -m bench.platform_ingest [--duration 10] [--connections 64]
+        [--rounds 3]
 
 Rounds alternate bare view and push on the same server, so a burst of noise from other work
 on the machine hits both sides alike; the share is reported per round and as the median.
 Every push carries a new event_id (a per-run prefix), so each one is a real insert and commit:
 repeating IDs from an earlier run would measure the duplicate path, which writes nothing.
+
+Runs on the embedded PostgreSQL and Redis under var/bench, started and stopped by the bench (database
+mercari_ops_bench, Redis dbs 9 and 10); BENCH_DATABASE_URL (and BENCH_REDIS_URL) override them (see
+bench.harness).
 """
 
 import argparse
@@ -38,7 +43,7 @@ def main() -> None:
     report("Platform: inbox ingestion (no-op handler) vs bare view", {
         "gunicorn": f"{server.workers} workers x {server.threads} threads", "rounds": rounds,
         "median_share_of_bare": statistics.median(r["inbox_share_of_bare"] for r in rounds),
-        "command": ".venv/bin/python -m bench.platform_ingest "
+        "command": "flock /tmp/mops-bench.lock .venv/bin/python -m bench.platform_ingest "
                    f"--duration {args.duration} --connections {args.connections} --rounds {args.rounds}",
     })
 
