@@ -31,8 +31,8 @@ from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.groupcommit import group_committer
-from mercari_ops.common.sql import pg_array
 
+from . import inbox_sql
 from .models import DeadLetter, InboxEvent
 from .registry import PermanentEventError, Topic, Waiting, get_topic
 
@@ -165,56 +165,10 @@ def _mark_processed(row_id: int, topic: Topic, attempts: int) -> None:
     )
 
 
-_INSERT_COLUMNS = "(topic, event_id, status, payload, waiting_on, attempts, last_error, error_field, message_id, received_at, processed_at)"  # noqa: E501
-
-
 def _rows_insert(topic: Topic, events: list[tuple[dict, str]]) -> dict[str, int]:
-    """Insert rows as processed; return {event_id: row id} of those that were new (in event_id order on
-    PostgreSQL, not the caller's: callers keep their own order)."""
-    if not events:
-        return {}
-    now = timezone.now()
-    if connection.vendor == "postgresql" and len(events) > 1:
-        return _rows_insert_arrays(topic, events, now)
-    payload_field = InboxEvent._meta.get_field("payload")
-    values, params = [], []
-    for event, message_id in events:
-        # SQL NULL (not JSON null) when the topic keeps no payload, so retention and isnull filters see it.
-        payload = payload_field.get_db_prep_value(event, connection) if topic.keep_payload else None
-        values.append("(%s, %s, %s, %s, '', 1, '', '', %s, %s, %s)")
-        params += [topic.name, event["event_id"], InboxEvent.Status.PROCESSED, payload, message_id, now, now]
-    sql = (
-        f"INSERT INTO {InboxEvent._meta.db_table} {_INSERT_COLUMNS} VALUES {', '.join(values)} "
-        "ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return dict(cursor.fetchall())
-
-
-def _rows_insert_arrays(topic: Topic, events: list[tuple[dict, str]], now) -> dict[str, int]:
-    """Batch insert on PostgreSQL with three array parameters instead of 7 placeholders per row.
-
-    psycopg parses every %s placeholder client-side; for a 2,000-event batch that parsing cost
-    more than the INSERT itself (measured by the loyalty ingest benchmark). The arrays go as
-    literals (pg_array): psycopg's element-by-element list adaptation was the next cost.
-    """
-    event_ids = [event["event_id"] for event, _ in events]
-    message_ids = [message_id for _, message_id in events]
-    payloads = [json.dumps(event) for event, _ in events] if topic.keep_payload else [None] * len(events)
-    sql = (
-        f"INSERT INTO {InboxEvent._meta.db_table} {_INSERT_COLUMNS} "
-        "SELECT %s, e.event_id, %s, e.payload::jsonb, '', 1, '', '', e.message_id, %s, %s "
-        "FROM unnest(%s::varchar[], %s::text[], %s::varchar[]) AS e(event_id, payload, message_id) "
-        # in event_id order: two groups sharing events (a redelivery racing the first delivery) wait for each
-        # other's keys in one order, never in a cycle (unsorted, they deadlocked and one group answered 503)
-        "ORDER BY e.event_id "
-        "ON CONFLICT (topic, event_id) DO NOTHING RETURNING event_id, id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [topic.name, InboxEvent.Status.PROCESSED, now, now, pg_array(event_ids), pg_array(payloads),
-                             pg_array(message_ids)])
-        return dict(cursor.fetchall())
+    """Insert rows as processed; {event_id: row id} of those that were new (see inbox_sql.rows_insert)."""
+    return inbox_sql.rows_insert(topic=topic.name, events=events, keep_payload=topic.keep_payload,
+                                 now=timezone.now())
 
 
 class _HandlerFailed(Exception):
@@ -564,8 +518,7 @@ def inbox_retention_apply(*, now=None, batch: int = 5000) -> int:
 
 def database_reachable() -> bool:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        inbox_sql.database_ping()
         return True
     except DatabaseError:
         return False

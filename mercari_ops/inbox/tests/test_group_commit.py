@@ -98,11 +98,10 @@ def test_pushes_that_arrive_together_are_recorded_in_one_group_each_once(test_to
     assert sorted(calls) == sorted(["gate"] + [f"e-{i}" for i in range(10)])
     name = test_topic[0]
     assert InboxEvent.objects.filter(topic=name, status="processed").count() == 11
-    if connection.vendor == "postgresql":  # rows written by one transaction share its xmin
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(DISTINCT xmin::text) FROM inbox_inboxevent WHERE topic = %s "
-                           "AND event_id <> 'gate'", [name])
-            assert cursor.fetchone()[0] == 1
+    with connection.cursor() as cursor:  # rows written by one transaction share its xmin
+        cursor.execute("SELECT count(DISTINCT xmin::text) FROM inbox_inboxevent WHERE topic = %s "
+                       "AND event_id <> 'gate'", [name])
+        assert cursor.fetchone()[0] == 1
 
 
 def test_a_failing_handler_in_a_group_changes_no_other_outcome(test_topic):
@@ -243,9 +242,7 @@ def test_groups_run_on_the_committers_connection_whichever_thread_leads(test_top
     seen = []
 
     def handle(event):
-        session = connection.connection.info.backend_pid if connection.vendor == "postgresql" else id(
-            connection.connection)
-        seen.append((session, threading.get_ident()))
+        seen.append((connection.connection.info.backend_pid, threading.get_ident()))
 
     register(handle)
     own_connection_opened = []

@@ -224,11 +224,8 @@ def test_worker_killed_mid_handler_is_handled_later_exactly_once(push, test_topi
     assert push(name, {"event_id": "k-1"}).status_code == 204
     InboxEvent.objects.filter(event_id="k-1").update(next_attempt_at=timezone.now())
     env = dict(os.environ)
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{connection.settings_dict['NAME']}"
-    else:
-        env["DATABASE_URL"] = (f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-                               f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}")
+    env["DATABASE_URL"] = (f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
+                           f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}")
     killed = subprocess.run([sys.executable, "-c", KILLER, name], cwd=ROOT, env=env, timeout=60)
     assert killed.returncode == 9
     row = InboxEvent.objects.get(event_id="k-1")
