@@ -3,7 +3,7 @@
     @periodic_task(name="inbox.retry_due", every=timedelta(seconds=10))
     def inbox_retry_due(): ...
 
-The body runs under a named lock (pg advisory lock / flock), so an overlapping
+The body runs under a named lock (a PostgreSQL advisory lock), so an overlapping
 run or a second beat returns at once instead of running it twice. After
 `migrate`, `periodic_tasks_sync` writes each declaration into beat's tables so
 operators see, pause and run them from the admin; an operator's "enabled"

@@ -89,20 +89,11 @@ def test_groups_exist_with_permissions():
 
 
 def _hold_lock_elsewhere(name: str):
-    """Hold the named lock from another connection (pg) or open file (sqlite), like a second beat."""
-    if connection.vendor == "postgresql":
-        s = connection.settings_dict
-        conn = psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=True)
-        conn.execute("SELECT pg_advisory_lock(%s)", [lock_key(name)])
-        return conn.close
-    import fcntl
-    import hashlib
-
-    from django.conf import settings
-
-    handle = open(settings.VAR_DIR / "locks" / f"{hashlib.sha1(name.encode()).hexdigest()}.lock", "w")
-    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return handle.close
+    """Hold the named lock from another connection, like a second beat."""
+    s = connection.settings_dict
+    conn = psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=True)
+    conn.execute("SELECT pg_advisory_lock(%s)", [lock_key(name)])
+    return conn.close
 
 
 @pytest.mark.django_db(transaction=True)
@@ -192,10 +183,9 @@ print(json.dumps({"health": [health.status_code, health.json()], "api": [api.sta
 """
 
 
-def test_healthz_and_api_are_503_when_the_database_is_unreachable(tmp_path):
-    # given: a web process whose database server is not there (nothing listens on port 1 / an unopenable file)
-    dead = ("postgres://postgres@127.0.0.1:1/mops_dead" if connection.vendor == "postgresql"
-            else f"sqlite:///{tmp_path}/missing-dir/db.sqlite3")
+def test_healthz_and_api_are_503_when_the_database_is_unreachable():
+    # given: a web process whose database server is not there (nothing listens on port 1)
+    dead = "postgres://postgres@127.0.0.1:1/mops_dead"
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "DEBUG")}
     env.update(DATABASE_URL=dead, DJANGO_SETTINGS_MODULE="mercari_ops.settings")
     # when
@@ -271,7 +261,6 @@ def test_missing_required_value_is_400_naming_the_field():
     assert (response.status_code, response.data) == (400, {"error": "name is required", "field": "name"})
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite does not enforce varchar length")
 def test_value_the_column_cannot_hold_is_400():
     error = _database_error([f"INSERT INTO auth_group (name) VALUES ('{'x' * 200}')"])
     assert isinstance(error, DataError)
@@ -281,10 +270,7 @@ def test_value_the_column_cannot_hold_is_400():
 
 
 def test_database_outage_is_still_503():
-    if connection.vendor == "postgresql":
-        error = _database_error(["SET LOCAL statement_timeout = 1", "SELECT pg_sleep(1)"])  # query cancelled
-    else:
-        error = _database_error(["SELECT * FROM table_that_is_not_there"])
+    error = _database_error(["SET LOCAL statement_timeout = 1", "SELECT pg_sleep(1)"])  # query cancelled
     assert isinstance(error, OperationalError)
     for exc in (error, InterfaceError("connection already closed")):
         response = api_exception_handler(exc, {})
@@ -308,8 +294,6 @@ def test_api_view_answers_409_to_a_duplicate_instead_of_503():
                                                            "field": "name"})
 
 
-@pytest.mark.django_db
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL session setting")
 def test_postgres_sessions_run_without_jit():
     """DB_SESSION_OPTIONS (default "-c jit=off") reaches the server: no JIT compile of OLTP statements."""
     with connection.cursor() as cursor:

@@ -8,8 +8,6 @@ from mercari_ops.common.sql import pg_array
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL array input syntax")
 @pytest.mark.parametrize(("values", "cast"), [
     (["plain", 'with "quotes"', "back\\slash", "comma,brace{}", " spaced ", "", "NULL", "日本語", None], "varchar"),
     ([1, -2, 3_000_000_000_000, None], "bigint"),
