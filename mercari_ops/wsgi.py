@@ -12,7 +12,10 @@ import os
 
 import django
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
+from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
+from django.utils.module_loading import import_string
 
 from mercari_ops.common.gcfreeze import loaded_objects_freeze
 
@@ -21,13 +24,35 @@ django.setup(set_prefix=False)
 
 
 class MachineWSGIHandler(WSGIHandler):
+    """Django's WSGI handler on `MACHINE_MIDDLEWARE` instead of `MIDDLEWARE`.
+
+    `load_middleware` is Django's (django/core/handlers/base.py) for a synchronous handler, over another
+    list: Django's reads settings.MIDDLEWARE itself, and settings are never changed at runtime. The chain it
+    builds is the one Django would build for that list, so a request costs the same.
+    """
+
     def load_middleware(self, is_async=False):
-        full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = settings.MACHINE_MIDDLEWARE  # read by Django's loader; restored below
-        try:
-            super().load_middleware(is_async)
-        finally:
-            settings.MIDDLEWARE = full
+        self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
+        handler = convert_exception_to_response(self._get_response)
+        for path in reversed(settings.MACHINE_MIDDLEWARE):
+            middleware = import_string(path)
+            if not getattr(middleware, "sync_capable", True):
+                raise ImproperlyConfigured(f"MACHINE_MIDDLEWARE: {path} cannot run synchronously (WSGI)")
+            try:
+                instance = middleware(handler)
+            except MiddlewareNotUsed:
+                continue
+            if instance is None:
+                raise ImproperlyConfigured(f"Middleware factory {path} returned None.")
+            if hasattr(instance, "process_view"):
+                self._view_middleware.insert(0, self.adapt_method_mode(False, instance.process_view))
+            if hasattr(instance, "process_template_response"):
+                self._template_response_middleware.append(
+                    self.adapt_method_mode(False, instance.process_template_response))
+            if hasattr(instance, "process_exception"):
+                self._exception_middleware.append(self.adapt_method_mode(False, instance.process_exception))
+            handler = convert_exception_to_response(instance)
+        self._middleware_chain = handler
 
 
 def _application():
@@ -44,8 +69,5 @@ def _application():
 application = _application()
 
 if settings.WSGI_GC_FREEZE:
-    # Everything loaded so far (Django, the apps, settings) lives as long as the process: keep the cyclic
-    # collector from walking it again in every full collection, a pause of several milliseconds in the
-    # middle of a request. Measured (docs/benchmarks.md): removes the history read's p99 outliers on sync
-    # workers, but doubles the threaded ingest's p50, hence a setting for read pools only.
+    # Start-up tuning for read-serving pools: see mercari_ops/common/gcfreeze.py and docs/benchmarks.md.
     loaded_objects_freeze()

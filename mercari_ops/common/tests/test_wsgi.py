@@ -68,6 +68,42 @@ def test_token_apis_work_end_to_end_on_the_machine_stack():
     assert (status, json.loads(content)) == (200, {"service": "billing"})
 
 
+def middleware_chain(handler) -> list[str]:
+    """The middleware a handler's chain runs, outermost first, walked down to Django's _get_response."""
+    names, layer = [], handler._middleware_chain
+    while hasattr(layer.__wrapped__, "get_response"):
+        instance = layer.__wrapped__
+        names.append(f"{type(instance).__module__}.{type(instance).__qualname__}")
+        layer = instance.get_response
+    assert layer.__wrapped__ == handler._get_response
+    return names
+
+
+def test_the_machine_handler_loads_its_own_middleware_without_changing_settings():
+    from django.conf import LazySettings
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from mercari_ops.wsgi import MachineWSGIHandler
+
+    def refuse(self, name, value):
+        raise AssertionError(f"settings.{name} assigned at runtime")
+
+    # given: settings that refuse any assignment (restored before pytest-django's own settings teardown)
+    allow = LazySettings.__setattr__
+    LazySettings.__setattr__ = refuse
+    try:
+        # when
+        machine, browser = MachineWSGIHandler(), WSGIHandler()
+    finally:
+        LazySettings.__setattr__ = allow
+    # then: each handler runs its own list, in order, with the hooks Django would collect from it
+    assert middleware_chain(machine) == settings.MACHINE_MIDDLEWARE
+    assert middleware_chain(browser) == settings.MIDDLEWARE
+    assert [type(hook.__self__).__name__ for hook in machine._exception_middleware] == [
+        "DatabaseUnavailableMiddleware"]
+    assert machine._view_middleware == machine._template_response_middleware == []
+
+
 @pytest.mark.parametrize(("setting", "frozen"), [("1", True), ("0", False)])
 def test_wsgi_gc_freeze_freezes_the_loaded_application_only_when_asked(setting, frozen):
     import os
