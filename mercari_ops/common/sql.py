@@ -1,4 +1,9 @@
-"""SQL helpers shared by the set-based write paths."""
+"""What the apps' SQL modules share.
+
+Each app keeps its raw SQL in its own `*_sql.py` (inbox/inbox_sql.py, campaigns/services/settlement_sql.py,
+...), composed once at import with `psycopg.sql` from `_meta` names. Data never goes into a statement's
+text: `pg_array` builds a parameter *value*, parsed by PostgreSQL's array input.
+"""
 
 from __future__ import annotations
 
