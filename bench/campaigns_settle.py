@@ -101,7 +101,10 @@ def postgres_counters(url: str) -> dict:
         read, hit, temp = conn.execute("SELECT blks_read, blks_hit, temp_bytes FROM pg_stat_database "
                                        "WHERE datname = current_database()").fetchone()
         wal_bytes, fpi = conn.execute("SELECT wal_bytes, wal_fpi FROM pg_stat_wal").fetchone()
-        checkpoints = conn.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
+        # PostgreSQL 17 moved the checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer
+        checkpoints = conn.execute(
+            "SELECT num_timed + num_requested FROM pg_stat_checkpointer" if conn.info.server_version >= 170000
+            else "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter").fetchone()[0]
         settings = dict(conn.execute("SELECT name, current_setting(name) FROM pg_settings WHERE name IN "
                                      "('shared_buffers', 'autovacuum', 'max_wal_size', 'synchronous_commit')"))
     return {"read": read, "hit": hit, "temp": temp, "wal": int(wal_bytes), "fpi": fpi, "checkpoints": checkpoints,

@@ -171,8 +171,12 @@ def django_in_process(database: str) -> dict[str, str]:
 
 
 def manage(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env or bench_env(),
-                          check=check, capture_output=True, text=True)
+    result = subprocess.run([str(VENV_BIN / "python"), "manage.py", *args], cwd=ROOT, env=env or bench_env(),
+                            capture_output=True, text=True)
+    if check and result.returncode:
+        sys.stderr.write(result.stderr[-4000:])  # what went wrong, not only that it did
+        result.check_returncode()
+    return result
 
 
 def database_create(env: dict) -> None:
