@@ -1,7 +1,7 @@
 """History read API: one customer with 1,000,000 entries, first page vs a page 10,000 deep (issue 6).
 
     flock /tmp/mops-bench.lock .venv/bin/python -m bench.history_read [--entries 1000000] [--duration 10]
-        [--samples 2000] [--repeat 1] [--with-campaign]
+        [--samples 2000] [--repeat 1] [--with-campaign]      # --entries 400000 at least
 
 Bulk-loads the entries with INSERT ... SELECT generate_series (not the ORM), once: half of them
 top-level marketplace purchases, each with the billed card transaction that paid for it as its
@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--with-campaign", action="store_true",
                         help="an active campaign for the customer: estimates evaluated, not no_active_campaign")
     args = parser.parse_args()
+    if args.entries < 2 * PAGE * DEEP_PAGE:  # half of them top-level: page 10,000 must be full
+        parser.error(f"--entries must be at least {2 * PAGE * DEEP_PAGE} (page {DEEP_PAGE:,} of {PAGE} top-level "
+                     "entries, each with its child)")
     load_before = os.getloadavg()
     env = django_in_process("mops_bench_history")
     loaded = load(args.entries)
