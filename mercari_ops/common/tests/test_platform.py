@@ -89,11 +89,17 @@ def test_groups_exist_with_permissions():
 
 
 def _hold_lock_elsewhere(name: str):
-    """Hold the named lock from another connection, like a second beat."""
+    """Hold the named lock from another connection, like a second beat; returns the release."""
     s = connection.settings_dict
     conn = psycopg.connect(host=s["HOST"], port=s["PORT"], user=s["USER"], dbname=s["NAME"], autocommit=True)
     conn.execute("SELECT pg_advisory_lock(%s)", [lock_key(name)])
-    return conn.close
+
+    def release() -> None:
+        # unlocked when this statement returns; closing alone frees it only once the server ends the session
+        conn.execute("SELECT pg_advisory_unlock(%s)", [lock_key(name)])
+        conn.close()
+
+    return release
 
 
 @pytest.mark.django_db(transaction=True)
