@@ -14,9 +14,11 @@ scripts add their db numbers) use servers of your own instead; DATABASE_URL, RED
 CELERY_BROKER_URL in the environment are ignored, so a shell set up for the tests or `make run`
 never sends a bench to their databases.
 
-The embedded bench PostgreSQL runs with embedded.SERVER_SETTINGS (max_connections 200, durability and
-everything else at PostgreSQL's defaults, autovacuum on): the largest bench opens about 70 connections
-(gunicorn 2 workers x 32 threads, plus the script's own).
+The embedded bench PostgreSQL runs with embedded.SERVER_SETTINGS (max_connections 200; durability and
+everything else at PostgreSQL's defaults, autovacuum on). A bench opens at most about 70 connections
+(gunicorn's 2 workers x 32 threads if every thread holds one, a group-commit connection per worker, the
+script's own; the LINE senders 2 x 8), so 200 leaves room for BENCH_GUNICORN_THREADS up to about 60.
+A bench killed with SIGKILL leaves its PostgreSQL running: the next bench adopts it (and stops it).
 
 Requires wrk (`apt-get install wrk`).
 """
