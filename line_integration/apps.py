@@ -1,4 +1,7 @@
+from celery.signals import worker_process_init
 from django.apps import AppConfig
+
+from .bootstrap import worker_process_tune
 
 
 class LineIntegrationConfig(AppConfig):
@@ -8,3 +11,7 @@ class LineIntegrationConfig(AppConfig):
     marketer_models: list[str] = ["messagetemplate"]
     marketer_view_models: list[str] = ["outboundmessage", "campaigndelivery", "linerequest", "lineuser",
                                        "linelinkageuser", "audiencegroup", "audiencejob", "webhookevent"]
+
+    def ready(self) -> None:
+        # Sender processes are tuned when they start (bootstrap.py says why).
+        worker_process_init.connect(worker_process_tune, dispatch_uid="line_integration.worker_process_tune")

@@ -127,6 +127,12 @@ class OutboundMessage(models.Model):
         FAILED = "failed"
         SKIPPED = "skipped"
 
+    class SkipReason(models.TextChoices):
+        """The `reason` of a skipped message (services/delivery_sql.py decides it)."""
+
+        BLOCKED = "blocked", "the LINE user blocked the account"
+        NOT_LINKED = "not_linked", "no LINE account linked to the customer"
+
     dispatch_id = models.CharField(max_length=200)
     user_id = models.CharField(max_length=64, help_text="customer ID")
     campaign_id = models.CharField(max_length=200, blank=True, default="")

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import random
-import sys
 import threading
 import time
 import uuid
@@ -24,16 +23,13 @@ from concurrent.futures import wait as futures_wait
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Case, CharField, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
-from mercari_ops.common.gcfreeze import loaded_objects_freeze
 from mercari_ops.common.ratelimit import rate_limiter
 from mercari_ops.common.schema import Dict, Schema, Str
-from mercari_ops.common.sql import pg_array
 
 from ..clients import (
     LineBadRequest,
@@ -44,7 +40,9 @@ from ..clients import (
     LineTimeout,
     line_client,
 )
-from ..models import LineRequest, LineUser, MessageTemplate, OutboundMessage
+from ..models import LineRequest, MessageTemplate, OutboundMessage
+from ..selectors import line_user_linked
+from . import delivery_sql
 from .templates import RenderError, template_names, template_render, template_save  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -55,35 +53,26 @@ BRAZE_SCHEMA = Schema({
 })
 MULTICAST_MAX = 500
 
-_ACCEPT_SQL = """
-INSERT INTO line_integration_outboundmessage
-    (dispatch_id, user_id, campaign_id, template, params, line_user_id, kind, status, reason, created_at)
-SELECT %s, %s, %s, %s, {params}, COALESCE(u.line_user_id, ''), %s,
-       CASE WHEN u.status = 'linked' THEN 'queued' ELSE 'skipped' END,
-       CASE WHEN u.status = 'linked' THEN '' WHEN u.status = 'blocked' THEN 'blocked' ELSE 'not_linked' END,
-       %s
-FROM (SELECT 1 AS one) AS single LEFT JOIN line_integration_lineuser u ON u.customer_id = %s
-WHERE 1 = 1
-ON CONFLICT (dispatch_id, user_id) DO NOTHING
-RETURNING status, reason
-"""
 
 
-def _accept_sql() -> str:
-    return _ACCEPT_SQL.format(params="%s::jsonb" if connection.vendor == "postgresql" else "%s")
+def messages_accept(messages: list[dict], *, kind: str = OutboundMessage.Kind.BRAZE) -> list[tuple[str, str]]:
+    """Record messages ({dispatch_id, user_id, template?, params?, campaign_id?}) in one statement.
+
+    Each (dispatch_id, user_id) is recorded once: `queued` while the customer's LINE account is linked,
+    `skipped` with the reason otherwise (`delivery_sql._skip_reason`). Returns (status, reason) of each
+    message, in order; a repeat is answered as the first time.
+    """
+    outcome = delivery_sql.messages_accept(kind=kind, now=timezone.now(), messages=[
+        (m["dispatch_id"], m["user_id"], m.get("campaign_id", ""), m.get("template", ""),
+         json.dumps(m.get("params") or {})) for m in messages])
+    return [outcome.get((m["dispatch_id"], m["user_id"]), (OutboundMessage.Status.QUEUED, "")) for m in messages]
 
 
 def message_enqueue(*, dispatch_id: str, user_id: str, template: str = "", params: dict | None = None,
                     campaign_id: str = "", kind: str = OutboundMessage.Kind.BRAZE) -> tuple[str, str]:
-    """One INSERT ... ON CONFLICT DO NOTHING; returns (status, reason) of the (new or existing) row."""
-    with connection.cursor() as cursor:
-        cursor.execute(_accept_sql(), [dispatch_id, user_id, campaign_id, template, json.dumps(params or {}),
-                                       kind, timezone.now(), user_id])
-        row = cursor.fetchone()
-    if row is None:  # a repeat of the same (dispatch_id, user_id): answer as the first time
-        row = OutboundMessage.objects.filter(dispatch_id=dispatch_id, user_id=user_id).values_list(
-            "status", "reason").first() or ("queued", "")
-    return row[0], row[1]
+    """Record one message (see `messages_accept`); its (status, reason)."""
+    return messages_accept([{"dispatch_id": dispatch_id, "user_id": user_id, "template": template,
+                             "params": params, "campaign_id": campaign_id}], kind=kind)[0]
 
 
 def braze_clean(*, body: bytes) -> dict:
@@ -101,20 +90,13 @@ def braze_clean(*, body: bytes) -> dict:
 def braze_answer(status: str, reason: str) -> dict:
     """The webhook's 202 body for a recorded message."""
     if status == OutboundMessage.Status.SKIPPED:
-        return {"status": "skipped", "reason": reason or "not_linked"}
+        return {"status": "skipped", "reason": reason}
     return {"status": "queued"}
-
-
-def braze_enqueue(message: dict) -> dict:
-    """Record one cleaned Braze message; its webhook answer."""
-    return braze_answer(*message_enqueue(
-        dispatch_id=message["dispatch_id"], user_id=message["user_id"], template=message["template"],
-        params=message.get("params") or {}, campaign_id=message.get("campaign_id", "")))
 
 
 def braze_accept(*, body: bytes) -> dict:
     """Validate a Braze webhook body and record its message. Raises ValidationFailed naming the field."""
-    return braze_enqueue(braze_clean(body=body))
+    return braze_answer(*messages_accept([braze_clean(body=body)])[0])
 
 
 def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:
@@ -123,7 +105,7 @@ def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:
     True when the customer has a linked, not-blocked LINE account (the push is queued or
     was queued before under this key); False otherwise (the caller notifies another way).
     """
-    if not LineUser.objects.filter(customer_id=customer_id, status=LineUser.Status.LINKED).exists():
+    if not line_user_linked(customer_id=customer_id):  # no row for customers LINE cannot reach
         return False
     status, _ = message_enqueue(dispatch_id=f"notify:{idempotency_key}", user_id=customer_id,
                                 params={"messages": [{"type": "text", "text": text[:5000]}]},
@@ -164,42 +146,6 @@ def _render_parts(kind: str, template_name: str, params: dict, templates: dict[s
     return template_render(template=template, params=params)
 
 
-def _skip_reason():
-    """'' while the message's LINE account is still linked to its customer; else `blocked` / `not_linked`.
-
-    Read in the same statement that claims the batch (one indexed lookup per row, no query per
-    message): a user who unfollowed or was unlinked after Braze queued their messages gets nothing.
-    """
-    account = LineUser.objects.filter(line_user_id=OuterRef("line_user_id")).annotate(skip=Case(
-        When(status=LineUser.Status.BLOCKED, then=Value("blocked")),
-        When(status=LineUser.Status.LINKED, customer_id=OuterRef("user_id"), then=Value("")),
-        default=Value("not_linked"), output_field=CharField()))
-    return Coalesce(Subquery(account.values("skip")[:1]), Value("not_linked"), output_field=CharField())
-
-
-# The claim of `outbound_plan` in one plain statement: the skip reason is `_skip_reason`'s (same rules, same
-# indexed lookup per row), and rows come back as tuples (no model instances, ~0.1 ms a message in the ORM).
-_QUEUED_CLAIM_SQL = """
-SELECT m.id, m.kind, m.template, m.params, m.line_user_id, COALESCE((
-    SELECT CASE WHEN u.status = 'blocked' THEN 'blocked'
-                WHEN u.status = 'linked' AND u.customer_id = m.user_id THEN '' ELSE 'not_linked' END
-    FROM line_integration_lineuser u WHERE u.line_user_id = m.line_user_id), 'not_linked')
-FROM line_integration_outboundmessage m
-WHERE m.status = 'queued'
-ORDER BY m.id
-LIMIT %s{lock}
-"""
-# The new LineRequests from one JSON array (one parameter, parsed by PostgreSQL), matched back by retry key.
-_REQUESTS_INSERT_SQL = """
-INSERT INTO line_integration_linerequest
-    (kind, retry_key, body, recipient_count, status, attempts, next_attempt_at, claimed_until, last_error,
-     accepted_request_id, created_at)
-SELECT r->>'kind', (r->>'retry_key')::uuid, r->'body', (r->>'count')::int, 'pending', 0, %s, %s, '', '', %s
-FROM jsonb_array_elements(%s::jsonb) AS r
-RETURNING id, retry_key::text
-"""
-
-
 def _retry_key_new() -> str:
     """A random (version 4) UUID as text, the X-Line-Retry-Key of one new request.
 
@@ -229,7 +175,7 @@ def outbound_plan(*, limit: int | None = None) -> int:
     """Claim queued messages (SKIP LOCKED), render, coalesce identical ones into multicasts. Returns count.
 
     Messages whose LINE user has since blocked the account or been unlinked are `skipped` with that
-    reason instead (see `_skip_reason`; `planned_cancel` handles those already planned).
+    reason instead (see `delivery_sql._skip_reason`; `planned_cancel` handles those already planned).
     """
     return _plan(limit=limit or settings.LINE_SEND_BATCH_SIZE)[0]
 
@@ -242,12 +188,8 @@ def _plan(*, limit: int, lease=None) -> tuple[int, list[LineRequest]]:
     whoever claims them after the lease, as with any claim.
     """
     now = timezone.now()
-    postgres = connection.vendor == "postgresql"
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_QUEUED_CLAIM_SQL.format(lock=" FOR UPDATE OF m SKIP LOCKED" if postgres else ""),
-                           [limit])
-            claimed = cursor.fetchall()  # (id, kind, template, params, line_user_id, skip reason)
+        claimed = delivery_sql.queued_claim(limit=limit)  # (id, kind, template, params, line_user_id, skip reason)
         if not claimed:
             return 0, []
         batch, changes = [], []  # changes: (message id, status, request id, reason)
@@ -294,19 +236,12 @@ def _plan(*, limit: int, lease=None) -> tuple[int, list[LineRequest]]:
     return len(claimed), created
 
 
-def _requests_insert(requests: list[_Outgoing], now, lease) -> list:
+def _requests_insert(requests: list[_Outgoing], now, lease) -> list[_Outgoing]:
     """Insert new LineRequests; returns them, in order, with their ids."""
     if not requests:
         return []
-    if connection.vendor != "postgresql":
-        return LineRequest.objects.bulk_create([LineRequest(
-            kind=r.kind, body=r.body, recipient_count=r.recipient_count, retry_key=r.retry_key, next_attempt_at=now,
-            created_at=now, claimed_until=lease) for r in requests], batch_size=1000)
-    rows = json.dumps([{"kind": r.kind, "retry_key": r.retry_key, "body": r.body, "count": r.recipient_count}
-                       for r in requests])
-    with connection.cursor() as cursor:
-        cursor.execute(_REQUESTS_INSERT_SQL, [now, lease, now, rows])
-        ids = {retry_key: id_ for id_, retry_key in cursor.fetchall()}
+    ids = delivery_sql.requests_insert(now=now, lease=lease, requests_json=json.dumps([
+        {"kind": r.kind, "retry_key": r.retry_key, "body": r.body, "count": r.recipient_count} for r in requests]))
     for request in requests:
         request.id = ids[request.retry_key]
     return requests
@@ -316,7 +251,7 @@ def _requests_insert(requests: list[_Outgoing], now, lease) -> list:
 def planned_cancel(*, line_user_id: str, reason: str) -> int:
     """Take a LINE user who just blocked the account or was unlinked out of requests not yet sent.
 
-    Queued messages need nothing: planning re-reads the account (`_skip_reason`). Messages already
+    Queued messages need nothing: planning re-reads the account (`delivery_sql._skip_reason`). Messages already
     planned into a LineRequest are handled by what LINE may have seen of it:
     - never claimed by a sender (claimed_until NULL, attempts 0): LINE has not seen the request, so its
       body may still change under its retry key. The user's messages become `skipped` with the reason,
@@ -475,10 +410,15 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=seconds * (0.5 + random.random() / 2))
 
 
+def _lease_new(now):
+    """Until when a sender holds the requests it claims now; a random microsecond makes it its claim token."""
+    return now + timedelta(seconds=settings.LINE_SEND_LEASE_SECONDS, microseconds=random.randint(0, 999_999))
+
+
 def _claim(limit: int) -> tuple[list[LineRequest], object]:
-    """Due requests, reserved for us until the lease (a random microsecond makes it our claim token)."""
+    """Due requests, reserved for us until the lease (`_lease_new`)."""
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.LINE_SEND_LEASE_SECONDS, microseconds=random.randint(0, 999_999))
+    lease = _lease_new(now)
     with transaction.atomic():
         claimed = list(LineRequest.objects.select_for_update(skip_locked=True)
                        .filter(status=LineRequest.Status.PENDING, next_attempt_at__lte=now)
@@ -574,11 +514,9 @@ def _record(claimed: list[LineRequest], outcomes: list[tuple], lease) -> dict:
         else:
             request.next_attempt_at = now + _backoff(request.attempts)
             retry.append(request)
-    fields = ["attempts", "last_status", "last_error", "claimed_until", "status", "sent_at", "accepted_request_id",
-              "next_attempt_at"]
     with transaction.atomic():
         # Only rows still under our lease: if it expired and another worker took over, its result wins.
-        mine = _requests_set(claimed, fields, lease)
+        mine = delivery_sql.requests_set(requests=claimed, lease=lease)
         sent_ids = [r.id for r in sent if r.id in mine]
         if sent_ids:
             OutboundMessage.objects.filter(request_id__in=sent_ids).update(status=OutboundMessage.Status.SENT,
@@ -591,54 +529,10 @@ def _record(claimed: list[LineRequest], outcomes: list[tuple], lease) -> dict:
             "lost_lease": len(claimed) - len(mine)}
 
 
-# One UPDATE ... FROM unnest(arrays) per batch on PostgreSQL: Django's bulk_update builds a CASE per
-# column and row, which cost more CPU than the sending itself at 1,000 messages a second. The arrays go
-# as literals (`pg_array`): psycopg adapts a list element by element in Python.
-_MESSAGES_SET_SQL = """
-UPDATE line_integration_outboundmessage AS m SET status = v.status, request_id = v.request_id, reason = v.reason
-FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::text[]) AS v(id, status, request_id, reason)
-WHERE m.id = v.id
-"""
-_REQUESTS_SET_SQL = """
-UPDATE line_integration_linerequest AS r
-SET attempts = v.attempts, last_status = v.last_status, last_error = v.last_error, claimed_until = NULL,
-    status = v.status, sent_at = v.sent_at, accepted_request_id = v.accepted, next_attempt_at = v.next_at
-FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::text[], %s::text[], %s::timestamptz[], %s::text[],
-            %s::timestamptz[]) AS v(id, attempts, last_status, last_error, status, sent_at, accepted, next_at)
-WHERE r.id = v.id AND r.claimed_until = %s
-RETURNING r.id
-"""
-
-
 def _messages_set(changes: list[tuple[int, str, int | None, str]]) -> None:
     """Write (message id, status, request id, reason) for each message."""
-    if not changes:
-        return
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            cursor.executemany("UPDATE line_integration_outboundmessage SET status = %s, request_id = %s, reason = %s "
-                               "WHERE id = %s", [(status, request_id, reason, id_)
-                                                 for id_, status, request_id, reason in changes])
-            return
-        ids, statuses, request_ids, reasons = zip(*changes, strict=True)
-        cursor.execute(_MESSAGES_SET_SQL, [pg_array(ids), pg_array(statuses), pg_array(request_ids),
-                                           pg_array(reasons)])
-
-
-def _requests_set(claimed: list[LineRequest], fields: list[str], lease) -> set[int]:
-    """Write outcomes of the requests still under our lease; returns their ids."""
-    if connection.vendor != "postgresql":
-        mine = set(LineRequest.objects.select_for_update().filter(id__in=[r.id for r in claimed], claimed_until=lease)
-                   .values_list("id", flat=True))
-        LineRequest.objects.bulk_update([r for r in claimed if r.id in mine], fields, batch_size=1000)
-        return mine
-    with connection.cursor() as cursor:
-        cursor.execute(_REQUESTS_SET_SQL, [
-            pg_array(r.id for r in claimed), pg_array(r.attempts for r in claimed),
-            pg_array(r.last_status for r in claimed), pg_array(r.last_error for r in claimed),
-            pg_array(r.status for r in claimed), pg_array(r.sent_at for r in claimed),
-            pg_array(r.accepted_request_id for r in claimed), pg_array(r.next_attempt_at for r in claimed), lease])
-        return {row[0] for row in cursor.fetchall()}
+    if changes:
+        delivery_sql.messages_set(changes=changes)
 
 
 def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict:
@@ -649,13 +543,6 @@ def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict
     this thread records the previous batch while the pool sends.
     """
     deadline = time.monotonic() + (seconds if seconds is not None else settings.LINE_SENDER_TASK_SECONDS)
-    # A sending thread woken for its slot waits for the GIL up to the switch interval (5 ms by default):
-    # slots then go unused (`_Pacer.STALE`). A sender process hands the GIL on sooner.
-    if sys.getswitchinterval() > settings.LINE_SENDER_SWITCH_INTERVAL:
-        sys.setswitchinterval(settings.LINE_SENDER_SWITCH_INTERVAL)
-    # Batches of 1,000 messages trigger full collections; walking all of Django paused every sending
-    # thread for 50-130 ms, and the paced slots of that moment were lost for good.
-    loaded_objects_freeze()
     batch_size = settings.LINE_SEND_BATCH_SIZE
     totals = defaultdict(int)
     unused_before = sum(p.stale + p.late for p in _pacers.values())
@@ -696,24 +583,19 @@ def message_send_now(*, message_id: int) -> dict:
     """
     now = timezone.now()
     with transaction.atomic():
-        message = (OutboundMessage.objects.select_for_update(skip_locked=True)
-                   .filter(id=message_id, status=OutboundMessage.Status.QUEUED).annotate(skip=_skip_reason())
-                   .first())
-        if message is None:
+        row = delivery_sql.queued_claim_one(message_id=message_id)
+        if row is None:
             return {"claimed": 0}
-        if message.skip:  # blocked or unlinked again before the greeting went out
-            message.status, message.reason = OutboundMessage.Status.SKIPPED, message.skip
-            message.save(update_fields=["status", "reason"])
+        message_id, kind, template, params, line_user_id, skip = row
+        if skip:  # blocked or unlinked again before the greeting went out
+            _messages_set([(message_id, OutboundMessage.Status.SKIPPED, None, skip)])
             return {"claimed": 0, "skipped": 1}
-        messages, error = _safe_render(message.kind, message.template, message.params, {})
+        messages, error = _safe_render(kind, template, params, {})
         if error:
-            message.status, message.reason = OutboundMessage.Status.FAILED, error[:300]
-            message.save(update_fields=["status", "reason"])
+            _messages_set([(message_id, OutboundMessage.Status.FAILED, None, error[:300])])
             return {"claimed": 0, "failed": 1}
-        lease = now + timedelta(seconds=settings.LINE_SEND_LEASE_SECONDS, microseconds=random.randint(0, 999_999))
-        request = LineRequest.objects.create(kind=LineRequest.Kind.PUSH, body={"to": message.line_user_id,
-                                                                              "messages": messages},
-                                             next_attempt_at=now, created_at=now, claimed_until=lease)
-        message.request, message.status = request, OutboundMessage.Status.PLANNED
-        message.save(update_fields=["request", "status"])
+        lease = _lease_new(now)
+        request = _Outgoing(LineRequest.Kind.PUSH, {"to": line_user_id, "messages": messages}, 1, now, lease)
+        _requests_insert([request], now, lease)
+        _messages_set([(message_id, OutboundMessage.Status.PLANNED, request.id, "")])
     return _record([request], [_send_one(request)], lease)

@@ -213,13 +213,8 @@ def test_line_notify(line_sandbox, link_customers):
 
 
 def _db_env() -> dict:
-    name = connection.settings_dict["NAME"]
-    if connection.vendor == "postgresql":
-        base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
-        url = f"{base}/{name}"
-    else:
-        url = f"sqlite:///{name}"
-    return {**os.environ, "DATABASE_URL": url}
+    base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+    return {**os.environ, "DATABASE_URL": f"{base}/{connection.settings_dict['NAME']}"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -249,11 +244,8 @@ def test_a_worker_killed_mid_batch_is_taken_over_and_nothing_is_sent_twice(
     assert line_sandbox.control("stats")["duplicates_refused"] >= 1
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_senders_share_the_work_without_doubles(line_sandbox, link_customers, text_template, settings):
-    if connection.vendor != "postgresql":
-        pytest.skip("SKIP LOCKED needs PostgreSQL")
     settings.LINE_SEND_BATCH_SIZE = 100
     linked = link_customers([f"c-{i}" for i in range(600)])
     enqueue(linked, personal=True)
