@@ -58,27 +58,19 @@ def _first_drf_error(detail, prefix: str = "") -> tuple[str, str | None]:
 
 
 _PG_KEY_COLUMNS = re.compile(r"Key \((?P<columns>[^)]*)\)=")
-_SQLITE_CONSTRAINT = re.compile(r"(?P<kind>UNIQUE|NOT NULL|CHECK) constraint failed: (?P<names>.+)")
 
 
 def _integrity_error_body(exc: IntegrityError) -> tuple[dict, int]:
-    """What was wrong with the input, from the driver's error (PostgreSQL diagnostics or SQLite's message).
+    """What was wrong with the input, from PostgreSQL's diagnostics (psycopg's `diag`).
 
     Only column and constraint names go back to the caller, never the values of the row.
     """
-    cause = exc.__cause__
-    diag = getattr(cause, "diag", None)
-    if diag is not None:  # PostgreSQL (psycopg)
-        key = _PG_KEY_COLUMNS.match(diag.message_detail or "")
-        columns = ",".join(c.strip() for c in key.group("columns").split(",")) if key else None
-        kind = {"23505": "UNIQUE", "23502": "NOT NULL", "23503": "FOREIGN KEY", "23514": "CHECK"}.get(diag.sqlstate)
-        column, constraint = columns or diag.column_name, diag.constraint_name
-    else:  # SQLite: "UNIQUE constraint failed: table.a, table.b"
-        match = _SQLITE_CONSTRAINT.match(str(exc))
-        kind = match.group("kind") if match else ("FOREIGN KEY" if "FOREIGN KEY" in str(exc) else None)
-        names = [n.strip().rsplit(".", 1)[-1] for n in match.group("names").split(",")] if match else []
-        column = ",".join(names) if kind in ("UNIQUE", "NOT NULL") else None
-        constraint = names[0] if kind == "CHECK" and names else None
+    diag = getattr(exc.__cause__, "diag", None)
+    key = _PG_KEY_COLUMNS.match((diag.message_detail if diag else None) or "")
+    columns = ",".join(c.strip() for c in key.group("columns").split(",")) if key else None
+    kind = {"23505": "UNIQUE", "23502": "NOT NULL", "23503": "FOREIGN KEY", "23514": "CHECK"}.get(
+        diag.sqlstate if diag else None)
+    column, constraint = (columns or diag.column_name, diag.constraint_name) if diag else (None, None)
     if kind == "UNIQUE":
         return error_body(f"a record with the same {column or 'key'} already exists", column), 409
     if kind == "NOT NULL":
