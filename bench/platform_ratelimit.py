@@ -1,8 +1,8 @@
 """Global rate limiter: grants/s it can hand out, and proof it never over-grants (issue: Platform).
 
-    .venv/bin/python -m bench.platform_ratelimit [--processes 4] [--seconds 5]
+    flock /tmp/mops-bench.lock .venv/bin/python -m bench.platform_ratelimit [--processes 4] [--seconds 5]
 
-Uses Redis (REDIS_URL, default redis://127.0.0.1:6379/9) with several processes hammering one key on
+Uses the embedded Redis under var/bench (db 9; BENCH_REDIS_URL overrides) with several processes hammering one key on
 Redis's own clock, in real time: the throughput is the figure. (The tests assert the same limits on a
 manual clock, exactly; mercari_ops/common/tests/test_ratelimit.py.)
 """
@@ -67,8 +67,8 @@ def main() -> None:
         "ceiling (limit far above demand)": run(args.processes, 10_000_000, 1.0, args.seconds, env),
         "at 2,000/s (LINE push)": run(args.processes, 2000, 1.0, args.seconds, env),
         "at 60/min (LINE audience)": run(args.processes, 60, 60.0, args.seconds, env),
-        "command": f".venv/bin/python -m bench.platform_ratelimit --processes {args.processes} "
-                   f"--seconds {args.seconds}",
+        "command": "flock /tmp/mops-bench.lock .venv/bin/python -m bench.platform_ratelimit "
+                   f"--processes {args.processes} --seconds {args.seconds}",
     })
 
 
