@@ -183,6 +183,21 @@ SPECTACULAR_SETTINGS = {
 
 # Event inbox (Pub/Sub push).
 PUBSUB_PUSH_TOKEN = env.str("PUBSUB_PUSH_TOKEN", default="dev-pubsub-token" if DEBUG else None)
+# How pushes authenticate: "oidc" (production) checks the Google-signed ID token a push subscription sends
+# (mercari_ops/inbox/auth.py); "token" compares PUBSUB_PUSH_TOKEN (local development, tests, benches).
+PUBSUB_AUTH = env.str("PUBSUB_AUTH", default="token")
+if PUBSUB_AUTH not in ("token", "oidc"):
+    raise ImproperlyConfigured(f"PUBSUB_AUTH must be token or oidc, not {PUBSUB_AUTH!r}")
+PUBSUB_OIDC_AUDIENCE = env.list("PUBSUB_OIDC_AUDIENCE", default=[])
+PUBSUB_OIDC_SERVICE_ACCOUNTS = env.list("PUBSUB_OIDC_SERVICE_ACCOUNTS", default=[])
+PUBSUB_OIDC_CERTS_URL = env.str("PUBSUB_OIDC_CERTS_URL", default="https://www.googleapis.com/oauth2/v1/certs")
+PUBSUB_OIDC_CLOCK_SKEW_SECONDS = env.int("PUBSUB_OIDC_CLOCK_SKEW_SECONDS", default=10)
+if PUBSUB_AUTH == "oidc" and not DEBUG and not (PUBSUB_OIDC_AUDIENCE and PUBSUB_OIDC_SERVICE_ACCOUNTS):
+    raise ImproperlyConfigured("PUBSUB_AUTH=oidc needs PUBSUB_OIDC_AUDIENCE and PUBSUB_OIDC_SERVICE_ACCOUNTS "
+                               "(DEBUG is off)")
+# Pub/Sub messages reach 10 MB, about 13.4 MB of base64 in a wrapped push; only the push path allows this
+# much (DATA_UPLOAD_MAX_MEMORY_SIZE stays Django's 2.5 MB for everything else).
+PUBSUB_PUSH_MAX_BODY_BYTES = env.int("PUBSUB_PUSH_MAX_BODY_BYTES", default=14 * 1024 * 1024)
 INBOX_MAX_ATTEMPTS = env.int("INBOX_MAX_ATTEMPTS", default=8)
 INBOX_RETENTION_DAYS = env.int("INBOX_RETENTION_DAYS", default=30)
 INBOX_WAITING_ALERT_SECONDS = env.int("INBOX_WAITING_ALERT_SECONDS", default=300)
