@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import threading
+import time
 import urllib.request
 
 from mercari_ops.common.gcfreeze import loaded_objects_freeze
@@ -37,8 +38,8 @@ def run(*, host: str = "127.0.0.1", port: int = 8089, access_token: str | None =
 class SandboxThread:
     """The sandbox on a free loopback port in a daemon thread, with a tiny control client."""
 
-    def __init__(self, *, access_token: str | None = None, audience_job_seconds: float = 1.0):
-        self.sandbox = Sandbox(access_token=access_token, audience_job_seconds=audience_job_seconds)
+    def __init__(self, *, access_token: str | None = None, audience_job_seconds: float = 1.0, clock=time):
+        self.sandbox = Sandbox(access_token=access_token, audience_job_seconds=audience_job_seconds, clock=clock)
         self.port: int | None = None
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,6 +1,7 @@
 """What the LINE sandbox does with a request: LINE's rules, limits, audience jobs, faults, records.
 
-Everything lives in memory and runs on the event loop thread, so no locking.
+Everything lives in memory and runs on the event loop thread. Time is read from `clock` (the `time` module
+by default; tests pass a manual clock and move it, e.g. to finish audience jobs without waiting for them).
 Control endpoints live under /__sandbox/ (see README "LINE integration").
 """
 
@@ -10,6 +11,7 @@ import json
 import random
 import re
 import secrets
+import threading
 import time
 import uuid
 from array import array
@@ -71,14 +73,13 @@ def bad_request(message: str, details: list[dict] | None = None) -> Reply:
 
 
 class TokenBucket:
-    def __init__(self, limit: int, period: float):
+    def __init__(self, limit: int, period: float, now: float):
         self.capacity = float(limit)
         self.rate = limit / period
         self.tokens = float(limit)
-        self.at = time.monotonic()
+        self.at = now
 
-    def take(self) -> bool:
-        now = time.monotonic()
+    def take(self, now: float) -> bool:
         self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         self.at = now
         if self.tokens >= 1.0:
@@ -88,9 +89,13 @@ class TokenBucket:
 
 
 class Sandbox:
-    def __init__(self, *, access_token: str | None = None, audience_job_seconds: float = 5.0):
+    def __init__(self, *, access_token: str | None = None, audience_job_seconds: float = 5.0, clock=time):
         self.access_token = access_token
         self.audience_job_seconds = audience_job_seconds
+        self.clock = clock  # time(): seconds since the epoch
+        # Held while a LINE request is handled and notified after it: an in-process caller waits for what
+        # the sandbox received (`wait_for`) instead of polling it.
+        self.changed = threading.Condition()
         self.reset()
         # Load and compile the OpenAPI specs now: done lazily, the first request of each kind would
         # spend a second or more on it and time out a client with a short read timeout.
@@ -105,9 +110,9 @@ class Sandbox:
             self.audience_busy_status = 429
             self.audience_fail_rate = 0.0
             self.enrich = {"status": 200, "delay_ms": 0.0}
-        self.buckets = {name: TokenBucket(*limit) for name, limit in self.limits.items() if limit}
+        self.started = self.clock.time()
+        self.buckets = {name: TokenBucket(*limit, self.started) for name, limit in self.limits.items() if limit}
         self.random = random.Random(self.faults.get("seed", 1))
-        self.started = time.time()
         self.request_seq = 0
         self.recent: deque = deque(maxlen=RECENT_LIMIT)
         self.status_counts: dict[str, Counter] = defaultdict(Counter)
@@ -127,7 +132,20 @@ class Sandbox:
         self.jobs_refused = 0
 
     # ---- dispatch ------------------------------------------------------------------------------
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Block until `predicate(sandbox)` holds after a LINE request (False if `timeout` seconds pass first)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: predicate(self), timeout)
+
     def handle(self, request: Request) -> Reply:
+        if request.path.startswith("/__sandbox/") or request.path.startswith("/__enrich/"):
+            return self._handle(request)
+        with self.changed:
+            reply = self._handle(request)
+            self.changed.notify_all()
+        return reply
+
+    def _handle(self, request: Request) -> Reply:
         if request.path.startswith("/__sandbox/"):
             return self.control(request)
         if request.path.startswith("/__enrich/"):  # a stand-in for ENRICH_URL (saved-search items, ...)
@@ -139,7 +157,7 @@ class Sandbox:
         name, match = route(request.method, request.path)
         if match is None:
             return Reply(404, {"message": "Not found"})
-        now = time.time()
+        now = self.clock.time()
         self.request_seq += 1
         request_id = str(uuid.uuid4())
         reply, accepted, body = self._line(name, match.groupdict(), request, request_id, now)
@@ -200,7 +218,7 @@ class Sandbox:
                                           "authorization header is valid."}), False, None
         self.arrived_at[name].append(now)
         bucket = self.buckets.get(name)
-        if bucket is not None and not bucket.take():
+        if bucket is not None and not bucket.take(now):
             return Reply(429, {"message": "The API rate limit has been exceeded. Try again later."}), False, None
         fault = self._pick_fault(name)
         if fault == "429":
@@ -383,7 +401,7 @@ class Sandbox:
             except ValueError:
                 return bad_request("control body must be JSON")
         if path == "health":
-            return Reply(200, {"status": "ok", "uptime": round(time.time() - self.started, 3)})
+            return Reply(200, {"status": "ok", "uptime": round(self.clock.time() - self.started, 3)})
         if path == "reset" and request.method == "POST":
             self.reset(keep_config=bool(body.get("keep_config")))
             return Reply(200, {"status": "reset"})
@@ -403,7 +421,7 @@ class Sandbox:
                     if name not in DEFAULT_LIMITS:
                         return bad_request(f"unknown endpoint {name!r}")
                     self.limits[name] = None if value is None else (int(value[0]), float(value[1]))
-                self.buckets = {n: TokenBucket(*lim) for n, lim in self.limits.items() if lim}
+                self.buckets = {n: TokenBucket(*lim, self.clock.time()) for n, lim in self.limits.items() if lim}
             return Reply(200, {n: lim for n, lim in self.limits.items()})
         if path == "audience":
             if request.method == "POST":
@@ -411,9 +429,9 @@ class Sandbox:
                 self.audience_busy_status = int(body.get("busy_status", self.audience_busy_status))
                 self.audience_fail_rate = float(body.get("fail_rate", self.audience_fail_rate))
                 for group_id, seconds in (body.get("expire_in") or {}).items():
-                    self.groups[int(group_id)]["expire"] = time.time() + float(seconds)
+                    self.groups[int(group_id)]["expire"] = self.clock.time() + float(seconds)
                 self.expire_on_add.update(int(group_id) for group_id in body.get("expire_on_add") or [])
-            now = time.time()
+            now = self.clock.time()
             return Reply(200, {
                 "job_seconds": self.audience_job_seconds, "busy_status": self.audience_busy_status,
                 "max_jobs_in_progress": self.max_jobs_in_progress, "jobs_refused": self.jobs_refused,

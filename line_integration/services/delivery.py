@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
-from mercari_ops.common.ratelimit import rate_limiter
+from mercari_ops.common.ratelimit import Clock, rate_limiter
 from mercari_ops.common.schema import Dict, Schema, Str
 
 from ..clients import (
@@ -300,6 +300,18 @@ def _limit_for(kind: str) -> int:
     return settings.LINE_PUSH_RATE_PER_SECOND if kind == "push" else settings.LINE_MULTICAST_RATE_PER_SECOND
 
 
+class _MonotonicClock:
+    """A pacer's clock in production (`ratelimit.Clock`): monotonic seconds and the process's sleep."""
+
+    @staticmethod
+    def time() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class _Pacer:
     """This process's share of one global even schedule, reserved a few slots per Redis call.
 
@@ -310,14 +322,19 @@ class _Pacer:
     threads in order, each thread sleeping until its own slot. A slot nobody took in time is dropped,
     never used late, and so is a slot whose thread woke from its sleep too late (`late` counts them):
     the schedule does not slip back, so a stall cannot turn into a burst.
+
+    Time is `clock`'s: None in production (monotonic time here, Redis's clock in the limiter); a test
+    passes a manual clock, used by both, so a schedule is asserted exactly without waiting for it.
     """
 
     STALE = 0.005  # seconds past its time after which a slot is dropped instead of used
 
-    def __init__(self, key: str, limit: int, batch: int):
+    def __init__(self, key: str, limit: int, batch: int, *, clock: Clock | None = None):
         self.key, self.limit, self.batch = key, limit, batch
+        self.clock = clock or _MonotonicClock
+        self.limiter = rate_limiter(clock=clock)
         self.lock = threading.Lock()
-        self.slots: deque[float] = deque()  # time.monotonic() of each reserved slot, in order
+        self.slots: deque[float] = deque()  # clock time of each reserved slot, in order
         self.waiting = 0  # threads inside wait(): a reservation books no more slots than they can take
         self.late = 0  # slots given up because their thread woke too late to use them on time
         self.stale = 0  # slots nobody took in time
@@ -335,7 +352,7 @@ class _Pacer:
     def _wait(self) -> None:
         while True:
             with self.lock:
-                now = time.monotonic()
+                now = self.clock.time()
                 while self.slots and self.slots[0] < now - self.STALE:
                     self.slots.popleft()
                     self.stale += 1
@@ -344,25 +361,45 @@ class _Pacer:
                     # Slots booked for threads still busy on the wire would mostly go stale (dropped, and
                     # lost to every other process too): book one per thread waiting now, up to the batch.
                     count = max(1, min(self.batch, self.waiting))
-                    waits, retry_in = rate_limiter().reserve_many(self.key, limit=self.limit, count=count)
-                    booked = time.monotonic()  # slots are counted from the answer: late, never early
+                    waits, retry_in = self.limiter.reserve_many(self.key, limit=self.limit, count=count)
+                    booked = self.clock.time()  # slots are counted from the answer: late, never early
                     self.slots.extend(booked + wait for wait in waits)
                 slot = self.slots.popleft() if self.slots else None
             if slot is None:
-                time.sleep(retry_in)
+                self.clock.sleep(retry_in)
                 continue
-            delay = slot - time.monotonic()
+            delay = slot - self.clock.time()
             if delay > 0:
-                time.sleep(delay)
-            if time.monotonic() - slot <= self.STALE:
+                self.clock.sleep(delay)
+            if self.clock.time() - slot <= self.STALE:
                 return
             # Woken too late (the GIL, the scheduler): sending now would land among the next slots' calls
             # and bunch them into one second. This slot is lost; take the next free one.
             self.late += 1
 
 
-_pacers: dict[tuple[str, int, int], _Pacer] = {}
-_pacers_lock = threading.Lock()
+class _Pacers:
+    """The process's pacers, one per (kind, aimed rate, batch), on one clock (see `_Pacer`)."""
+
+    def __init__(self, *, clock: Clock | None = None):
+        self.clock = clock
+        self._pacers: dict[tuple[str, int, int], _Pacer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, limit: int, batch: int) -> _Pacer:
+        pacer = self._pacers.get((kind, limit, batch))
+        if pacer is None:
+            with self._lock:
+                pacer = self._pacers.setdefault((kind, limit, batch),
+                                                _Pacer(f"line:{kind}", limit, batch, clock=self.clock))
+        return pacer
+
+    def unused(self) -> int:
+        """Slots booked and not used (threads busy, or woken late) by every pacer so far."""
+        return sum(pacer.stale + pacer.late for pacer in list(self._pacers.values()))
+
+
+_pacers = _Pacers()
 
 
 def _rate_wait(kind: str) -> None:
@@ -380,12 +417,7 @@ def _rate_wait(kind: str) -> None:
     effective = max(1, int(limit * settings.LINE_RATE_SAFETY))
     if limit < 200:  # a few percent is less than one request here: keep a tenth of the limit as headroom instead
         effective = max(1, min(effective, limit - -(-limit // 10)))
-    batch = max(1, min(2 * settings.LINE_SEND_THREADS, 16))
-    pacer = _pacers.get((kind, effective, batch))
-    if pacer is None:
-        with _pacers_lock:
-            pacer = _pacers.setdefault((kind, effective, batch), _Pacer(f"line:{kind}", effective, batch))
-    pacer.wait()
+    _pacers.get(kind, effective, max(1, min(2 * settings.LINE_SEND_THREADS, 16))).wait()
 
 
 def _send_one(request: LineRequest) -> tuple[str, int | None, str, str]:
@@ -545,7 +577,7 @@ def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict
     deadline = time.monotonic() + (seconds if seconds is not None else settings.LINE_SENDER_TASK_SECONDS)
     batch_size = settings.LINE_SEND_BATCH_SIZE
     totals = defaultdict(int)
-    unused_before = sum(p.stale + p.late for p in _pacers.values())
+    unused_before = _pacers.unused()
     with ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS) as pool:
         in_flight = None
         while True:
@@ -565,7 +597,7 @@ def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict
             in_flight = batch
     totals.setdefault("claimed", 0)
     # Budget this process booked and could not use (threads busy or woken late): what pacing cost.
-    totals["paced_slots_unused"] = sum(p.stale + p.late for p in _pacers.values()) - unused_before
+    totals["paced_slots_unused"] = _pacers.unused() - unused_before
     return dict(totals)
 
 

@@ -1,4 +1,5 @@
-"""LINE test fixtures: the sandbox as a real HTTP server, signed webhook bodies, linked customers."""
+"""LINE test fixtures: the sandbox as a real HTTP server on a manual clock, signed webhook bodies, linked
+customers, the sender run to the end without waiting for its retries."""
 
 from __future__ import annotations
 
@@ -6,13 +7,19 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.db.models import Max
+from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from line_integration import spec
 from line_integration.sandbox import SandboxThread
+from mercari_ops.common.tests.clock import ManualClock
 
 LIMITER_KEYS = ("line:push", "line:multicast", "line:audience", "line:richmenu", "line:sender")
 
@@ -29,9 +36,14 @@ def line_sandbox_server():
 
 @pytest.fixture
 def line_sandbox(line_sandbox_server, settings):
-    """A freshly reset sandbox; settings.LINE_API_BASE points at it, limiter keys are cleared."""
+    """A freshly reset sandbox; settings.LINE_API_BASE points at it, limiter keys are cleared.
+
+    Its time is a manual clock of the test's, starting now (`line_sandbox.sandbox.clock`, also the `clock`
+    fixture): audience jobs finish, rate limits refill and arrivals are stamped when the test moves it.
+    """
     from mercari_ops.common.ratelimit import rate_limiter
 
+    line_sandbox_server.sandbox.clock = ManualClock(start=time.time())
     line_sandbox_server.control("reset", {})
     line_sandbox_server.sandbox.audience_job_seconds = 1.0
     settings.LINE_API_BASE = line_sandbox_server.url
@@ -115,3 +127,48 @@ def text_template(db):
 
     return template_save(name="saved_search_new_items",
                          messages=[{"type": "text", "text": "New items for your search {search_id}"}])
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock(line_sandbox, monkeypatch) -> ManualClock:
+    """The test's one clock: the sandbox's, and `timezone.now()` (the due times and leases the sender keeps
+    in the database). It moves only when the test (or code pacing on it) moves it."""
+    clock = line_sandbox.sandbox.clock
+    monkeypatch.setattr(timezone, "now", lambda: EPOCH + timedelta(microseconds=clock.us))
+    return clock
+
+
+@pytest.fixture
+def paced_on_clock(clock, monkeypatch, settings) -> ManualClock:
+    """The sender paces on `clock` (its pacers and their limiter), with one sending thread: its sleeps move
+    the clock to each slot, so the sandbox stamps every arrival at its slot's time, whatever the machine's load."""
+    from line_integration.services import delivery
+
+    settings.LINE_SEND_THREADS = 1
+    monkeypatch.setattr(delivery, "_pacers", delivery._Pacers(clock=clock))
+    return clock
+
+
+@pytest.fixture
+def drain(clock):
+    """drain(): run the sender until no message is left queued or planned. Between runs, `clock` moves to the
+    moment every pending request may be claimed (retries due, a dead sender's leases expired), not a wait."""
+    from line_integration.models import LineRequest, OutboundMessage
+    from line_integration.services import sender_run
+
+    def _drain(rounds: int = 100) -> None:
+        for _ in range(rounds):
+            if not OutboundMessage.objects.filter(status__in=["queued", "planned"]).exists():
+                return
+            sender_run(seconds=5)
+            # claimable when next_attempt_at <= now and (claimed_until IS NULL or claimed_until < now)
+            claimable = LineRequest.objects.filter(status=LineRequest.Status.PENDING).aggregate(
+                at=Max(Greatest("next_attempt_at", "claimed_until")))["at"]
+            if claimable is not None:
+                clock.set_us(max(clock.us, (claimable - EPOCH) // timedelta(microseconds=1) + 1))
+        raise AssertionError(f"messages left undelivered after {rounds} sender runs")
+
+    return _drain

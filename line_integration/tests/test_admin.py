@@ -17,7 +17,6 @@ from line_integration.models import (
 from line_integration.services import message_enqueue, outbound_plan
 
 from .conftest import line_user_id
-from .test_delivery import drain
 
 pytestmark = pytest.mark.django_db
 ROLES = [("marketers", False), ("operators", True)]
@@ -95,7 +94,7 @@ def test_line_request_body_is_hidden_from_marketers(login, link_customers, text_
 
 
 # ---- send test message ----------------------------------------------------------------------------------
-def test_operator_sends_a_test_message(login, link_customers, line_sandbox):
+def test_operator_sends_a_test_message(login, link_customers, line_sandbox, drain):
     client = login("operators")
     linked = link_customers(["c-1"])
     user = LineUser.objects.get(customer_id="c-1")

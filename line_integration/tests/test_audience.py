@@ -1,7 +1,6 @@
 """The 3-minute audience job: <= 10 jobs in progress, <= 60 calls a minute (from the sandbox's records)."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -23,13 +22,18 @@ def statuses() -> dict:
     return {s: LineLinkageUser.objects.filter(line_audience_status=s).count() for s in ("pending", "adding", "added")}
 
 
-def run_until_added(sandbox, runs: int, pause: float = 1.1) -> list[dict]:
+def jobs_finish(sandbox) -> None:
+    """Move the sandbox's clock past the time LINE takes for an audience job (the fixture's 1 s)."""
+    sandbox.sandbox.clock.advance(1.1)
+
+
+def run_until_added(sandbox, runs: int) -> list[dict]:
     results = []
     for _ in range(runs):
         results.append(audience_sync())
         if statuses()["added"] == LineLinkageUser.objects.count():
             break
-        time.sleep(pause)
+        jobs_finish(sandbox)
     return results
 
 
@@ -89,11 +93,11 @@ def test_failed_job_puts_users_back_to_pending(line_sandbox, settings):
     linkages(10)
     line_sandbox.control("audience", {"fail_rate": 1.0})
     audience_sync()
-    time.sleep(1.1)
+    jobs_finish(line_sandbox)
     line_sandbox.control("audience", {"fail_rate": 0.0})
     audience_sync()  # settles the FAILED job, then adds the users again in a new job
     assert AudienceJob.objects.filter(status="failed").count() == 1
-    time.sleep(1.1)
+    jobs_finish(line_sandbox)
     audience_sync()
     assert statuses()["added"] == 10
 
@@ -105,7 +109,7 @@ def test_add_that_timed_out_is_settled_from_lines_job_list(line_sandbox, setting
     line_sandbox.control("faults", {"endpoints": ["audience_add"], "next": ["timeout+"], "timeout_seconds": 0.6})
     result = audience_sync()
     assert result["stopped"].startswith("uncertain add") and statuses()["adding"] == 10
-    time.sleep(1.1)
+    jobs_finish(line_sandbox)
     audience_sync()
     assert statuses()["added"] == 10
     assert line_sandbox.control("stats")["status_counts"]["audience_add"] == {"500": 1}  # LINE took it once
@@ -121,7 +125,7 @@ def test_group_nearing_expiry_is_rotated_and_everyone_re_added(line_sandbox, set
     new = AudienceGroup.objects.get(active=True)
     assert result["rotated_to"] == new.audience_group_id != old.audience_group_id
     assert statuses()["adding"] == 50
-    time.sleep(1.1)
+    jobs_finish(line_sandbox)
     audience_sync()
     assert statuses()["added"] == 50
     groups = {g["audienceGroupId"]: g["members"] for g in line_sandbox.control("audience")["groups"]}
@@ -148,7 +152,7 @@ def test_group_line_reports_expired_is_rotated_at_once_and_everyone_re_added(lin
     assert result["rotated_to"] == new.audience_group_id != old.audience_group_id
     assert not AudienceGroup.objects.get(pk=old.pk).active
     assert result["jobs_started"] == 1 and statuses()["adding"] == 50
-    time.sleep(1.1)
+    jobs_finish(line_sandbox)
     audience_sync()
     assert statuses()["added"] == 50
     groups = {g["audienceGroupId"]: g["members"] for g in line_sandbox.control("audience")["groups"]}
@@ -173,7 +177,7 @@ def test_add_refused_as_expired_rotates_and_re_adds_everyone(line_sandbox, setti
     assert result["rotated_to"] == new.audience_group_id != old.audience_group_id
     assert result["jobs_started"] == 1 and result["users_sent"] == 60
     assert line_sandbox.control("stats")["status_counts"]["audience_add"] == {"202": 2, "400": 1}  # 1st, refused, new
-    time.sleep(1.1)
+    jobs_finish(line_sandbox)
     audience_sync()
     assert statuses() == {"pending": 0, "adding": 0, "added": 60}
     groups = {g["audienceGroupId"]: g["members"] for g in line_sandbox.control("audience")["groups"]}

@@ -6,7 +6,7 @@ from line_integration.models import LineRequest, OutboundMessage
 from line_integration.services import line_unlink, outbound_plan, requests_send_due
 
 from .conftest import event, webhook_body
-from .test_delivery import drain, enqueue
+from .test_delivery import enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def delivered(sandbox, linked: dict) -> dict:
 
 
 def test_queued_messages_are_skipped_after_unfollow_or_unlink(line_sandbox, text_template, link_customers,
-                                                               post_webhook):
+                                                               post_webhook, drain):
     # given: personal pushes and one identical multicast queued for three linked customers
     linked = link_customers(["c-blocked", "c-unlinked", "c-linked"])
     enqueue(linked, personal=True, dispatch="personal")
@@ -50,7 +50,8 @@ def test_planning_checks_the_account_in_the_claiming_query_not_per_message(
     assert OutboundMessage.objects.filter(status="planned").count() == 20
 
 
-def test_planned_but_never_sent_requests_drop_the_user(line_sandbox, text_template, link_customers, post_webhook):
+def test_planned_but_never_sent_requests_drop_the_user(line_sandbox, text_template, link_customers, post_webhook,
+                                                       drain):
     # given: messages already planned into requests (a push each, and one multicast to all three)
     linked = link_customers(["c-blocked", "c-unlinked", "c-linked"])
     enqueue({"c-blocked": linked["c-blocked"]}, personal=True, dispatch="personal")
@@ -74,7 +75,7 @@ def test_planned_but_never_sent_requests_drop_the_user(line_sandbox, text_templa
 
 
 def test_a_request_line_may_already_have_is_retried_unchanged(line_sandbox, text_template, link_customers,
-                                                              post_webhook):
+                                                              post_webhook, drain):
     # given: a push that was sent once and timed out after LINE took it (the user may have it already)
     linked = link_customers(["c-1"])
     enqueue(linked, personal=True)

@@ -1,6 +1,5 @@
 """The LINE sandbox behaves like LINE: spec validation, limits, retry keys, audience jobs, faults, records."""
 
-import time
 import uuid
 
 import pytest
@@ -88,7 +87,7 @@ def test_audience_jobs_run_async_and_an_11th_in_progress_is_refused(line_sandbox
     assert [_add(line_sandbox, group_id, n).status_code for n in range(11)] == [202] * 10 + [429]
     jobs = requests.get(f"{line_sandbox.url}/v2/bot/audienceGroup/{group_id}", headers=AUTH, timeout=5).json()["jobs"]
     assert {j["jobStatus"] for j in jobs} == {"QUEUED"}
-    time.sleep(1.1)
+    line_sandbox.sandbox.clock.advance(1.1)  # LINE took the jobs' time (job_seconds)
     data = requests.get(f"{line_sandbox.url}/v2/bot/audienceGroup/{group_id}", headers=AUTH, timeout=5).json()
     assert {j["jobStatus"] for j in data["jobs"]} == {"FINISHED"} and data["audienceGroup"]["audienceCount"] == 10
     state = line_sandbox.control("audience")

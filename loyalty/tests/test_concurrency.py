@@ -2,6 +2,7 @@
 ingestion service (the push endpoint's `inbox_receive`)."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -79,9 +80,11 @@ def test_reversal_racing_its_activity_nets_out():
 
 
 def _wait_until_blocked_on_a_lock(timeout: float = 10.0) -> None:
-    """Return once some other session of this database waits for a lock (the racing transaction)."""
-    import time
+    """Return once some other session of this database waits for a lock (the racing transaction).
 
+    PostgreSQL announces no lock wait, so this polls its activity view for that condition (every 10 ms);
+    the test goes on the moment it holds, not after a guessed delay.
+    """
     deadline = time.monotonic() + timeout
     with connections["default"].cursor() as cursor:
         while time.monotonic() < deadline:
