@@ -5,6 +5,9 @@ conftest.py): the sender paces on it, the sandbox stamps arrivals on it, retries
 test moves it; no assertion depends on how fast the machine runs.
 """
 
+import bisect
+import heapq
+import itertools
 import os
 import signal
 import subprocess
@@ -357,3 +360,61 @@ def test_a_pacer_books_no_more_slots_than_threads_waiting(line_sandbox):
     assert len(pacer.slots) == 0 and pacer.waiting == 0
     next_free = rate_limiter(clock=clock).reserve(key, limit=100, max_ahead=1.0)
     assert next_free == pytest.approx(SLOT, abs=1e-6)  # the slot after the one it took
+
+
+class SteppedClock(ManualClock):
+    """A manual clock for several threads: time moves only while every one of them sleeps on it, straight to
+    the earliest wake-up, and wakes that thread alone. Whatever the machine's load, each sleeper wakes exactly
+    at the time it asked for, and no time passes while a thread works."""
+
+    def __init__(self, parties: int):
+        super().__init__()
+        self.parties, self.sleepers = parties, []  # [(wake-up in us, ticket)], smallest first
+        self.tickets, self.changed = itertools.count(), threading.Condition()
+
+    def sleep(self, seconds: float) -> None:
+        with self.changed:
+            entry = (self.us + round(seconds * 1_000_000), next(self.tickets))
+            heapq.heappush(self.sleepers, entry)
+            self.changed.notify_all()
+            while not (len(self.sleepers) == self.parties and self.sleepers[0] == entry):
+                self.changed.wait(10)
+            heapq.heappop(self.sleepers)
+            self.set_us(max(self.us, entry[0]))
+
+    def leave(self) -> None:
+        """A thread is done: time no longer waits for it."""
+        with self.changed:
+            self.parties -= 1
+            self.changed.notify_all()
+
+
+def test_threads_sharing_a_pacer_send_at_its_even_schedule(line_sandbox):
+    # given 8 threads taking calls from one pacer aimed at 190 a second (slots a 190th of a second apart)
+    threads, calls_each, limit = 8, 50, 190
+    clock = SteppedClock(parties=threads)
+    pacer = delivery._Pacer("line:push", limit=limit, batch=16, clock=clock)
+    sent: list[float] = []
+
+    def send() -> None:
+        try:
+            for _ in range(calls_each):
+                pacer.wait()
+                sent.append(clock.time())
+        finally:
+            clock.leave()
+
+    # when they all send
+    workers = [threading.Thread(target=send) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    # then every call went at its own slot of the even schedule: none closer than the spacing, no second
+    # holding more than the limit, and none lost, so the rate is the aimed rate
+    stamps = sorted(sent)
+    assert len(stamps) == threads * calls_each
+    assert min(b - a for a, b in zip(stamps, stamps[1:], strict=False)) >= 1 / limit
+    assert max(bisect.bisect_left(stamps, start + 1.0) - index for index, start in enumerate(stamps)) <= limit
+    assert (len(stamps) - 1) / (stamps[-1] - stamps[0]) == pytest.approx(limit, rel=1e-3)
+    assert pacer.stale == pacer.late == 0
