@@ -54,7 +54,6 @@ BRAZE_SCHEMA = Schema({
 MULTICAST_MAX = 500
 
 
-
 def messages_accept(messages: list[dict], *, kind: str = OutboundMessage.Kind.BRAZE) -> list[tuple[str, str]]:
     """Record messages ({dispatch_id, user_id, template?, params?, campaign_id?}) in one statement.
 

@@ -50,7 +50,6 @@ def _compose(template: str, **pieces: sql.Composable) -> sql.Composed:
     return sql.SQL(template).format(**_USER, **_MESSAGE, **_REQUEST, **_VALUES, **pieces)
 
 
-
 def _skip_reason(customer: sql.Composable) -> sql.Composed:
     """The skip rule over `u`, the message's LINE account row (NULL when there is none), for the message's
     `customer`: '' while the account is linked to that customer, else why the message is skipped."""
