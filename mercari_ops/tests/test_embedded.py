@@ -62,7 +62,7 @@ def test_settings_read_a_running_stack_file_and_decode_a_socket_directory(tmp_pa
 
 
 def test_settings_refuse_another_database_engine(tmp_path):
-    done = _settings_subprocess({"DATABASE_URL": "sqlite:////tmp/db.sqlite3", "REDIS_URL": "redis://x/1",
+    done = _settings_subprocess({"DATABASE_URL": "mysql://user@127.0.0.1:3306/mercari_ops", "REDIS_URL": "redis://x/1",
                                  "CELERY_BROKER_URL": "redis://x/2"}, tmp_path, "import django; django.setup()")
 
     assert done.returncode != 0
