@@ -1,6 +1,6 @@
 """Process tuning for LINE senders, applied once when a process that runs the sender starts.
 
-A sender paces its calls on an even schedule (`services.delivery._Pacer`): a slot its thread does not use
+A sender paces its calls on an even schedule (`services.pacing._Pacer`): a slot its thread does not use
 within a few milliseconds is lost for good. Two things of the interpreter made threads miss their slots:
 
 - the GIL switch interval: a thread woken for its slot waits for the GIL up to the interval (5 ms by

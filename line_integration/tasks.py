@@ -9,7 +9,7 @@ from mercari_ops.common.periodic import periodic_task
 from mercari_ops.common.ratelimit import concurrency_limiter
 
 from . import services
-from .services.delivery import work_pending
+from .services.sender import work_pending
 
 
 @shared_task(name="line.send_due", acks_late=True)

@@ -21,7 +21,9 @@ from mercari_ops.common.ratelimit import rate_limiter
 from ..clients import LineError, line_client
 from ..models import LineUser, LinkNonce, LinkToken, OutboundMessage, WebhookEvent
 from .audience import linkage_user_add
-from .delivery import message_enqueue, message_send_now, planned_cancel
+from .delivery import message_enqueue
+from .planning import planned_cancel
+from .sender import message_send_now
 
 logger = logging.getLogger(__name__)
 LINK_TOKEN_TTL = timedelta(minutes=10)

@@ -145,10 +145,10 @@ def clock(line_sandbox, monkeypatch) -> ManualClock:
 def paced_on_clock(clock, monkeypatch, settings) -> ManualClock:
     """The sender paces on `clock` (its pacers and their limiter), with one sending thread: its sleeps move
     the clock to each slot, so the sandbox stamps every arrival at its slot's time, whatever the machine's load."""
-    from line_integration.services import delivery
+    from line_integration.services import pacing
 
     settings.LINE_SEND_THREADS = 1
-    monkeypatch.setattr(delivery, "_pacers", delivery._Pacers(clock=clock))
+    monkeypatch.setattr(pacing, "_pacers", pacing._Pacers(clock=clock))
     return clock
 
 

@@ -19,7 +19,7 @@ import pytest
 from django.db import connection, connections
 
 from line_integration.models import LineRequest, OutboundMessage
-from line_integration.services import delivery, line_notify, message_enqueue, sender_run, template_save
+from line_integration.services import line_notify, message_enqueue, pacing, sender, sender_run, template_save
 from mercari_ops.common.ratelimit import rate_limiter
 from mercari_ops.common.tests.clock import ManualClock
 
@@ -175,13 +175,13 @@ def test_the_next_batch_is_claimed_while_the_current_one_is_on_the_wire(
     linked = link_customers([f"c-{i}" for i in range(40)])
     enqueue(linked, personal=True)
     claimed_at_record = []  # requests claimed and not yet recorded, each time a batch's outcomes are recorded
-    batch_finish = delivery._batch_finish
+    batch_finish = sender._batch_finish
 
     def recorded(batch):
         claimed_at_record.append(LineRequest.objects.filter(status="pending", claimed_until__isnull=False).count())
         return batch_finish(batch)
 
-    monkeypatch.setattr(delivery, "_batch_finish", recorded)
+    monkeypatch.setattr(sender, "_batch_finish", recorded)
     result = sender_run(seconds=60)
     # two batches in hand: the next one was claimed and handed to the pool before the current one's
     # bookkeeping, so the pool never waits for it
@@ -283,7 +283,7 @@ def test_pacing_slots_nobody_took_in_time_are_dropped_not_used_late(line_sandbox
     # given a process that reserved 4 slots 10 ms apart and used only the first
     clock = ManualClock()
     key = "line:sender"  # a limiter key the fixture resets
-    pacer = delivery._Pacer(key, limit=100, batch=4, clock=clock)
+    pacer = pacing._Pacer(key, limit=100, batch=4, clock=clock)
     pacer.waiting = 3  # three other threads are inside wait() with this one: the reservation books 4 slots
     pacer.wait()
     assert len(pacer.slots) == 3
@@ -304,7 +304,7 @@ def test_a_backlog_of_due_retries_does_not_starve_new_messages(link_customers, t
 
     from django.utils import timezone
 
-    from line_integration.services.delivery import _batch_start
+    from line_integration.services.sender import _batch_start
 
     # given 8 requests due for a retry (more than a batch of 4) and 2 messages queued since
     linked = link_customers([f"r-{i}" for i in range(10)])
@@ -341,7 +341,7 @@ def test_a_slot_whose_thread_woke_too_late_is_given_up_not_used(line_sandbox):
     key = "line:sender"  # a limiter key the fixture resets
     limiter = rate_limiter(clock=clock)
     assert limiter.reserve(key, limit=100, max_ahead=1.0) == 0
-    pacer = delivery._Pacer(key, limit=100, batch=1, clock=clock)
+    pacer = pacing._Pacer(key, limit=100, batch=1, clock=clock)
     # when it waits for its slot and wakes 30 ms past it
     pacer.wait()
     # then that slot was given up and the thread went on a fresh one at once: three slots booked in all, one late
@@ -354,7 +354,7 @@ def test_a_pacer_books_no_more_slots_than_threads_waiting(line_sandbox):
     # given one thread waiting on a pacer that may book up to 4 slots at once
     clock = ManualClock()
     key = "line:sender"  # a limiter key the fixture resets
-    pacer = delivery._Pacer(key, limit=100, batch=4, clock=clock)
+    pacer = pacing._Pacer(key, limit=100, batch=4, clock=clock)
     pacer.wait()
     # then it booked one slot, not four that nobody would be there to take (and no other process could use)
     assert len(pacer.slots) == 0 and pacer.waiting == 0
@@ -393,7 +393,7 @@ def test_threads_sharing_a_pacer_send_at_its_even_schedule(line_sandbox):
     # given 8 threads taking calls from one pacer aimed at 190 a second (slots a 190th of a second apart)
     threads, calls_each, limit = 8, 50, 190
     clock = SteppedClock(parties=threads)
-    pacer = delivery._Pacer("line:push", limit=limit, batch=16, clock=clock)
+    pacer = pacing._Pacer("line:push", limit=limit, batch=16, clock=clock)
     sent: list[float] = []
 
     def send() -> None:
