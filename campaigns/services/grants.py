@@ -17,19 +17,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from line_integration.selectors import line_users_linked
+from line_integration.services import line_notify
+
 from ..clients import GrantRequest, PointsGatewayRejected, PointsGatewayUnavailable, points_gateway
 from ..models import Bill, CampaignBudget, CampaignReward, PointsGrant
 from . import grants_sql as sql
 
 logger = logging.getLogger(__name__)
-
-
-def _line_notify():
-    try:
-        from line_integration.services import line_notify
-    except ImportError:
-        return None
-    return line_notify
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -40,23 +35,6 @@ def notification_text(*, points: int, month: str) -> str:
     return f"{points:,} points from your {month} Mercard bill have been added. Thank you for using Mercard!"
 
 
-def _line_linked(customer_ids: list[str]) -> set[str] | None:
-    """Which of these customers have a linked LINE account (one query); None without the LINE app.
-
-    Only they can be reached through `line_notify`, which would otherwise cost a query per grant just
-    to answer False for everyone else.
-    """
-    try:
-        from line_integration.models import LineUser
-    except ImportError:
-        return None
-    linked = set()
-    for start in range(0, len(customer_ids), 5000):
-        linked.update(LineUser.objects.filter(customer_id__in=customer_ids[start:start + 5000],
-                                              status=LineUser.Status.LINKED).values_list("customer_id", flat=True))
-    return linked
-
-
 def _grants_update(pks: list[int], **values) -> None:
     if pks:
         PointsGrant.objects.filter(pk__in=sql.ids(pks)).update(**values)
@@ -64,14 +42,15 @@ def _grants_update(pks: list[int], **values) -> None:
 
 def _customers_reach(*, grants: list[tuple[int, str, int, str, str]]) -> dict[int, str]:
     """Notify each grant's customer (LINE when linked, else a recorded notification): {grant pk: channel}."""
-    line_notify = _line_notify()
-    linked = _line_linked(sorted({customer_id for _, customer_id, *_ in grants})) if line_notify else None
+    # Only linked customers can be reached through `line_notify`: asking it for everyone else would cost a
+    # query per grant just to answer False.
+    linked = line_users_linked(customer_ids=sorted({customer_id for _, customer_id, *_ in grants}))
     via: dict[int, str] = {}
     recorded = []
     for pk, customer_id, points, month, key in grants:
         text = notification_text(points=points, month=month)
         sent = False
-        if line_notify is not None and (linked is None or customer_id in linked):
+        if customer_id in linked:
             try:
                 sent = bool(line_notify(customer_id=customer_id, text=text, idempotency_key=f"points-{key}"))
             except Exception as exc:  # LINE trouble must not block points; fall back to a recorded notice
