@@ -327,9 +327,27 @@ def run() -> int:
             state_file.unlink(missing_ok=True)
 
 
+def _test_database_url(url: str) -> str:
+    """A database name of this run's own (pytest-django tests in "test_<name>"), so two `make test` at once
+    on the shared cluster never collide; test databases of runs that died are dropped first."""
+    import psycopg
+    from psycopg import sql
+
+    server = url.rsplit("/", 1)[0]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname ~ %s",
+                                    [rf"^test_{DATABASE_NAME}_p[0-9]+$"]).fetchall():
+            if not _process_alive(int(name.rsplit("_p", 1)[1])):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return f"{server}/{DATABASE_NAME}_p{os.getpid()}"
+
+
 def test(pytest_args: list[str]) -> int:
+    own_servers = not all(os.environ.get(name) for name in URL_VARIABLES)
     with stack(VAR_DIR / "test", persistent=False) as urls:
         env = {**os.environ, **urls}
+        if own_servers:
+            env["DATABASE_URL"] = _test_database_url(urls["DATABASE_URL"])
         # pytest handles Ctrl-C; the servers stop after it. A handler, not SIG_IGN, which pytest would inherit.
         signal.signal(signal.SIGINT, lambda *_: None)
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
