@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
+from mercari_ops.common.business_time import business_month, business_month_label, month_bounds, month_shift
 from mercari_ops.inbox.registry import get_topic
 from mercari_ops.inbox.services import event_clean, inbox_accept_batch
 
@@ -25,8 +26,8 @@ BILL_CUSTOMERS = 1000
 
 
 def _month_start(at: datetime, shift: int = 0) -> datetime:
-    index = at.year * 12 + at.month - 1 + shift
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+    """The first instant of the business month `shift` months from `at`'s (Japan's midnight)."""
+    return month_bounds(month_shift(business_month(at), shift))[0]
 
 
 def merchant_csv() -> str:
@@ -71,9 +72,11 @@ def _card_status_events() -> list[dict]:
     return events
 
 
-def _bill_events(month_start: datetime) -> list[dict]:
-    month = month_start.strftime("%Y-%m")
-    settled_at = (_month_start(month_start, 1) + timedelta(days=26, hours=3)).isoformat().replace("+00:00", "Z")
+def _bill_events(month_start: datetime, now: datetime) -> list[dict]:
+    month = business_month_label(month_start)
+    # Settled early in the next month, and never in the future (the demo runs on any day of the month).
+    settled = min(_month_start(month_start, 1) + timedelta(days=1, hours=3), now - timedelta(hours=1))
+    settled_at = settled.astimezone(UTC).isoformat().replace("+00:00", "Z")
     merchants = [("m-mercari", "mercard", "mercari")] * 6 + [
         ("m-mercari-id", "id", "outside"), ("m-mercari-ap", "apple_pay", "outside"),
         ("m-charge", "e_money_charge", "outside"), ("m-unknown-77", "mercard", "outside")]
@@ -88,7 +91,7 @@ def _bill_events(month_start: datetime) -> list[dict]:
             paid = month_start + timedelta(days=rng.randint(0, 27), hours=rng.randint(0, 23))
             lines.append({"payment_id": f"demo-p-{month}-{number}-{k}", "amount": rng.randint(3, 300) * 100,
                           "merchant_id": merchant_id, "payment_method": method, "channel": channel,
-                          "paid_at": paid.isoformat().replace("+00:00", "Z")})
+                          "paid_at": paid.astimezone(UTC).isoformat().replace("+00:00", "Z")})
         events.append({"event_id": f"demo-bs-{month}-{customer_id}", "bill_id": f"b-{month}-{customer_id}",
                        "customer_id": customer_id, "billing_month": month, "settled_at": settled_at, "lines": lines})
     return events
@@ -109,10 +112,10 @@ def seed(*, stdout) -> str:
     campaigns = _campaigns(now)
     statuses = _ingest("card-status", _card_status_events())
     last_month = _month_start(now, -1)
-    bills = _ingest("card-bill-settled", _bill_events(last_month))
-    report = month_settle(month=last_month.strftime("%Y-%m"), only_pending=True)
+    bills = _ingest("card-bill-settled", _bill_events(last_month, now))
+    report = month_settle(month=business_month_label(last_month), only_pending=True)
     delivered = grants_deliver_all()
     return (f"{campaigns} campaigns, {merchants['masters_created']} merchant masters, {statuses} card statuses, "
-            f"{bills} bills for {last_month:%Y-%m}; settled {report.lines} lines "
+            f"{bills} bills for {business_month_label(last_month)}; settled {report.lines} lines "
             f"({report.lines_rewarded} rewarded, {report.lines_unknown_merchant} unknown merchant), "
             f"{delivered['sent']} grants delivered")

@@ -27,8 +27,8 @@ class Campaign(models.Model):
         ENDED = "ended", "Ended"
 
     name = models.CharField(max_length=200)
-    starts_at = models.DateTimeField(help_text="Payments made from this time (UTC) qualify.")
-    ends_at = models.DateTimeField(help_text="Payments made before this time (UTC) qualify.")
+    starts_at = models.DateTimeField(help_text="Payments made from this time (Japan time) qualify.")
+    ends_at = models.DateTimeField(help_text="Payments made before this time (Japan time) qualify.")
     user_filters = models.JSONField(default=dict, blank=True, help_text="See the schema below the field.")
     payment_filters = models.JSONField(default=dict, blank=True, help_text="See the schema below the field.")
     upper_limit = models.PositiveIntegerField(

@@ -46,10 +46,12 @@ def provisions_daily() -> dict:
     """Daily provisions and the journal of this month and the previous one (late grants)."""
     from django.utils import timezone
 
+    from mercari_ops.common.business_time import business_month_label
+
     from .services import provision_journal_compute, provisions_daily_compute
     from .services.provisions import month_previous
 
-    month = timezone.now().strftime("%Y-%m")
+    month = business_month_label(timezone.now())
     daily = provisions_daily_compute()
     for m in (month_previous(month), month):
         provision_journal_compute(month=m)

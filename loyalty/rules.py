@@ -8,7 +8,7 @@ How thresholds combine (documented in the README and tested):
   `"any"`: the stage is reached when AT LEAST ONE threshold is met.
 - A customer's rules stage is the HIGHEST stage whose thresholds are met; stages are evaluated
   independently (a Gold rule does not require the Silver rule to be met too).
-- The window is the last `window_months` calendar months (UTC) including the current one.
+- The window is the last `window_months` business months (BUSINESS_TIME_ZONE, Japan's) including the current one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from mercari_ops.common.business_time import business_month, month_shift
 from mercari_ops.common.errors import ValidationFailed
 
 KINDS = ("buy", "sell", "pay")
@@ -120,13 +121,13 @@ def ruleset_build(version: int, definition: dict) -> RuleSet:
 
 
 def month_start(moment: datetime | date) -> date:
-    return date(moment.year, moment.month, 1)
+    """The business month (BUSINESS_TIME_ZONE) of an instant; a date is taken as already local."""
+    return business_month(moment)
 
 
 def window_start(now: datetime | date, months: int) -> date:
-    """First day of the oldest month in a window of `months` calendar months ending with now's month."""
-    index = now.year * 12 + (now.month - 1) - (months - 1)
-    return date(index // 12, index % 12 + 1, 1)
+    """First day of the oldest month in a window of `months` business months ending with now's month."""
+    return month_shift(business_month(now), -(months - 1))
 
 
 def metrics_empty() -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 from urllib.parse import unquote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -127,7 +128,15 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# Business months and days (loyalty buckets, campaign periods, settlement, provisions, nightly jobs) are
+# Japan's; instants are stored in UTC (mercari_ops/common/business_time.py). The admin shows and takes
+# local times; APIs take any RFC 3339 offset and answer in UTC.
+BUSINESS_TIME_ZONE = env.str("BUSINESS_TIME_ZONE", default="Asia/Tokyo")
+try:
+    ZoneInfo(BUSINESS_TIME_ZONE)
+except (ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"BUSINESS_TIME_ZONE={BUSINESS_TIME_ZONE!r} is not an IANA time zone (Asia/Tokyo)")
+TIME_ZONE = BUSINESS_TIME_ZONE
 USE_I18N = True
 USE_TZ = True
 
@@ -150,7 +159,7 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TIMEZONE = "UTC"
+CELERY_TIMEZONE = BUSINESS_TIME_ZONE  # crontabs (nightly, monthly) run at local times
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("events", "line", "settlement", "default")]

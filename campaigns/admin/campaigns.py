@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month_shift
 from mercari_ops.common.errors import DomainError, ValidationFailed
 
 from .. import rules
@@ -186,7 +187,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def backtest_view(self, request, campaign_id: int):
         """Choose a month and queue the simulation; a worker runs it (a month can hold a million lines)."""
         campaign = self._viewable_campaign(request, campaign_id)
-        default_month = (timezone.now().replace(day=1) - timezone.timedelta(days=1)).strftime("%Y-%m")
+        default_month = month_shift(business_month(timezone.now()), -1).strftime(MONTH_FORMAT)
         month = request.POST.get("month") or request.GET.get("month") or default_month
         if request.method == "POST":
             try:

@@ -4,6 +4,8 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.utils import timezone
 
+from mercari_ops.common.business_time import business_month_label
+
 from ..models import ProvisionDaily, ProvisionJournal
 from ..services import provision_journal_compute, provisions_daily_compute
 from ..services.provisions import JOURNAL_CSV_HEADER, month_previous
@@ -44,7 +46,7 @@ class ProvisionJournalAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmi
             return redirect("admin:campaigns_provisionjournal_changelist")
         if not self.has_operate_permission(request):
             raise PermissionDenied
-        month = timezone.now().strftime("%Y-%m")
+        month = business_month_label(timezone.now())
         provisions_daily_compute()
         rows = provision_journal_compute(month=month_previous(month)) + provision_journal_compute(month=month)
         self.message_user(request, f"Recomputed {len(rows)} journal rows and today's provisions.", messages.SUCCESS)

@@ -20,13 +20,13 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from mercari_ops.common.business_time import month_bounds
 from mercari_ops.common.errors import ValidationFailed
 
 from ..catalog import campaign_rules_load, merchant_directory_load
 from ..models import Bill, Campaign, CampaignBacktest
 from ..selectors import customer_facts_many
 from . import settlement_sql
-from .provisions import month_bounds
 from .settlement import SettlementContext, SettlementReport, lines_plan, month_bill_ids
 
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")

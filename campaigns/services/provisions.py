@@ -16,26 +16,20 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from mercari_ops.common.business_time import MONTH_FORMAT, business_date, month_bounds, month_parse, month_shift
+
 from ..models import Bill, Campaign, CampaignReward, PointsGrant, ProvisionDaily, ProvisionJournal
 from .settlement import SettlementContext, SettlementReport, bills_settle
 
 
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return start, end
-
-
 def month_previous(month: str) -> str:
-    start, _ = month_bounds(month)
-    return (start.replace(year=start.year - 1, month=12) if start.month == 1
-            else start.replace(month=start.month - 1)).strftime("%Y-%m")
+    return month_shift(month_parse(month), -1).strftime(MONTH_FORMAT)
 
 
 def _sum(query, campaign_id: int) -> int:
@@ -73,7 +67,7 @@ def provision_journal_compute(*, month: str) -> list[ProvisionJournal]:
 
 def provisions_daily_compute(*, day: date | None = None, batch: int = 500) -> dict[int, dict]:
     """Expected points of pending bills (dry plan) and of undelivered grants, per campaign, for `day`."""
-    day = day or timezone.now().date()
+    day = day or business_date(timezone.now())
     ctx = SettlementContext.load()
     expected = SettlementReport()
     dry_used: dict = {}

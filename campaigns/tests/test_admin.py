@@ -16,6 +16,7 @@ from campaigns.models import (
 from campaigns.services import bills_settle, grants_deliver_all, provision_journal_compute
 from campaigns.tests.conftest import BACKTEST_DRAFT_RESULT
 from campaigns.tests.factories import bill_event, line
+from mercari_ops.common.business_time import business_date, business_month_label
 
 pytestmark = pytest.mark.django_db
 ADD = "/admin/campaigns/campaign/add/"
@@ -258,9 +259,9 @@ def test_recompute_view_writes_todays_provisions_and_the_journal(operator, campa
     response = operator.post(url, follow=True)
 
     assert "Recomputed 4 journal rows and today&#x27;s provisions." in response.content.decode()
-    daily = ProvisionDaily.objects.get(campaign=inner, day=timezone.now().date())
+    daily = ProvisionDaily.objects.get(campaign=inner, day=business_date(timezone.now()))
     assert (daily.unsettled_lines, daily.expected_points, daily.pending_grant_points) == (1, 100, 60)
-    month = timezone.now().strftime("%Y-%m")
+    month = business_month_label(timezone.now())
     assert set(ProvisionJournal.objects.values_list("month", "campaign_id")) == {
         (m, c.pk) for m in (month, month_previous(month)) for c in (inner, outer)}
     journal = ProvisionJournal.objects.get(campaign=inner, month=month)
@@ -292,7 +293,7 @@ def test_journal_csv_export(marketer, campaigns, customer, record_bill):
     grants_deliver_all()
     from django.utils import timezone
 
-    provision_journal_compute(month=timezone.now().strftime("%Y-%m"))
+    provision_journal_compute(month=business_month_label(timezone.now()))
     response = marketer.post("/admin/campaigns/provisionjournal/", {
         "action": "export_csv", "_selected_action": list(ProvisionJournal.objects.values_list("pk", flat=True))})
     body = b"".join(response.streaming_content).decode()

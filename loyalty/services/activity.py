@@ -24,6 +24,8 @@ from datetime import date, datetime
 from django.db import transaction
 from django.utils import timezone
 
+from mercari_ops.common.business_time import business_month_of_iso
+
 from .. import selectors
 from ..rules import metrics_add, metrics_empty, window_start
 from . import loyalty_sql
@@ -31,8 +33,8 @@ from .stages import CustomerState, restage
 
 
 def _month_of(occurred_at: str) -> date:
-    # The schema normalised occurred_at to UTC ISO ("2026-10-03T09:00:00Z").
-    return date(int(occurred_at[0:4]), int(occurred_at[5:7]), 1)
+    # The schema normalised occurred_at to UTC ISO ("2026-10-03T09:00:00Z"); the bucket is Japan's month.
+    return business_month_of_iso(occurred_at)
 
 
 def _customers_totals_window(customer_ids: list[str], sums: dict, now: datetime,

@@ -22,18 +22,31 @@ def totals(customer_id="c-1"):
 
 
 def test_activity_adds_amount_and_count_to_its_month(push):
-    # given two buys and one sale in October and one buy in November
-    for kind, amount, at in [("buy", 1200, "2026-10-03T09:00:00Z"), ("buy", 800, "2026-10-31T23:59:59Z"),
-                             ("sell", 500, "2026-10-10T00:00:00Z"), ("buy", 300, "2026-11-01T00:00:00Z")]:
+    # given two buys and one sale in October and one buy in November, Japan time
+    for kind, amount, at in [("buy", 1200, "2026-10-03T09:00:00Z"), ("buy", 800, "2026-10-31T14:59:59Z"),
+                             ("sell", 500, "2026-10-10T00:00:00Z"), ("buy", 300, "2026-10-31T15:00:00Z")]:
         assert push(TOPIC, event(kind=kind, amount=amount, occurred_at=at)).status_code == 204
-    # then one row per kind and UTC month
+    # then one row per kind and business month
     assert totals() == {("buy", date(2026, 10, 1), 2000, 2), ("sell", date(2026, 10, 1), 500, 1),
                         ("buy", date(2026, 11, 1), 300, 1)}
 
 
-def test_offset_times_are_bucketed_by_utc_month(push):
+def test_the_month_boundary_is_japan_midnight(push):
+    # 2026-11-30T14:59:59Z is 23:59:59 on 30 November in Japan; one second later it is 1 December
+    push(TOPIC, event(amount=100, occurred_at="2026-11-30T14:59:59Z"))
+    push(TOPIC, event(amount=200, occurred_at="2026-11-30T15:00:00Z"))
+    push(TOPIC, event(amount=400, occurred_at="2026-12-01T08:59:59+09:00"))  # still December, any offset
+
+    assert totals() == {("buy", date(2026, 11, 1), 100, 1), ("buy", date(2026, 12, 1), 600, 2)}
+
+
+def test_with_a_utc_business_calendar_the_months_are_utc_months(push, settings):
+    settings.BUSINESS_TIME_ZONE = "UTC"
+
+    push(TOPIC, event(amount=200, occurred_at="2026-11-30T15:00:00Z"))
     push(TOPIC, event(amount=100, occurred_at="2026-11-01T08:00:00+09:00"))  # 2026-10-31T23:00Z
-    assert totals() == {("buy", date(2026, 10, 1), 100, 1)}
+
+    assert totals() == {("buy", date(2026, 11, 1), 200, 1), ("buy", date(2026, 10, 1), 100, 1)}
 
 
 def test_repeated_event_id_changes_nothing(push):

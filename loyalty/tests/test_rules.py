@@ -1,4 +1,4 @@
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -41,13 +41,20 @@ def test_missing_lists_every_unmet_threshold():
 
 
 @pytest.mark.parametrize("now, months, start", [
-    (datetime(2026, 11, 22), 12, date(2025, 12, 1)),
-    (datetime(2026, 1, 1), 1, date(2026, 1, 1)),
-    (datetime(2026, 1, 31), 2, date(2025, 12, 1)),
-    (datetime(2026, 3, 15), 27, date(2024, 1, 1)),
+    (datetime(2026, 11, 22, tzinfo=UTC), 12, date(2025, 12, 1)),
+    (datetime(2026, 1, 1, 3, tzinfo=UTC), 1, date(2026, 1, 1)),
+    (datetime(2026, 1, 31, 3, tzinfo=UTC), 2, date(2025, 12, 1)),
+    (datetime(2026, 3, 15, tzinfo=UTC), 27, date(2024, 1, 1)),
+    (datetime(2026, 1, 31, 15, tzinfo=UTC), 2, date(2026, 1, 1)),  # 1 February 00:00 in Japan
+    (datetime(2025, 12, 31, 14, 59, 59, tzinfo=UTC), 1, date(2025, 12, 1)),  # 23:59:59 on 31 December in Japan
 ])
-def test_window_is_calendar_months_including_the_current_one(now, months, start):
+def test_window_is_business_months_including_the_current_one(now, months, start):
     assert window_start(now, months) == start
+
+
+def test_window_months_follow_the_business_calendar(settings):
+    settings.BUSINESS_TIME_ZONE = "UTC"
+    assert window_start(datetime(2026, 1, 31, 15, tzinfo=UTC), 2) == date(2025, 12, 1)
 
 
 @pytest.mark.parametrize("change, field", [

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 
 from .locks import try_named_lock
 
@@ -80,7 +81,9 @@ def periodic_tasks_sync() -> int:
         else:
             cron = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
             cron.update({k: str(v) for k, v in spec.crontab.items()})
-            defaults["crontab"], _ = CrontabSchedule.objects.get_or_create(timezone="UTC", **cron)
+            # Crontabs are business times: "nightly" is Japan's midnight, not UTC's.
+            defaults["crontab"], _ = CrontabSchedule.objects.get_or_create(timezone=settings.BUSINESS_TIME_ZONE,
+                                                                           **cron)
         if spec.queue:
             defaults["queue"] = spec.queue
         PeriodicTask.objects.update_or_create(name=spec.name, defaults=defaults)
