@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Group
@@ -224,8 +225,8 @@ def test_worker_killed_mid_handler_is_handled_later_exactly_once(push, test_topi
     assert push(name, {"event_id": "k-1"}).status_code == 204
     InboxEvent.objects.filter(event_id="k-1").update(next_attempt_at=timezone.now())
     env = dict(os.environ)
-    env["DATABASE_URL"] = (f"postgres://{connection.settings_dict['USER']}@{connection.settings_dict['HOST']}:"
-                           f"{connection.settings_dict['PORT']}/{connection.settings_dict['NAME']}")
+    db = connection.settings_dict  # a Unix-socket directory as host goes percent-encoded into the URL
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{quote(db['HOST'], safe='')}:{db['PORT']}/{db['NAME']}"
     killed = subprocess.run([sys.executable, "-c", KILLER, name], cwd=ROOT, env=env, timeout=60)
     assert killed.returncode == 9
     row = InboxEvent.objects.get(event_id="k-1")
