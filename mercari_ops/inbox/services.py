@@ -58,15 +58,26 @@ class Result:
 # --- decoding ----------------------------------------------------------------
 
 
-def envelope_decode(body: bytes) -> tuple[dict, str]:
-    """The event dict and the Pub/Sub messageId of a push body, or ValidationFailed naming the field."""
+def envelope_decode(body: bytes, message_id: str = "") -> tuple[dict, str]:
+    """The event and the Pub/Sub message ID of a push body, or ValidationFailed naming the field.
+
+    Both forms of push, told apart by the body alone: wrapped (the standard push: a JSON object with
+    `message` and `subscription`, the event being the base64 `message.data`) and unwrapped (Google's
+    "no wrapper" option: the body is the event JSON itself). An unwrapped push carries its message ID,
+    when the subscription writes metadata, in the x-goog-pubsub-message-id header: the caller passes it
+    as `message_id`.
+    """
     try:
-        envelope = json.loads(body)
+        parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("body is not valid JSON", "body") from None
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
-        raise ValidationFailed("message is required and must be an object", "message")
-    message = envelope["message"]
+    if not isinstance(parsed, dict):
+        raise ValidationFailed("body must be a JSON object (an event, or a Pub/Sub push envelope)", "body")
+    if "message" not in parsed or "subscription" not in parsed:
+        return parsed, message_id[:128]
+    message = parsed["message"]
+    if not isinstance(message, dict):
+        raise ValidationFailed("message must be an object", "message")
     data = message.get("data")
     if not isinstance(data, str) or not data:
         raise ValidationFailed("message.data is required (base64 of the event JSON)", "message.data")
@@ -89,10 +100,17 @@ def event_clean(topic: Topic, event) -> dict:
 # --- dead letters --------------------------------------------------------------
 
 
-def dead_letter_record(*, topic: str, body: bytes | str, error: str, field: str | None) -> DeadLetter:
-    """Store a bad body once (per topic + sha256); a repeat only bumps its counter."""
+def dead_letter_record(*, topic: str, body: bytes | str, error: str, field: str | None,
+                       sha256: str | None = None) -> DeadLetter:
+    """Store a bad body once (per topic + sha256); a repeat only bumps its counter.
+
+    `sha256` is given when `body` is only the head of a body too large to keep (the hash of all of it).
+    An unwrapped push may carry any bytes: what is not UTF-8, and NUL (which PostgreSQL text cannot
+    hold), is kept as U+FFFD.
+    """
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
+    text = text.replace("\x00", "\ufffd")
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -106,6 +124,30 @@ def dead_letter_record(*, topic: str, body: bytes | str, error: str, field: str 
     if not created:
         DeadLetter.objects.filter(pk=letter.pk).update(times_received=F("times_received") + 1, last_received_at=now)
     return letter
+
+
+# Of a push body over PUBSUB_PUSH_MAX_BODY_BYTES, the dead letter keeps this many first bytes.
+OVERSIZED_BODY_KEPT_BYTES = 64 * 1024
+
+
+def inbox_refuse_oversized(*, topic_name: str, head: bytes, rest: Iterable[bytes], limit: int) -> None:
+    """A push body larger than `limit` bytes: dead-letter its head, size and hash; raise ValidationFailed.
+
+    `head` is what was read (more than `limit` bytes), `rest` the chunks still unread: they are hashed
+    and counted, never held, so a body of any size costs one chunk of memory beyond the head.
+    """
+    digest = hashlib.sha256(head)
+    size = len(head)
+    kept = head[:OVERSIZED_BODY_KEPT_BYTES]
+    for chunk in rest:
+        digest.update(chunk)
+        size += len(chunk)
+        if len(kept) < OVERSIZED_BODY_KEPT_BYTES:
+            kept += chunk[:OVERSIZED_BODY_KEPT_BYTES - len(kept)]
+    message = f"body is {size} bytes, more than the {limit} a push may carry (PUBSUB_PUSH_MAX_BODY_BYTES)"
+    dead_letter_record(topic=topic_name, body=kept, field="body", sha256=digest.hexdigest(),
+                       error=f"{message}; kept: its first {len(kept)} bytes, sha256 {digest.hexdigest()}")
+    raise ValidationFailed(message, "body")
 
 
 # --- the handler run -------------------------------------------------------------
@@ -260,8 +302,12 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
     return results
 
 
-def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, group_commit: bool = False) -> Result:
+def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, group_commit: bool = False,
+                  message_id: str = "") -> Result:
     """The push endpoint's service: decode, validate, accept. Raises ValidationFailed (400).
+
+    `body` is wrapped or unwrapped (see envelope_decode); `message_id` is the x-goog-pubsub-message-id
+    header of an unwrapped push, if any.
 
     With `group_commit` the accept runs in one transaction together with the pushes of this
     process that arrived at the same moment (see mercari_ops.common.groupcommit).
@@ -270,7 +316,7 @@ def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, gro
     try:
         if topic is None:
             raise ValidationFailed(f"unknown topic {topic_name!r}", "topic")
-        raw_event, message_id = envelope_decode(body)
+        raw_event, message_id = envelope_decode(body, message_id)
         event = event_clean(topic, raw_event)
     except ValidationFailed as exc:
         if record_dead:

@@ -39,8 +39,9 @@ def test_event_is_processed_once_and_duplicate_is_204(push, test_topic):
     "body, field",
     [
         (b"not json", "body"),
-        (json.dumps({"nomessage": 1}).encode(), "message"),
-        (json.dumps({"message": {"data": "%%%not-base64"}}).encode(), "message.data"),
+        (json.dumps({"message": [], "subscription": "projects/p/subscriptions/s"}).encode(), "message"),
+        (json.dumps({"message": {}, "subscription": "projects/p/subscriptions/s"}).encode(), "message.data"),
+        (json.dumps({"message": {"data": "%%%not-base64"}, "subscription": "s"}).encode(), "message.data"),
         (push_body(b"{broken json"), "message.data"),
         (push_body({"n": 1}), "event_id"),
         (push_body({"event_id": "e-2", "n": "seven"}), "n"),
