@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
+from mercari_ops.common.business_time import business_month_label
+
 from .models import Customer, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import (
     DEFAULT_DEFINITION,
@@ -154,7 +156,7 @@ def customer_profile_get(*, customer_id: str, now: datetime | None = None) -> di
         "pin": pin,
         "rules_version": ruleset.version,
         "window": {"months": ruleset.window_months, "from": start.strftime("%Y-%m"),
-                   "to": now.strftime("%Y-%m")},
+                   "to": business_month_label(now)},
         "totals": {kind: {"amount": metrics[f"{kind}_amount"], "count": metrics[f"{kind}_count"]}
                    for kind in ("buy", "sell", "pay")},
         "next_stage": None if next_rule is None else {

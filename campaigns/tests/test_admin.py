@@ -1,5 +1,7 @@
 """Marketers' admin: validation messages, versioning, CSV exports, merchant import, backtest, provisions."""
 
+from datetime import UTC, datetime
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -55,6 +57,20 @@ def test_marketer_creates_a_campaign(marketer):
     campaign = Campaign.objects.get()
     assert [(r.stage_from, r.stage_to, str(r.rate)) for r in campaign.rates.all()] == [(10, 20, "1.0"),
                                                                                        (30, 40, "2.0")]
+
+
+def test_the_period_is_entered_and_shown_in_japan_time(marketer):
+    # given a campaign entered as 1 December 00:00 to 1 January 00:00 (Japan time, the admin's)
+    response = marketer.post(ADD, _form(starts_at_0="2026-12-01", ends_at_0="2027-01-01"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+
+    campaign = Campaign.objects.get()
+    # then it is stored as the instants 2026-11-30T15:00:00Z and 2026-12-31T15:00:00Z
+    assert (campaign.starts_at, campaign.ends_at) == (datetime(2026, 11, 30, 15, tzinfo=UTC),
+                                                      datetime(2026, 12, 31, 15, tzinfo=UTC))
+    # and the change page shows the local wall time again
+    page = marketer.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert 'value="2026-12-01"' in page and 'value="00:00:00"' in page
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -9,6 +9,7 @@ from loyalty import services
 from loyalty.selectors import customer_stage_get
 from loyalty.services import activity_apply
 from loyalty.tests.factories import event, publish_rules
+from mercari_ops.common.business_time import business_month_label
 
 pytestmark = pytest.mark.django_db
 
@@ -26,12 +27,13 @@ def test_customer_profile_has_stage_window_totals_next_stage_and_changes(api_cli
     assert (body["customer_id"], body["stage"], body["stage_name"], body["rules_stage"]) == ("c-1", 20, "Silver", 20)
     assert body["totals"] == {"buy": {"amount": 12000, "count": 2}, "sell": {"amount": 900, "count": 1},
                               "pay": {"amount": -100, "count": -1}}
-    assert body["window"]["months"] == 12 and body["window"]["to"] == now.strftime("%Y-%m")
+    assert body["window"]["months"] == 12 and body["window"]["to"] == business_month_label(now)
     assert body["next_stage"] == {"stage": 30, "name": "Gold", "combine": "any",
                                   "thresholds": {"buy_amount": 50000, "sell_count": 10},
                                   "missing": {"buy_amount": 38000, "sell_count": 9}}
     assert [(c["from"], c["to"], c["cause"]) for c in body["recent_changes"]] == [(10, 20, "upgrade")]
     assert body["recent_changes"][0]["reason"]["reached"]["stage"] == 20
+    assert body["recent_changes"][0]["at"].endswith("Z")  # APIs answer in UTC whatever the business zone
     assert body["pin"] is None and body["rules_version"] == 1
 
 
