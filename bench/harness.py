@@ -150,6 +150,7 @@ def bench_env(database: str = DEFAULT_DATABASE, *, redis_db: int = DEFAULT_REDIS
     env.setdefault("DJANGO_SECRET_KEY", "bench-secret-key-" + "x" * 40)
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
     env["SECURE_SSL_REDIRECT"] = "0"
+    env.setdefault("PUBSUB_AUTH", "token")  # production defaults to oidc; benches push with the static token
     env.setdefault("PUBSUB_PUSH_TOKEN", "bench-token")
     env.setdefault("BRAZE_WEBHOOK_TOKEN", "bench-braze")
     env.setdefault("LINE_CHANNEL_ACCESS_TOKEN", "bench-line")

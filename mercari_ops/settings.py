@@ -196,7 +196,7 @@ SPECTACULAR_SETTINGS = {
 PUBSUB_PUSH_TOKEN = env.str("PUBSUB_PUSH_TOKEN", default="dev-pubsub-token" if DEBUG else None)
 # How pushes authenticate: "oidc" (production) checks the Google-signed ID token a push subscription sends
 # (mercari_ops/inbox/auth.py); "token" compares PUBSUB_PUSH_TOKEN (local development, tests, benches).
-PUBSUB_AUTH = env.str("PUBSUB_AUTH", default="token")
+PUBSUB_AUTH = env.str("PUBSUB_AUTH", default="token" if DEBUG else "oidc")
 if PUBSUB_AUTH not in ("token", "oidc"):
     raise ImproperlyConfigured(f"PUBSUB_AUTH must be token or oidc, not {PUBSUB_AUTH!r}")
 PUBSUB_OIDC_AUDIENCE = env.list("PUBSUB_OIDC_AUDIENCE", default=[])
