@@ -7,6 +7,8 @@ from django.db import connection
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.utils import timezone
 
+from loyalty import selectors as loyalty_selectors
+
 from . import rules
 from .catalog import catalog_get
 from .models import CardStatus
@@ -29,8 +31,14 @@ def _kept_cursor():
     return kept[1]
 
 
+def _stage_of(stage: int | None, card_status: int | None) -> int | None:
+    """A card holder with no marketplace activity yet has the lowest stage, like everyone before their first
+    activity; only an ID unknown to both loyalty and the card is an unknown customer (None)."""
+    return loyalty_selectors.stage_lowest() if stage is None and card_status is not None else stage
+
+
 def customer_facts_get(*, customer_id: str) -> tuple[int | None, int | None]:
-    """(effective loyalty stage, card status) in one indexed query; None for what is unknown.
+    """(loyalty stage, card status) in one indexed query; None for what is unknown (see `_stage_of`).
 
     The query is the same on every request, so PostgreSQL parses and plans it once per connection
     (prepared on first use; DATABASES OPTIONS["prepare_threshold"] None disables it, as behind a
@@ -44,21 +52,23 @@ def customer_facts_get(*, customer_id: str) -> tuple[int | None, int | None]:
         cursor = _kept_cursor()
         with connection.wrap_database_errors:
             cursor.execute(statement, [customer_id, customer_id], prepare=True)
-            return cursor.fetchone()
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [customer_id, customer_id])
-        stage, card_status = cursor.fetchone()
-    return stage, card_status
+            stage, card_status = cursor.fetchone()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [customer_id, customer_id])
+            stage, card_status = cursor.fetchone()
+    return _stage_of(stage, card_status), card_status
 
 
 def customer_facts_many(*, customer_ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
-    """Stages and card statuses of many customers (settlement, backtest, provisions): two queries."""
-    from loyalty.models import Customer
-
-    stages = dict(Customer.objects.filter(customer_id__in=customer_ids).values_list("customer_id", "stage"))
+    """Stages and card statuses of many customers (settlement, backtest, provisions): two queries (three when a
+    card holder has no loyalty stage yet); a customer unknown to both is absent."""
+    stages = loyalty_selectors.customer_stages_many(customer_ids=customer_ids)
     statuses = dict(
         CardStatus.objects.filter(customer_id__in=customer_ids).values_list("customer_id", "mercard_status")
     )
+    newcomers = [customer_id for customer_id in statuses if customer_id not in stages]
+    stages.update({customer_id: _stage_of(None, statuses[customer_id]) for customer_id in newcomers})
     return stages, statuses
 
 

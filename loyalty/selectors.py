@@ -9,6 +9,7 @@ from datetime import date, datetime
 from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
+from psycopg import sql
 
 from mercari_ops.common.business_time import business_month_label
 
@@ -43,6 +44,26 @@ def customer_stage_get(*, customer_id: str) -> int | None:
     if pin_expires_at is not None and pin_expires_at <= timezone.now():
         return rules_stage
     return stage
+
+
+def customer_stages_many(*, customer_ids: Iterable[str]) -> dict[str, int]:
+    """Stages of many customers (settlement, backtest): one query; unknown customers are absent."""
+    return dict(Customer.objects.filter(customer_id__in=list(customer_ids)).values_list("customer_id", "stage"))
+
+
+def customer_stage_sql() -> sql.Composed:
+    """The customer's stage as a scalar subquery on customer_id %s, for a caller's one-query read (the
+    estimate's hot path): loyalty's table stays loyalty's to name."""
+    def name(attname: str) -> sql.Identifier:
+        return sql.Identifier(Customer._meta.get_field(attname).column)
+
+    return sql.SQL("SELECT {stage} FROM {table} WHERE {customer_id} = %s").format(
+        stage=name("stage"), table=sql.Identifier(Customer._meta.db_table), customer_id=name("customer_id"))
+
+
+def stage_lowest() -> int:
+    """The stage of a customer with no activity yet: the lowest of the rules in force."""
+    return rules_active().stages[0].stage
 
 
 _RULESETS: dict[int, RuleSet] = {}

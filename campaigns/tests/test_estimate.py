@@ -47,6 +47,25 @@ def test_estimate_ignores_the_cap(api_client, live, customer):
     assert api_client.post(URL, body, format="json").json()["points"] == 50_000  # cap of 500 not applied
 
 
+def _card_holder_without_activity(customer_id: str) -> None:
+    from campaigns.services import card_status_record_many
+
+    card_status_record_many(events=[{"event_id": f"cs-{customer_id}", "customer_id": customer_id,
+                                     "mercard_status": 2, "changed_at": "2026-09-01T00:00:00Z"}])
+
+
+def test_a_card_holder_without_marketplace_activity_has_the_lowest_stage(api_client, live):
+    from loyalty.tests.factories import publish_rules
+
+    publish_rules()  # stages 10 (lowest) to 40
+    _card_holder_without_activity("c-new")
+
+    response = api_client.post(URL, {"customer_id": "c-new", "amount": 3000, "channel": "mercari"}, format="json")
+
+    assert response.json() == {"eligible": True, "points": 30, "rate": "1.0", "campaign_id": live[0].pk,
+                               "reason": None}
+
+
 def test_unknown_customer_is_not_eligible_with_a_reason(api_client, live):
     response = api_client.post(URL, {"customer_id": "nobody", "amount": 3000, "channel": "mercari"}, format="json")
     assert response.status_code == 200

@@ -47,6 +47,24 @@ def test_bill_lines_become_rewards_per_campaign(campaigns, customer, record_bill
     assert Bill.objects.get().status == "settled"
 
 
+def test_a_card_holder_without_marketplace_activity_is_settled_at_the_lowest_stage(campaigns, record_bill):
+    from campaigns.services import card_status_record_many
+    from loyalty.tests.factories import publish_rules
+
+    inner, _ = campaigns
+    publish_rules()
+    card_status_record_many(events=[{"event_id": "cs-new", "customer_id": "c-new", "mercard_status": 2,
+                                     "changed_at": "2026-09-01T00:00:00Z"}])
+    bill = record_bill(bill_event("c-new", [line("p-1", 3000)]))
+    unknown = record_bill(bill_event("c-nobody", [line("p-2", 3000)]))  # neither a card nor any activity
+
+    report, _ = bills_settle(bill_ids=[bill, unknown])
+
+    assert {r.payment_id: (r.campaign_id, r.points, r.stage) for r in CampaignReward.objects.all()} == {
+        "p-1": (inner.pk, 30, 10)}
+    assert report.lines_unknown_customer == 1
+
+
 def test_unknown_merchant_is_settled_without_match_and_counted(campaigns, customer, record_bill):
     customer("c-1", stage=10)
     bill = record_bill(bill_event("c-1", [line("p-1", 3000, "m-nobody", channel="outside"), line("p-2", 1000)]))
