@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import push_body
+from mercari_ops.common.tests import test_platform as platform_tests
 from mercari_ops.inbox.auth import (
     CertificatesUnavailable,
     GoogleCertificates,
@@ -281,12 +282,7 @@ def test_changing_an_oidc_setting_rebuilds_the_verifier(settings):
 # --- settings ------------------------------------------------------------------------------------
 
 PRODUCTION = {
-    "DEBUG": "0",
-    "DJANGO_SECRET_KEY": "k" * 20 + "production-secret-with-enough-entropy-1234567890",
-    "ALLOWED_HOSTS": "ops.example.com",
-    "BRAZE_WEBHOOK_TOKEN": "b",
-    "LINE_CHANNEL_ACCESS_TOKEN": "l",
-    "LINE_CHANNEL_SECRET": "s",
+    **platform_tests.PRODUCTION,
     "PUBSUB_AUTH": "oidc",
     "PUBSUB_OIDC_AUDIENCE": "https://ops.example.com/pubsub/push/loyalty-activity,https://ops.example.com/pubsub/push",
     "PUBSUB_OIDC_SERVICE_ACCOUNTS": SERVICE_ACCOUNT,
