@@ -428,6 +428,19 @@ def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, base
             "steal": {"min": min(steals), "median": statistics.median(steals), "max": max(steals)}}
 
 
+def rounds_digest(measured: dict) -> list[str]:
+    """One line per round of a `rounds_interleaved` result: accepted or run again, the endpoints' shares of
+    the baseline and every run's steal, in the order the runs went, e.g.
+    " 3 ok        push=0.612 | steal push 0.021, bare_view 0.034"."""
+    lines = []
+    for row in measured["rounds"]:
+        shares = ", ".join(f"{key.split('_share_of_')[0]}={value:.3f}" for key, value in row.items()
+                           if "_share_of_" in key)
+        steal = ", ".join(f"{name} {row[name]['steal']:.3f}" for name in row["order"])
+        lines.append(f"{row['round']:>2} {'ok' if row['accepted'] else 'run again':<9} {shares} | steal {steal}")
+    return lines
+
+
 def machine() -> str:
     cpu = "unknown cpu"
     try:
