@@ -6,7 +6,7 @@ parsing cost more than the INSERT itself, and the arrays go as literals, `pg_arr
 list element by element in Python). Both are composed once, at import, with `psycopg.sql` (table and column
 names from `InboxEvent._meta`, data only ever as parameters) and kept as text: the same text on every call,
 so psycopg prepares each once per connection (server-side binding, DB_PREPARE_THRESHOLD) and a push pays
-no composition. Rows are written as processed; other outcomes update them (services.py).
+no composition. Rows are written as processed; other outcomes update them (services/handler.py).
 """
 
 from __future__ import annotations
