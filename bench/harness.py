@@ -362,7 +362,10 @@ def parse_wrk(out: str) -> dict:
     for pct in ("50", "99"):
         match = re.search(rf"\s{pct}(?:\.000)?%\s+([\d.]+(?:us|ms|s))", out)
         result[f"p{pct}_ms"] = round(_ms(match.group(1)), 3) if match else None
-    result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    served = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
+    result["requests"] = int(served.group(1))
+    # wrk's own measure of the run: a sync worker's last slow requests can stretch it past -d
+    result["seconds"] = float(served.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[served.group(3)]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["non2xx"] = int(non2xx.group(1)) if non2xx else 0
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -383,11 +386,11 @@ def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, base
     This host is a VM whose CPU steal (time the hypervisor gives to other guests) swings between nothing
     and half of the CPU within seconds, and with it every figure: a run in a stolen minute does half the
     requests of the same run a minute later. Short rounds that rotate their order put each side into
-    the same mix of seconds; the pooled share (requests of a side over requests of the baseline, equal
-    durations) is the figure, the per-round shares show the spread. Each run's result gets "steal" (the
-    share of the machine's CPU time stolen while it ran). With `max_steal`, a round in which any run had
-    more stolen than that is kept in the output (accepted: false) but left out of the figure and run
-    again, up to 3 x `rounds` rounds in all; the pooled share over every round is reported beside it.
+    the same mix of seconds; the pooled share (a side's requests per second over the baseline's, both
+    over the runs' summed lengths) is the figure, the per-round shares show the spread. Each run's result
+    gets "steal" (the share of the machine's CPU time stolen while it ran). With `max_steal`, a round in
+    which any run had more stolen than that is kept in the output (accepted: false) but left out of the
+    figure and run again, up to 3 x `rounds` rounds in all; the pooled share over every round is reported beside it.
     """
     names = list(runs)
     out = []
@@ -408,8 +411,14 @@ def rounds_interleaved(runs: dict[str, Callable[[], dict]], *, rounds: int, base
     accepted = [row for row in out if row["accepted"]]
 
     def pooled(name: str, rows: list[dict]) -> float | None:
-        base = sum(row[baseline]["requests"] for row in rows)
-        return round(sum(row[name]["requests"] for row in rows) / base, 3) if base else None
+        # rates pooled over the runs' own lengths (requests / seconds), so a run wrk stretched past -d
+        # counts for what it lasted
+        def rate(side: str) -> float:
+            seconds = sum(row[side]["seconds"] for row in rows)
+            return sum(row[side]["requests"] for row in rows) / seconds if seconds else 0.0
+
+        base = rate(baseline)
+        return round(rate(name) / base, 3) if base else None
 
     summary = {}
     for name in names:
