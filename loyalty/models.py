@@ -45,7 +45,8 @@ class Customer(models.Model):
 
 
 class MonthlyTotal(models.Model):
-    """Sum of amounts and count of activities of one kind in one calendar month (UTC) for one customer.
+    """Sum of amounts and count of activities of one kind in one business month (BUSINESS_TIME_ZONE, Japan's)
+    for one customer. Rows written before the switch from UTC months are moved by `loyalty_rebucket`.
 
     A reversal (negative amount) adds its negative amount and a count of -1.
     """
@@ -53,7 +54,7 @@ class MonthlyTotal(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="monthly_totals",
                                  db_index=False)
     kind = models.CharField(max_length=4, choices=Kind.choices)
-    month = models.DateField(help_text="First day of the month (UTC).")
+    month = models.DateField(help_text="First day of the business month (Japan time).")
     amount = models.BigIntegerField(default=0)
     count = models.IntegerField(default=0)
 
@@ -171,3 +172,21 @@ class StagePin(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class RebucketedEvent(models.Model):
+    """An activity event `loyalty_rebucket` moved from its UTC month to its business month: the unique
+    event_id, inserted in the same statement as the move, makes each move happen once (re-runs, crashes).
+    Kept: the event_id (already the inbox's dedupe key) and the two months, nothing about the customer."""
+
+    event_id = models.CharField(max_length=128, unique=True)
+    old_month = models.DateField(help_text="The UTC month it was counted in.")
+    new_month = models.DateField(help_text="Its business month (Japan time), where it is counted now.")
+    moved_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "loyalty_rebucketed_event"
+        verbose_name = "re-bucketed activity event"
+
+    def __str__(self) -> str:
+        return f"{self.event_id}: {self.old_month:%Y-%m} -> {self.new_month:%Y-%m}"

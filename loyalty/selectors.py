@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import BooleanField, ExpressionWrapper, Q, Sum
 from django.utils import timezone
 from psycopg import sql
 
 from mercari_ops.common.business_time import business_month_label
+from mercari_ops.inbox.models import InboxEvent
 
-from .models import Customer, RecomputeJob, StageChange, StagePin, StageRuleVersion
+from .models import Customer, RebucketedEvent, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import (
     DEFAULT_DEFINITION,
     METRICS,
@@ -226,3 +227,31 @@ def recompute_job_latest() -> RecomputeJob | None:
 def pin_active_for(*, customer: Customer, now: datetime | None = None) -> StagePin | None:
     now = now or timezone.now()
     return customer.pins.filter(revoked_at__isnull=True, expires_at__gt=now).order_by("-created_at").first()
+
+
+# --- re-bucketing (loyalty_rebucket): what the inbox counted, what was moved ---------------------------
+
+
+def inbox_counted_get(*, topic: str, event_ids: list[str]) -> dict[str, tuple[datetime, bool]]:
+    """{event_id: (processed_at, payload kept)} of those events the inbox counted (processed rows of `topic`)."""
+    kept = ExpressionWrapper(Q(payload__isnull=False), output_field=BooleanField())
+    rows = (InboxEvent.objects.filter(topic=topic, event_id__in=event_ids, status=InboxEvent.Status.PROCESSED)
+            .values_list("event_id", "processed_at", kept))
+    return {event_id: (processed_at, has_payload) for event_id, processed_at, has_payload in rows}
+
+
+def inbox_payloads_next(*, topic: str, after_pk: int, limit: int) -> list[tuple[int, dict]]:
+    """The next `limit` processed rows of `topic` still holding their payload, as (pk, payload), in pk order."""
+    return list(InboxEvent.objects.filter(topic=topic, status=InboxEvent.Status.PROCESSED, payload__isnull=False,
+                                          pk__gt=after_pk).order_by("pk").values_list("pk", "payload")[:limit])
+
+
+def inbox_payloadless_count(*, topic: str, processed_before: datetime) -> int:
+    """How many events of `topic` the inbox counted before `processed_before` and keeps no payload of."""
+    return InboxEvent.objects.filter(topic=topic, status=InboxEvent.Status.PROCESSED, payload__isnull=True,
+                                     processed_at__lt=processed_before).count()
+
+
+def rebucketed_among(*, event_ids: list[str]) -> set[str]:
+    """Those of `event_ids` that loyalty_rebucket already moved."""
+    return set(RebucketedEvent.objects.filter(event_id__in=event_ids).values_list("event_id", flat=True))

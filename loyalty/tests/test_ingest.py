@@ -66,8 +66,10 @@ def test_nothing_per_event_is_kept_beyond_the_dedupe_key(push):
     # no loyalty table holds the amount per event: only the monthly sum
     assert MonthlyTotal.objects.get().amount == 4321
     loyalty_tables = [t for t in connection.introspection.table_names() if t.startswith("loyalty_")]
-    assert sorted(loyalty_tables) == ["loyalty_customer", "loyalty_monthlytotal", "loyalty_recomputejob",
-                                      "loyalty_stagechange", "loyalty_stagepin", "loyalty_stageruleversion"]
+    # (loyalty_rebucketed_event: event_ids and months moved by loyalty_rebucket, no amount, no customer)
+    assert sorted(loyalty_tables) == ["loyalty_customer", "loyalty_monthlytotal", "loyalty_rebucketed_event",
+                                      "loyalty_recomputejob", "loyalty_stagechange", "loyalty_stagepin",
+                                      "loyalty_stageruleversion"]
 
 
 
