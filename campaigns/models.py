@@ -154,11 +154,16 @@ class CardStatus(models.Model):
 
 
 class Bill(models.Model):
-    """A settled Mercard monthly bill, as received on `card-bill-settled`."""
+    """A settled Mercard monthly bill, as received on `card-bill-settled`.
+
+    `dead`: settling it failed on its own data (a value out of range, a constraint); it is set aside with
+    the reason so every other bill settles, and an operator retries it from the admin after a fix.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting for settlement"
         SETTLED = "settled", "Settled"
+        DEAD = "dead", "Set aside: cannot settle"
 
     bill_id = models.CharField(max_length=128, unique=True)
     customer_id = models.CharField(max_length=64)
@@ -170,6 +175,12 @@ class Bill(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True, help_text="Last settlement run over this bill.")
     unmatched_lines = models.PositiveIntegerField(default=0, help_text="Lines with an unknown merchant.")
+    # db_default too: bills are also loaded by COPY (bench, restores) that does not name these columns
+    dead_reason = models.TextField(blank=True, default="", db_default="",
+                                   help_text="Why settlement set this bill aside (the database error).")
+    dead_at = models.DateTimeField(null=True, blank=True, help_text="When settlement last set it aside.")
+    settle_failures = models.PositiveIntegerField(default=0, db_default=0,
+                                                  help_text="Settlement runs that failed on this bill.")
 
     class Meta:
         ordering = ["-received_at"]
@@ -213,7 +224,7 @@ class PointsGrant(models.Model):
 
     bill = models.ForeignKey(Bill, on_delete=models.PROTECT, related_name="grants")
     customer_id = models.CharField(max_length=64)
-    points = models.PositiveIntegerField()
+    points = models.PositiveBigIntegerField()
     idempotency_key = models.CharField(max_length=160, unique=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
@@ -240,7 +251,7 @@ class CampaignReward(models.Model):
     stage = models.PositiveSmallIntegerField(null=True, blank=True)
     rate = models.DecimalField(max_digits=4, decimal_places=1)
     amount = models.BigIntegerField(help_text="Payment amount in yen.")
-    points = models.PositiveIntegerField()
+    points = models.PositiveBigIntegerField()
     capped = models.BooleanField(default=False, help_text="The per-customer cap reduced these points.")
     settled_at = models.DateTimeField(help_text="When the bill was settled (paid).")
     created_at = models.DateTimeField(default=timezone.now)
@@ -278,12 +289,36 @@ class PointsLedgerEntry(models.Model):
 
     idempotency_key = models.CharField(max_length=160, unique=True)
     customer_id = models.CharField(max_length=64, db_index=True)
-    points = models.IntegerField()
+    points = models.BigIntegerField()
     reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "points ledger entries"
+
+
+class PointsServiceBreaker(models.Model):
+    """Circuit breaker of grant delivery (one row per outside service; "points" today).
+
+    After CAMPAIGNS_POINTS_BREAKER_FAILURES unavailable answers in a row (or a refused connection) delivery
+    pauses until `open_until` (short, doubling, at most CAMPAIGNS_POINTS_BREAKER_RETRY_MAX_SECONDS), charging
+    no grant an attempt for the outage; the first answer after it closes the breaker.
+    """
+
+    name = models.CharField(max_length=32, unique=True)
+    consecutive_failures = models.PositiveIntegerField(default=0, help_text="Unavailable answers in a row.")
+    openings = models.PositiveIntegerField(default=0, help_text="Times opened since the service last answered.")
+    open_until = models.DateTimeField(null=True, blank=True, help_text="Delivery paused until then; empty = closed.")
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="Start of the current outage.")
+    last_error = models.TextField(blank=True, default="")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "points service breaker"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'open until ' + self.open_until.isoformat() if self.open_until else 'closed'}"
 
 
 class CustomerNotification(models.Model):
@@ -362,3 +397,42 @@ class CampaignBacktest(models.Model):
         if not self.lines_total:
             return None
         return min(99, self.lines_done * 100 // self.lines_total)
+
+
+class MerchantImportJob(models.Model):
+    """A merchant master CSV too big for one request, checked on upload and applied by a worker (all or
+    nothing); the admin shows its progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    csv_text = models.TextField(blank=True, default="", help_text="The checked file; emptied once it is applied.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, help_text="Masters and merchant IDs created and updated.")
+    problems = models.JSONField(default=list, blank=True, help_text="The file's first problems: line, column, message.")
+    error = models.TextField(blank=True, default="")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name or 'merchant CSV'} ({self.status})"
+
+    @property
+    def progress_percent(self) -> int | None:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.rows_total:
+            return None
+        return min(99, self.rows_done * 100 // self.rows_total)
