@@ -156,6 +156,7 @@ def bench_env(database: str = DEFAULT_DATABASE, *, redis_db: int = DEFAULT_REDIS
     env.setdefault("LINE_CHANNEL_ACCESS_TOKEN", "bench-line")
     env.setdefault("LINE_CHANNEL_SECRET", "bench-secret")
     env["LOG_LEVEL"] = "WARNING"
+    env["BENCH_BARE_VIEW"] = "1"  # POST /bench/bare, the baseline every share is measured against
     env.update(extra)
     return env
 
@@ -168,7 +169,8 @@ def django_in_process(database: str) -> dict[str, str]:
     env = bench_env(database)
     database_create(env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "DJANGO_SECRET_KEY", "ALLOWED_HOSTS",
-                                           "SECURE_SSL_REDIRECT", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL")})
+                                           "SECURE_SSL_REDIRECT", "REDIS_URL", "CELERY_BROKER_URL", "LOG_LEVEL",
+                                           "PUBSUB_AUTH")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mercari_ops.settings")
     return env
 
