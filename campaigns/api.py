@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from mercari_ops.common.api import CachedTokenAuthentication
 from mercari_ops.common.errors import DomainError, NotFound, ValidationFailed, error_body
+from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.schema import Int, List, Schema, Str
 
 from .models import Campaign
@@ -78,7 +79,7 @@ class EstimateView(APIView):
         try:
             CachedTokenAuthentication().authenticate_credentials(parts[1])
             try:
-                data = json.loads(request.body)
+                data = json_loads_strict(request.body)
             except (ValueError, UnicodeDecodeError):
                 raise ValidationFailed("body is not valid JSON", "body") from None
             return _json(self.estimate(data))

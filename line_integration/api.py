@@ -1,6 +1,7 @@
 """HTTP entry points: Braze and LINE webhooks (plain views, hot path) and the marketplace's link APIs (DRF)."""
 
 from django.conf import settings
+from django.db import DataError, IntegrityError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -13,7 +14,7 @@ from mercari_ops.common.errors import ValidationFailed, error_body
 from mercari_ops.inbox.views import bearer_matches
 
 from . import services
-from .services.braze import braze_accept_grouped
+from .services.braze import braze_accept, braze_accept_grouped
 from .services.linking import BadSignature
 
 
@@ -27,9 +28,11 @@ def braze_webhook(request):
         if settings.GROUP_COMMIT:
             result = braze_accept_grouped(body=request.body)
         else:
-            result = services.braze_accept(body=request.body)
+            result = braze_accept(body=request.body)
     except ValidationFailed as exc:
         return JsonResponse(error_body(exc.message, exc.field), status=400)
+    except (DataError, IntegrityError):  # this message's own data (validation keeps it out: a last line)
+        return JsonResponse(error_body("the message cannot be stored as sent", "body"), status=400)
     return JsonResponse(result, status=202)
 
 

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from mercari_ops.common.schema import DateTime, Int, Schema, Str
+from mercari_ops.common.schema import MAX_YEN, DateTime, Int, Schema, Str
 from mercari_ops.inbox.registry import register_topic
 
 from .services.activity import activity_handle, activity_handle_batch
@@ -15,7 +15,7 @@ ACTIVITY_SCHEMA = Schema({
     "event_id": Str(max_length=128),
     "customer_id": Str(max_length=64),
     "kind": Str(max_length=4, choices=("sell", "buy", "pay")),
-    "amount": Int(min_value=-(10**12), max_value=10**12),
+    "amount": Int(min_value=-MAX_YEN, max_value=MAX_YEN),
     "occurred_at": DateTime(future_tolerance=timedelta(seconds=settings.EVENT_FUTURE_TOLERANCE_SECONDS)),
 })
 

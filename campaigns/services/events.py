@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from mercari_ops.common.schema import DateTime, Int, List, Schema, Str
+from mercari_ops.common.schema import MAX_YEN, DateTime, Int, List, Schema, Str
 
 from ..models import Bill, BillLine
 from . import events_sql
@@ -21,7 +21,7 @@ CARD_STATUS_SCHEMA = Schema({
 
 BILL_LINE_SCHEMA = Schema({
     "payment_id": Str(max_length=128),
-    "amount": Int(min_value=-(10**12), max_value=10**12),
+    "amount": Int(min_value=-MAX_YEN, max_value=MAX_YEN),
     "merchant_id": Str(max_length=64),
     "payment_method": Str(max_length=32),
     "channel": Str(max_length=16, choices=("mercari", "outside")),

@@ -28,9 +28,13 @@ requests can wait in one group) without holding a database connection per
 thread. The connection obeys CONN_MAX_AGE and is replaced when unusable.
 
 `apply_group(items) -> results` runs on the leader's thread and owns its
-transaction. If it raises, every caller of the group gets the error (a database
-error becomes OperationalError: 503, the sender retries) and the leader's
-connection is closed when it is unusable. A caller already inside a transaction
+transaction. If it raises because the database is unreachable (OperationalError,
+InterfaceError), every caller of the group gets OperationalError (503, the sender
+retries) and the leader's connection is closed when it is unusable. If it raises
+anything else (a DataError or IntegrityError of one item's data, a bug one item
+triggers), the group falls back to one transaction per item, so only the culprit
+gets its error (a database error as raised, anything else as RuntimeError) and no
+neighbour's answer depends on it. A caller already inside a transaction
 applies its item alone, inside that transaction (a group must not commit another
 request's write as part of a caller's transaction).
 """
@@ -44,7 +48,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, OperationalError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +123,10 @@ class GroupCommitter:
         if pending.lead and not pending.done:
             self._lead(pending)
         if pending.error is not None:
-            if isinstance(pending.error, DatabaseError):
+            if database_unreachable(pending.error):
                 raise OperationalError(f"{self.name} group commit failed: {pending.error}") from pending.error
+            if isinstance(pending.error, DatabaseError):  # this item's own data error (DataError, IntegrityError...)
+                raise pending.error
             raise RuntimeError(f"{self.name} group commit failed: {pending.error!r}") from pending.error
         return pending.result
 
@@ -148,9 +154,24 @@ class GroupCommitter:
         own = None
         try:
             own = self._connection_lend()
-            results = self.apply_group([pending.item for pending in group])
-            for pending, result in zip(group, results, strict=True):
-                pending.result = result
+            try:
+                results = self.apply_group([pending.item for pending in group])
+                for pending, result in zip(group, results, strict=True):
+                    pending.result = result
+            except Exception as exc:
+                connection.close_if_unusable_or_obsolete()
+                if len(group) == 1 or database_unreachable(exc):
+                    raise
+                # One item's bad data (or a bug it triggers) must not become its neighbours' answer: each item
+                # is applied again in a transaction of its own, and only the culprit gets the error.
+                logger.warning("%s group of %s failed (%r): applying its items one by one", self.name,
+                               len(group), exc)
+                for pending in group:
+                    try:
+                        pending.result = self.apply_group([pending.item])[0]
+                    except Exception as item_exc:
+                        pending.error = item_exc
+                        connection.close_if_unusable_or_obsolete()
         except BaseException as exc:  # every caller must be woken, whatever happened
             logger.warning("%s group of %s failed: %r", self.name, len(group), exc)
             for pending in group:
@@ -166,6 +187,12 @@ class GroupCommitter:
                     pending.done = True
                     if not pending.lead:
                         pending.signal.release()
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database is down or the connection broke (503, the sender retries), as opposed to an error of the
+    data sent (DataError, IntegrityError...: the same input fails again, a 400) or a bug."""
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 _committers: dict[tuple[str, int], GroupCommitter] = {}

@@ -4,10 +4,18 @@ DRF serializers are too slow for the ingestion hot path and jsonschema's
 messages do not name a dotted field; events are flat JSON, so a few typed
 field specs are all we need. `Schema.clean(data)` returns a new dict of
 cleaned values or raises `SchemaError(message, field)`.
+
+Every value a spec accepts fits the column it goes to, so a valid event never
+fails in the database: strings are bounded by `max_length` (the column's), an
+`Int` by default by PostgreSQL's bigint and money by `MAX_YEN`, a `DateTime`
+lies in [`EARLIEST`, `LATEST`) (Python's datetime overflows near years 1 and
+9999 once converted to UTC or to Japan's business day). The body itself was
+parsed by `jsonsafe.json_loads_strict` (no NUL, no lone surrogate, bounded depth).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +29,18 @@ class SchemaError(ValidationFailed):
 
 
 _MISSING = object()
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# PostgreSQL bigint: the default range of an Int, so no integer a spec accepts can overflow its column.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+# Money, in yen, of one event or one bill line: |amount| <= 10 billion yen. Far above any real payment, and
+# small enough that any arithmetic on it stays in bigint: amount x rate in tenths of a percent (x 1,000),
+# summed over a bill's 5,000 lines, is 5 x 10^16 < 9.2 x 10^18.
+MAX_YEN = 10**10
+# Times of events: from 2000 (the marketplace launched in 2013; backfills reach back to it) to 2100.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_DATETIME_MAX_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,8 @@ class Str:
             raise SchemaError(f"{name} must be a non-empty string", name)
         if len(value) > self.max_length:
             raise SchemaError(f"{name} is longer than {self.max_length} characters", name)
+        if "\x00" in value or (not value.isascii() and _SURROGATE.search(value)):  # bodies not from json_loads_strict
+            raise SchemaError(f"{name} contains NUL or a lone surrogate, not storable text", name)
         if self.choices is not None and value not in self.choices:
             raise SchemaError(f"{name} must be one of {', '.join(self.choices)}; got {value!r}", name)
         return value
@@ -44,8 +66,8 @@ class Str:
 
 @dataclass(frozen=True)
 class Int:
-    min_value: int | None = None
-    max_value: int | None = None
+    min_value: int | None = BIGINT_MIN
+    max_value: int | None = BIGINT_MAX
     required: bool = True
     nullable: bool = False
 
@@ -73,13 +95,22 @@ class DateTime:
     def parse(self, value: Any, name: str) -> datetime:
         if not isinstance(value, str):
             raise SchemaError(f"{name} must be an RFC 3339 time string", name)
+        if len(value) > _DATETIME_MAX_LENGTH:
+            raise SchemaError(f"{name} is not an RFC 3339 time (longer than {_DATETIME_MAX_LENGTH} characters)",
+                              name)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise SchemaError(f"{name} is not an RFC 3339 time: {value!r}", name) from None
         if parsed.tzinfo is None:
             raise SchemaError(f"{name} must carry a UTC offset", name)
-        parsed = parsed.astimezone(UTC)
+        try:
+            parsed = parsed.astimezone(UTC)
+        except OverflowError:  # "0001-01-01T00:00:00+14:00" is before year 1 in UTC
+            parsed = None
+        if parsed is None or not EARLIEST <= parsed < LATEST:
+            raise SchemaError(f"{name} must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC); "
+                              f"got {value!r}", name)
         if self.future_tolerance is not None and parsed > datetime.now(UTC) + self.future_tolerance:
             raise SchemaError(f"{name} is in the future beyond the allowed tolerance", name)
         return parsed

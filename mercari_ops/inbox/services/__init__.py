@@ -9,7 +9,14 @@ row in `retry` with a backoff; `inbox_process_due` (a beat job) runs it again
 until it succeeds or reaches INBOX_MAX_ATTEMPTS (then `dead`).
 """
 
-from .accept import inbox_accept, inbox_accept_batch, inbox_accept_group, inbox_accept_stream, inbox_receive
+from .accept import (
+    inbox_accept,
+    inbox_accept_alone,
+    inbox_accept_batch,
+    inbox_accept_group,
+    inbox_accept_stream,
+    inbox_receive,
+)
 from .envelope import (
     OVERSIZED_BODY_KEPT_BYTES,
     dead_letter_record,
@@ -33,7 +40,7 @@ from .operations import (
 __all__ = [
     "OVERSIZED_BODY_KEPT_BYTES", "Outcome", "Result", "database_reachable", "dead_letter_discard",
     "dead_letter_record", "dead_letter_replay", "envelope_decode", "event_clean", "inbox_accept",
-    "inbox_accept_batch", "inbox_accept_group", "inbox_accept_stream", "inbox_event_discard",
+    "inbox_accept_alone", "inbox_accept_batch", "inbox_accept_group", "inbox_accept_stream", "inbox_event_discard",
     "inbox_event_replay", "inbox_process_due", "inbox_receive", "inbox_refuse_oversized",
     "inbox_release_waiting", "inbox_retention_apply", "inbox_sweep_waiting",
 ]

@@ -9,14 +9,23 @@ import zlib
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 
 from mercari_ops.common.errors import ValidationFailed
-from mercari_ops.common.groupcommit import group_committer
+from mercari_ops.common.groupcommit import database_unreachable, group_committer
 
 from ..registry import PermanentEventError, Topic, Waiting, get_topic
 from .envelope import dead_letter_record, envelope_decode, event_clean
-from .handler import Outcome, Result, _failure_write, _handler_run, _HandlerFailed, _rows_insert, _waiting_write
+from .handler import (
+    Outcome,
+    Result,
+    _failure_write,
+    _handler_run,
+    _HandlerFailed,
+    _rows_insert,
+    _waiting_write,
+    data_error_detail,
+)
 
 # The package's name, not this module's: log lines (and alerts on them) keep the logger they had.
 logger = logging.getLogger(__package__)
@@ -59,8 +68,9 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
     `handle_batch` when it has one, otherwise `handle` event by event in arrival order. Events
     recorded in one group see each other's effects exactly as if they had come one by one (a
     child whose parent comes later in the group waits, and the parent's handler releases it).
-    If any handler fails, the whole group rolls back and every item is accepted again on its own
-    through `inbox_accept`, so a failing event never changes another event's outcome.
+    If any handler fails, or the database refuses any event's data (a DataError or IntegrityError: anything
+    but the database being unreachable), the whole group rolls back and every item is accepted again on its
+    own through `inbox_accept`, so a failing event never changes another event's outcome.
     """
     results: list[Result | None] = [None] * len(items)
     try:
@@ -101,8 +111,32 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
                     results[i] = (_waiting_write(new_rows[i], event, 0, outcome) if isinstance(outcome, Waiting)
                                   else Result(Outcome.PROCESSED, event["event_id"]))
     except _HandlerFailed:
-        return [inbox_accept(topic=topic, event=event, message_id=message_id) for topic, event, message_id in items]
-    return results
+        pass
+    except DatabaseError as exc:
+        if database_unreachable(exc):
+            raise
+        logger.warning("inbox group of %s refused by the database (%r): accepting its events one by one",
+                       len(items), exc)
+    else:
+        return results
+    return [inbox_accept_alone(topic=topic, event=event, message_id=message_id) for topic, event, message_id in items]
+
+
+def inbox_accept_alone(*, topic: Topic, event: dict, message_id: str = "") -> Result:
+    """`inbox_accept` in its own transaction; an event whose data the database refuses is `refused`, not raised.
+
+    Validation keeps such data out (strings to their column's length, bounded integers, no NUL); this is
+    the last line, so one such event is a 400 for its sender and never an error for anyone else.
+    """
+    try:
+        return inbox_accept(topic=topic, event=event, message_id=message_id)
+    except DatabaseError as exc:
+        if database_unreachable(exc):
+            raise
+        logger.warning("inbox %s/%s refused by the database: %r", topic.name, event.get("event_id"), exc)
+        message, field = data_error_detail(exc) if isinstance(exc, DataError) else (
+            "the event breaks a database constraint", None)
+        return Result(Outcome.DEAD, event.get("event_id"), message, field, refused=True)
 
 
 def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, group_commit: bool = False,
@@ -127,9 +161,16 @@ def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, gro
         raise
     if group_commit:
         committer = group_committer("inbox", inbox_accept_group, max_group=settings.GROUP_COMMIT_MAX)
-        result = committer.submit((topic, event, message_id), timeout=settings.GROUP_COMMIT_TIMEOUT_SECONDS)
+        try:
+            result = committer.submit((topic, event, message_id), timeout=settings.GROUP_COMMIT_TIMEOUT_SECONDS)
+        except DataError as exc:  # this event's own (inbox_accept_group refuses it first; kept as a last line)
+            result = Result(Outcome.DEAD, event["event_id"], *data_error_detail(exc), refused=True)
     else:
-        result = inbox_accept(topic=topic, event=event, message_id=message_id)
+        result = inbox_accept_alone(topic=topic, event=event, message_id=message_id)
+    if result.refused:
+        if record_dead:
+            dead_letter_record(topic=topic_name, body=body, error=result.error, field=result.field)
+        raise ValidationFailed(result.error, result.field)
     if result.outcome is Outcome.DEAD:
         raise PermanentEventError(result.error or "event can never succeed", result.field)
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
@@ -13,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.jsonsafe import json_loads_strict, path_storable, text_storable
 
 from ..models import DeadLetter
 from ..registry import Topic
@@ -29,14 +29,11 @@ def envelope_decode(body: bytes, message_id: str = "") -> tuple[dict, str]:
     when the subscription writes metadata, in the x-goog-pubsub-message-id header: the caller passes it
     as `message_id`.
     """
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("body is not valid JSON", "body") from None
+    parsed = json_loads_strict(body, field="body")
     if not isinstance(parsed, dict):
         raise ValidationFailed("body must be a JSON object (an event, or a Pub/Sub push envelope)", "body")
     if "message" not in parsed or "subscription" not in parsed:
-        return parsed, message_id[:128]
+        return parsed, text_storable(message_id)[:128]
     message = parsed["message"]
     if not isinstance(message, dict):
         raise ValidationFailed("message must be an object", "message")
@@ -47,10 +44,9 @@ def envelope_decode(body: bytes, message_id: str = "") -> tuple[dict, str]:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationFailed("message.data is not valid base64", "message.data") from None
-    try:
-        event = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("message.data does not decode to JSON", "message.data") from None
+    event = json_loads_strict(raw, field="message.data")
+    if not isinstance(event, dict):
+        raise ValidationFailed("message.data must be a JSON object (the event)", "message.data")
     message_id = message.get("messageId") or message.get("message_id") or ""
     return event, str(message_id)[:128]
 
@@ -64,25 +60,36 @@ def event_clean(topic: Topic, event) -> dict:
 
 def dead_letter_record(*, topic: str, body: bytes | str, error: str, field: str | None,
                        sha256: str | None = None) -> DeadLetter:
-    """Store a bad body once (per topic + sha256); a repeat only bumps its counter.
+    """Store a bad body once (per topic + sha256 of its bytes); a repeat only bumps its counter.
 
     `sha256` is given when `body` is only the head of a body too large to keep (the hash of all of it).
-    An unwrapped push may carry any bytes: what is not UTF-8, and NUL (which PostgreSQL text cannot
-    hold), is kept as U+FFFD.
+    A push may carry any bytes, and the letter must be storable whatever they are: bytes that are not
+    UTF-8 are kept as backslash escapes (`\\xff`, and the error says so), NUL (which PostgreSQL text
+    cannot hold) as U+FFFD. The hash is of the bytes as received, so two bodies that differ only in
+    bytes kept the same way are two letters. The topic, error and field are made storable too (the
+    topic comes from the URL, the field may name a key holding NUL).
     """
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
+    raw = body if isinstance(body, bytes) else body.encode("utf-8", errors="surrogatepass")
+    digest = sha256 or hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="backslashreplace")
+        error = f"{error} (bytes that are not UTF-8 are kept as \\xNN escapes)"
     text = text.replace("\x00", "\ufffd")
+    topic = text_storable(topic)[:64]
+    field = path_storable(field or "")
+    error = text_storable(error)
     now = timezone.now()
     try:
         with transaction.atomic():
             letter, created = DeadLetter.objects.get_or_create(
-                topic=topic[:64],
+                topic=topic,
                 body_sha256=digest,
-                defaults={"raw_body": text, "error": error, "field": field or ""},
+                defaults={"raw_body": text, "error": error, "field": field},
             )
     except IntegrityError:  # a concurrent identical body won the insert
-        letter, created = DeadLetter.objects.get(topic=topic[:64], body_sha256=digest), False
+        letter, created = DeadLetter.objects.get(topic=topic, body_sha256=digest), False
     if not created:
         DeadLetter.objects.filter(pk=letter.pk).update(times_received=F("times_received") + 1, last_received_at=now)
     return letter

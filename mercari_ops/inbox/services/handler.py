@@ -8,8 +8,10 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
+
+from mercari_ops.common.jsonsafe import path_storable, text_storable
 
 from .. import inbox_sql
 from ..models import InboxEvent
@@ -33,6 +35,9 @@ class Result:
     event_id: str | None = None
     error: str | None = None
     field: str | None = None
+    # Not recorded at all: the event's own data failed in the database (a DataError at the insert). Its push
+    # answers 400 and its body is kept as a dead letter, as for a body that fails validation.
+    refused: bool = False
 
 
 # --- the handler run -------------------------------------------------------------
@@ -65,10 +70,12 @@ def _waiting_write(row_id: int, payload: dict, attempts_before: int, waiting: Wa
 def _failure_write(topic: Topic, row_id: int, payload: dict, attempts_before: int, exc: Exception) -> Result:
     """Dead for a permanent error; retry with backoff for anything else (never lost)."""
     event_id = payload.get("event_id")
+    if isinstance(exc, DataError):  # a value its column cannot hold: the same event fails again, never retried
+        exc = PermanentEventError(*data_error_detail(exc))
     if isinstance(exc, PermanentEventError):
         InboxEvent.objects.filter(pk=row_id).update(
             status=InboxEvent.Status.DEAD, payload=payload, attempts=attempts_before + 1,
-            last_error=exc.message, error_field=exc.field or "", next_attempt_at=None,
+            last_error=text_storable(exc.message), error_field=path_storable(exc.field or ""), next_attempt_at=None,
         )
         return Result(Outcome.DEAD, event_id, exc.message, exc.field)
     if not connection.is_usable():
@@ -78,7 +85,7 @@ def _failure_write(topic: Topic, row_id: int, payload: dict, attempts_before: in
     logger.warning("inbox %s/%s attempt %s failed: %r", topic.name, event_id, attempts, exc)
     InboxEvent.objects.filter(pk=row_id).update(
         status=InboxEvent.Status.DEAD if dead else InboxEvent.Status.RETRY,
-        payload=payload, attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        payload=payload, attempts=attempts, last_error=text_storable(f"{type(exc).__name__}: {exc}"[:2000]),
         next_attempt_at=None if dead else timezone.now() + _backoff(attempts),
     )
     return Result(Outcome.DEAD if dead else Outcome.RETRY, event_id, str(exc))
@@ -102,3 +109,11 @@ class _HandlerFailed(Exception):
     def __init__(self, cause: Exception):
         super().__init__(str(cause))
         self.cause = cause
+
+
+def data_error_detail(exc: DataError) -> tuple[str, str | None]:
+    """(message, column) of a DataError, from PostgreSQL's diagnostics when it has them; never the row's values."""
+    diag = getattr(exc.__cause__, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(exc).strip().split("\n")[0] or "invalid value")
+    column = getattr(diag, "column_name", None)
+    return f"a value cannot be stored: {text_storable(message)[:500]}", column

@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from django.db import DatabaseError, OperationalError, connection
+from django.db import OperationalError, connection
 
 from conftest import push_body
 from history.models import PaymentEntry
@@ -157,7 +157,7 @@ def test_a_database_failure_fails_every_caller_of_the_group_with_503_and_the_com
     def apply_group(items):
         attempts.append(list(items))
         if items[0] == "down":
-            raise DatabaseError("server closed the connection unexpectedly")
+            raise OperationalError("server closed the connection unexpectedly")  # the database is unreachable
         if items[0] == "bug":
             raise ValueError("a bug")
         return [item.upper() for item in items]

@@ -77,7 +77,8 @@ def test_a_bad_unwrapped_body_is_400_and_one_dead_letter(test_topic, body, field
         assert answer["error"]
     letter = DeadLetter.objects.get()
     assert (letter.topic, letter.field, letter.times_received) == (name, field, 3)
-    assert letter.raw_body == body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    # bytes that are not UTF-8 kept as \xNN escapes (readable, and distinct bodies stay distinct), NUL as U+FFFD
+    assert letter.raw_body == body.decode("utf-8", errors="backslashreplace").replace("\x00", "\ufffd")
     assert not calls and not InboxEvent.objects.exists()
 
 

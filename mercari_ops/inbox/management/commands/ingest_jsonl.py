@@ -1,10 +1,10 @@
-import json
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.inbox.registry import get_topic, topic_names
 from mercari_ops.inbox.services import dead_letter_record, event_clean, inbox_accept_stream
 
@@ -40,11 +40,7 @@ class Command(BaseCommand):
                 if not line:
                     continue
                 try:
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        raise ValidationFailed(f"line {line_no} is not valid JSON", "line") from None
-                    yield event_clean(spec, event)
+                    yield event_clean(spec, json_loads_strict(line, field="line"))
                 except ValidationFailed as exc:
                     invalid += 1
                     dead_letter_record(topic=topic, body=line, error=f"line {line_no}: {exc.message}", field=exc.field)
