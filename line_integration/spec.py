@@ -12,7 +12,11 @@ template must render to valid messages) and by the tests (webhook bodies).
 
 `errors` first asks a check compiled once from the same documents (`_check`, plain
 closures instead of jsonschema's per-descent `$ref` resolution); only what it does
-not accept goes through jsonschema (`_errors_reference`), which writes the details.
+not accept goes through jsonschema (`_errors_reference`), whose findings are worded as
+LINE words them (`must be specified`, `May not be empty`, `Length must be between 0 and
+5000`, `Size must be between 1 and 5`, property paths like `messages[0].text`).
+LINE's documented limits that the documents lack (text length, ...) are added to the
+loaded documents (`LINE_LIMITS`); the files themselves stay unchanged.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ SPEC_FILES = {"messaging": "messaging-api.yml", "audience": "manage-audience.yml
 def _discriminator(validator, discriminator, instance, schema):
     if not isinstance(instance, dict):
         return
-    value = instance.get(discriminator["propertyName"])
-    target = discriminator.get("mapping", {}).get(value)
+    name = discriminator["propertyName"]
+    mapping = discriminator.get("mapping", {})
+    value = instance.get(name)
+    target = mapping.get(value) if isinstance(value, str) else None  # a list or an object is no type either
     if target is None:
-        # Unknown types are reported by the caller's `type` rules; LINE answers 400 for them too.
-        yield jsonschema.ValidationError(f"unknown {discriminator['propertyName']} {value!r}")
+        # An unknown (or missing) type: LINE answers 400 naming the property and the types it knows.
+        message = (f"Must be one of the following values: [{', '.join(mapping)}]" if name in instance
+                   else "must be specified")
+        yield jsonschema.ValidationError(message, path=[name])
         return
     yield from validator.descend(instance, {"$ref": target})
 
@@ -53,10 +61,44 @@ _Validator = jsonschema.validators.extend(
 )
 
 
-def _prepare(document: dict) -> dict:
-    """Point every `allOf` back-reference to a discriminated base at a copy without the discriminator."""
+# Limits of LINE's API reference (developers.line.biz, "Message objects") that the OpenAPI documents do not
+# carry: LINE refuses a message over them with a 400 like any other ("May not be empty", "Length must be
+# between 0 and 5000"). Added to the loaded document, so the compiled check and jsonschema both apply them.
+LINE_LIMITS = {
+    "messaging": {
+        ("TextMessage", "text"): {"minLength": 1, "maxLength": 5000},
+        ("TextMessageV2", "text"): {"minLength": 1, "maxLength": 5000},
+        ("FlexMessage", "altText"): {"minLength": 1, "maxLength": 1500},
+        ("TemplateMessage", "altText"): {"minLength": 1, "maxLength": 1500},
+        ("ImagemapMessage", "altText"): {"minLength": 1, "maxLength": 1500},
+        ("ImageMessage", "originalContentUrl"): {"minLength": 1, "maxLength": 2000},
+        ("ImageMessage", "previewImageUrl"): {"minLength": 1, "maxLength": 2000},
+        ("VideoMessage", "originalContentUrl"): {"minLength": 1, "maxLength": 2000},
+        ("VideoMessage", "previewImageUrl"): {"minLength": 1, "maxLength": 2000},
+        ("AudioMessage", "originalContentUrl"): {"minLength": 1, "maxLength": 2000},
+        ("LocationMessage", "title"): {"minLength": 1, "maxLength": 100},
+        ("LocationMessage", "address"): {"minLength": 1, "maxLength": 100},
+    },
+}
+
+
+def _limits_add(schemas: dict, limits: dict) -> None:
+    for (schema_name, property_name), keywords in limits.items():
+        schema = schemas[schema_name]
+        holders = [schema, *(part for part in schema.get("allOf", []) if isinstance(part, dict))]
+        found = [holder["properties"][property_name] for holder in holders
+                 if property_name in holder.get("properties", {})]
+        if len(found) != 1 or "$ref" in found[0]:
+            raise ValueError(f"LINE_LIMITS: {schema_name}.{property_name} is not a plain property of the document")
+        found[0].update(keywords)
+
+
+def _prepare(document: dict, kind: str = "") -> dict:
+    """Point every `allOf` back-reference to a discriminated base at a copy without the discriminator, and
+    add LINE's documented limits (LINE_LIMITS)."""
     document = copy.deepcopy(document)
     schemas = document["components"]["schemas"]
+    _limits_add(schemas, LINE_LIMITS.get(kind, {}))
     bases = [name for name, schema in schemas.items() if isinstance(schema, dict) and "discriminator" in schema]
     for name in bases:
         plain = {k: v for k, v in schemas[name].items() if k != "discriminator"}
@@ -82,7 +124,7 @@ def _prepare(document: dict) -> dict:
 @cache
 def _document(kind: str) -> dict:
     with open(SPEC_DIR / SPEC_FILES[kind], encoding="utf-8") as handle:
-        return _prepare(yaml.safe_load(handle))
+        return _prepare(yaml.safe_load(handle), kind)
 
 
 @cache
@@ -246,7 +288,8 @@ class _Compiler:
         targets = {key: self.ref(target) for key, target in value.get("mapping", {}).items()}
 
         def discriminator(x):
-            check = targets.get(x.get(name))  # an unhashable value raises, as it does in _discriminator
+            value = x.get(name)
+            check = targets.get(value) if isinstance(value, str) else None
             return check is not None and check(x)
         return discriminator
 
@@ -297,30 +340,81 @@ def _check(kind: str, schema_name: str):
 
 
 def errors(kind: str, schema_name: str, instance) -> list[dict]:
-    """LINE-style error details [{"message", "property"}], empty when the instance is valid.
+    """LINE's error details [{"message", "property"}] in LINE's wording, empty when the instance is valid.
 
     The compiled check answers for valid instances (the hot path); anything it does not accept, and
-    anything it fails on, is answered by jsonschema itself, so the details are jsonschema's.
+    anything it fails on, is answered by jsonschema itself, whose findings `_errors_reference` words as LINE does.
     """
     check = _check(kind, schema_name)
     if check is not None:
         try:
             if check(instance):
                 return []
-        except Exception:  # e.g. an unhashable discriminator value or a too deep instance: jsonschema decides
+        except Exception:  # e.g. a too deep instance: jsonschema decides
             pass
     return _errors_reference(kind, schema_name, instance)
 
 
+# A value of the wrong JSON type is a body LINE cannot read: it answers this message alone (no details).
+INVALID_PROPERTY = "The property, '{}', in the request body is invalid (line: -, column: -)"
+UNREADABLE_BODY = "The request body could not be parsed as JSON (line: 1, column: 1)"
+_REQUIRED = re.compile(r"^'(?P<name>(?:[^'\\]|\\.)*)' is a required property$")
+_JAVA_INT_MAX = 2147483647
+
+
+def property_path(parts) -> str:
+    """LINE's name for a place in the body: messages[0].contents.body.contents[1].text."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _line_detail(error) -> dict:
+    """One jsonschema finding as LINE words it (never the instance's repr)."""
+    path = list(error.absolute_path)
+    keyword, value, schema = error.validator, error.validator_value, error.schema
+    if keyword == "required":
+        match = _REQUIRED.match(error.message)
+        return {"message": "must be specified", "property": property_path(path + [match["name"] if match else ""])}
+    if keyword == "discriminator":
+        return {"message": error.message, "property": property_path(path)}
+    if keyword == "type":
+        return {"message": INVALID_PROPERTY.format(property_path(path)), "property": property_path(path)}
+    if keyword in ("minLength", "maxLength"):
+        low, high = schema.get("minLength", 0), schema.get("maxLength")
+        if error.instance == "" and low >= 1:
+            message = "May not be empty"
+        elif high is None:
+            message = f"Length must be at least {low}"
+        else:  # a minLength of 1 is LINE's separate "not empty" rule; its size rule starts at 0
+            message = f"Length must be between {0 if low == 1 else low} and {high}"
+        return {"message": message, "property": property_path(path)}
+    if keyword in ("minItems", "maxItems"):
+        low, high = schema.get("minItems", 0), schema.get("maxItems", _JAVA_INT_MAX)
+        return {"message": f"Size must be between {low} and {high}", "property": property_path(path)}
+    if keyword == "enum":
+        return {"message": f"Must be one of the following values: [{', '.join(map(str, value))}]",
+                "property": property_path(path)}
+    if keyword == "pattern":
+        return {"message": f'must match "{value}"', "property": property_path(path)}
+    if keyword == "minimum":
+        return {"message": f"must be greater than or equal to {value}", "property": property_path(path)}
+    if keyword == "maximum":
+        return {"message": f"must be less than or equal to {value}", "property": property_path(path)}
+    return {"message": "Invalid value", "property": property_path(path)}
+
+
 def _errors_reference(kind: str, schema_name: str, instance) -> list[dict]:
-    """The details as jsonschema finds them (the only path before the compiled check; kept as the reference)."""
+    """The details as jsonschema finds them, in LINE's wording (the reference the compiled check agrees with)."""
     found = []
     for error in validator(kind, schema_name).iter_errors(instance):
         leaf = error
         while leaf.context:
             leaf = min(leaf.context, key=lambda e: len(e.absolute_path))
-        path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in leaf.absolute_path).replace(".[", "[")
-        found.append({"message": leaf.message[:300], "property": path})
+        detail = _line_detail(leaf)
+        if detail not in found:  # a missing type is both `required` and the discriminator's
+            found.append(detail)
         if len(found) >= 10:
             break
     return found

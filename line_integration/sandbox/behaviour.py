@@ -45,6 +45,8 @@ DEFAULT_FAULTS = {
 RECENT_LIMIT = 20000  # full request bodies kept for /__sandbox/requests
 USER_LOG_LIMIT = 20000  # users whose delivered messages are kept (counts are kept for everyone)
 USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+PUSH_TARGET = re.compile(r"^[UCR][0-9a-f]{32}$")  # a user, a group chat or a multi-person chat
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 ROUTES = [
     ("POST", re.compile(r"^/v2/bot/message/push$"), "push"),
@@ -61,7 +63,7 @@ BODY_SCHEMAS = {"push": ("messaging", "PushMessageRequest"), "multicast": ("mess
                 "reply": ("messaging", "ReplyMessageRequest"),
                 "audience_create": ("audience", "CreateAudienceGroupRequest"),
                 "audience_add": ("audience", "AddAudienceToAudienceGroupRequest")}
-# Long arrays are checked element-wise here and validated by the spec on a short copy (same rules, less CPU).
+# Long arrays are checked element-wise in _validate and validated by the spec on a short copy.
 LIST_FIELDS = {"multicast": "to", "audience_create": "audiences", "audience_add": "audiences"}
 
 
@@ -70,6 +72,27 @@ def bad_request(message: str, details: list[dict] | None = None) -> Reply:
     if details:
         body["details"] = details
     return Reply(400, body)
+
+
+def body_refused(details: list[dict]) -> Reply:
+    """LINE's 400 for a body it read and refused; a value of the wrong type is one it could not read at all."""
+    unreadable = next((d for d in details if d["message"].startswith("The property, ")), None)
+    if unreadable is not None:
+        return bad_request(unreadable["message"] if unreadable["property"] else spec.UNREADABLE_BODY)
+    return bad_request(f"The request body has {len(details)} error(s)", details)
+
+
+def recipient_refused(property_name: str) -> Reply:
+    return bad_request(spec.INVALID_PROPERTY.format(property_name))
+
+
+def audience_ids_refused(audiences: list[dict]) -> Reply | None:
+    """An audience of user IDs (not IFAs) refuses anything else."""
+    for index, item in enumerate(audiences):
+        if not USER_ID.match(item["id"]):
+            return body_refused([{"message": "UPLOAD_AUDIENCE_GROUP_INVALID_AUDIENCE_ID_FORMAT",
+                                  "property": f"audiences[{index}].id"}])
+    return None
 
 
 class TokenBucket:
@@ -225,16 +248,23 @@ class Sandbox:
             return Reply(429, {"message": "The API rate limit has been exceeded. Try again later."}), False, None
         if fault in ("timeout",) or (fault and fault.startswith("5xx:")):
             return self._fault_reply(fault), False, None
+        if "user" in params and not user_id_valid(params["user"]):
+            return bad_request("The value for the 'userId' parameter is invalid"), False, None
         body = None
         if request.method in ("POST", "PUT") and name in BODY_SCHEMAS:
             try:
                 body = json.loads(request.body or b"null")
-            except ValueError:
-                return bad_request("The request body has 1 error(s)",
-                                   [{"message": "malformed JSON", "property": ""}]), False, None
-            details = self._validate(name, body)
-            if details:
-                return bad_request(f"The request body has {len(details)} error(s)", details), False, body
+            except json.JSONDecodeError as error:
+                return bad_request(f"The request body could not be parsed as JSON (line: {error.lineno}, "
+                                   f"column: {error.colno})"), False, None
+            except (ValueError, RecursionError):  # undecodable bytes, nesting deeper than the parser goes
+                return bad_request(spec.UNREADABLE_BODY), False, None
+            try:
+                refused = self._validate(name, body)
+            except RecursionError:
+                refused = bad_request(spec.UNREADABLE_BODY)
+            if refused is not None:
+                return refused, False, body
         retry_key = request.headers.get("x-line-retry-key")
         if retry_key is not None:
             if name not in ("push", "multicast"):
@@ -257,23 +287,45 @@ class Sandbox:
             return self._fault_reply(fault), True, body
         return reply, accepted, body
 
-    def _validate(self, name: str, body) -> list[dict]:
+    def _validate(self, name: str, body) -> Reply | None:
+        """None when LINE would take the body, else LINE's 400: the spec's rules (with LINE's documented limits,
+        spec.LINE_LIMITS), then what the spec cannot say (recipient IDs, audience names and IDs)."""
         list_field = LIST_FIELDS.get(name)
         kind, schema = BODY_SCHEMAS[name]
-        if list_field and isinstance(body, dict) and isinstance(body.get(list_field), list):
-            items = body[list_field]
+        items = body.get(list_field) if list_field and isinstance(body, dict) else None
+        if isinstance(items, list):
+            # Long arrays: sizes and element types here, the spec on a short copy (same rules, less CPU).
             limit = 500 if name == "multicast" else 10000
-            if len(items) > limit:
-                return [{"message": f"Size must be between 1 and {limit}", "property": list_field}]
+            if len(items) > limit or (name == "multicast" and not items):
+                low = 1 if name == "multicast" else 0
+                return body_refused([{"message": f"Size must be between {low} and {limit}", "property": list_field}])
             for index, item in enumerate(items):
-                value = item if name == "multicast" else (item.get("id") if isinstance(item, dict) else None)
-                if not isinstance(value, str) or (name == "multicast" and not value):
-                    return [{"message": "must be a user ID string", "property": f"{list_field}[{index}]"}]
+                if name == "multicast" and not isinstance(item, str):
+                    return bad_request(spec.INVALID_PROPERTY.format(f"to[{index}]"))
+                if name != "multicast" and not (isinstance(item, dict) and isinstance(item.get("id"), str)):
+                    where = f"audiences[{index}]" + (".id" if isinstance(item, dict) else "")
+                    return bad_request(spec.INVALID_PROPERTY.format(where))
             body = dict(body, **{list_field: items[:1]})
+        if name == "audience_create" and isinstance(body, dict) and isinstance(body.get("description"), str):
+            description = body["description"]
+            if len(description) > 120:
+                return body_refused([{"message": "AUDIENCE_GROUP_NAME_SIZE_OVER", "property": "description"}])
+            if CONTROL_CHARACTER.search(description):
+                return body_refused([{"message": "AUDIENCE_GROUP_NAME_WRONG", "property": "description"}])
         details = spec.errors(kind, schema, body)
         if not details and name == "audience_create" and not body.get("description"):
             details = [{"message": "must be specified", "property": "description"}]
-        return details
+        if details:
+            return body_refused(details)
+        if name == "push" and not PUSH_TARGET.match(body["to"]):
+            return recipient_refused("to")
+        if name == "multicast" and not all(USER_ID.match(to) for to in items):
+            return recipient_refused("to")
+        if name == "reply" and not body["replyToken"]:
+            return bad_request("Invalid reply token")
+        if name == "audience_create" and not body.get("isIfaAudience"):
+            return audience_ids_refused(items or [])
+        return None
 
     # ---- LINE endpoints ----------------------------------------------------------------------------
     def _deliver(self, to: str, messages: list) -> None:
@@ -343,7 +395,7 @@ class Sandbox:
     def _do_audience_create(self, params, body, request_id, now) -> Reply:
         self.next_group_id += 1
         group = {"id": self.next_group_id, "description": body["description"], "created": now,
-                 "expire": now + 180 * 86400, "jobs": [], "members": set()}
+                 "expire": now + 180 * 86400, "jobs": [], "members": set(), "ifa": bool(body.get("isIfaAudience"))}
         self.groups[group["id"]] = group
         if body.get("audiences"):
             self._add_job(group, body, now)
@@ -363,7 +415,8 @@ class Sandbox:
         if now >= group["expire"]:
             return bad_request("Cannot upload to this audience group",
                                [{"message": "AUDIENCE_GROUP_CAN_NOT_UPLOAD_STATUS_EXPIRED", "property": ""}])
-        refused = self._add_job(group, body, now)
+        refused = (None if group["ifa"] else audience_ids_refused(body.get("audiences") or [])) \
+            or self._add_job(group, body, now)
         return refused or Reply(202, {})
 
     def _do_audience_get(self, params, body, request_id, now) -> Reply:
@@ -400,6 +453,8 @@ class Sandbox:
                 body = json.loads(request.body)
             except ValueError:
                 return bad_request("control body must be JSON")
+            if not isinstance(body, dict):
+                return bad_request("control body must be a JSON object")
         if path == "health":
             return Reply(200, {"status": "ok", "uptime": round(self.clock.time() - self.started, 3)})
         if path == "reset" and request.method == "POST":
@@ -407,10 +462,11 @@ class Sandbox:
             return Reply(200, {"status": "reset"})
         if path == "faults":
             if request.method == "POST":
+                clear = body.pop("clear", False)  # {"clear": true}: back to no faults, then the other settings
                 unknown = set(body) - set(DEFAULT_FAULTS)
                 if unknown:
                     return bad_request(f"unknown fault setting(s): {sorted(unknown)}")
-                self.faults = dict(DEFAULT_FAULTS, next=[]) if body.get("clear") else self.faults
+                self.faults = dict(DEFAULT_FAULTS, next=[]) if clear else self.faults
                 self.faults.update(body)
                 if "seed" in body:
                     self.random = random.Random(body["seed"])

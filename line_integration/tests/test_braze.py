@@ -57,7 +57,7 @@ def test_wrong_or_missing_token_is_401_and_stores_nothing(braze, text_template, 
 def test_template_is_validated_against_the_line_spec_on_save():
     with pytest.raises(ValidationFailed) as caught:
         template_save(name="broken", messages=[{"type": "text", "txt": "{x}"}])
-    assert caught.value.field == "messages[0]"
+    assert caught.value.field == "messages[0].text"  # LINE names the missing property
     with pytest.raises(ValidationFailed):
         template_save(name="broken", messages=[{"type": "flex", "altText": "a", "contents": {"type": "nope"}}])
     template = template_save(name="ok", messages=[{"type": "text", "text": "Hello {name}"}])
