@@ -13,6 +13,8 @@ def _dashboard_rows():
          "/admin/campaigns/campaign/?status__exact=active"),
         ("Bills waiting for settlement", Bill.objects.filter(status=Bill.Status.PENDING).count(),
          "/admin/campaigns/bill/?status__exact=pending"),
+        ("Bills set aside: cannot settle", Bill.objects.filter(status=Bill.Status.DEAD).count(),
+         "/admin/campaigns/bill/?status__exact=dead"),
         ("Points grants not yet delivered", PointsGrant.objects.filter(status=PointsGrant.Status.PENDING).count(),
          "/admin/campaigns/pointsgrant/?status__exact=pending"),
         ("Points grants rejected", PointsGrant.objects.filter(status=PointsGrant.Status.REJECTED).count(),

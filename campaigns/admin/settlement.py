@@ -8,8 +8,11 @@ from ..models import (
     CustomerNotification,
     PointsGrant,
     PointsLedgerEntry,
+    PointsServiceBreaker,
 )
 from ..services import bills_settle, grants_deliver
+from ..services.grants import points_breaker_close
+from ..services.settlement import dead_bills_retry
 from .common import OperatorActionsMixin, ReadOnlyAdmin, csv_response
 
 REWARD_CSV = ["campaign_id", "campaign_version", "customer_id", "payment_id", "bill_id", "stage", "rate", "amount",
@@ -48,17 +51,38 @@ class BillLineInline(ReadOnlyAdmin, admin.TabularInline):
 @admin.register(Bill)
 class BillAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["bill_id", "customer_id", "billing_month", "status", "line_count", "unmatched_lines",
-                    "settled_at", "processed_at"]
+                    "settled_at", "processed_at", "settle_failures", "dead_reason_short"]
     list_filter = ["status", "billing_month"]
     search_fields = ["=bill_id", "=customer_id"]
     inlines = [BillLineInline]
     show_full_result_count = False
-    actions = ["settle_now"]
+    actions = ["settle_now", "retry_settlement"]
+
+    @admin.display(description="Why set aside")
+    def dead_reason_short(self, obj) -> str:
+        return obj.dead_reason[:120] if obj.status == Bill.Status.DEAD else ""
 
     @admin.action(description="Settle selected bills now (idempotent)", permissions=["operate"])
     def settle_now(self, request, queryset):
         report, _ = bills_settle(bill_ids=list(queryset.values_list("pk", flat=True)[:1000]))
-        self.message_user(request, f"Settled: {report.as_dict()}", messages.SUCCESS)
+        self.message_user(request, f"Settled: {report.as_dict()}",
+                          messages.WARNING if report.bills_dead else messages.SUCCESS)
+
+    @admin.action(description="Retry settlement of selected bills set aside (after a fix)", permissions=["operate"])
+    def retry_settlement(self, request, queryset):
+        ids = list(queryset.filter(status=Bill.Status.DEAD).values_list("pk", flat=True)[:1000])
+        if not ids:
+            self.message_user(request, "None of the selected bills is set aside.", messages.WARNING)
+            return
+        report = dead_bills_retry(bill_ids=ids)
+        settled = report.bills - report.bills_dead
+        if report.bills_dead:
+            reasons = "; ".join(f"{bill_id}: {reason[:200]}" for bill_id, reason in report.dead[:5])
+            self.message_user(request, f"{settled} settled, {report.bills_dead} still cannot settle: {reasons}",
+                              messages.WARNING)
+        else:
+            self.message_user(request, f"{settled} settled ({report.lines_rewarded} lines rewarded, "
+                                       f"{report.grants} grants).", messages.SUCCESS)
 
 
 @admin.register(PointsGrant)
@@ -78,6 +102,29 @@ class PointsGrantAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
         counts = grants_deliver(grant_ids=ids, now=timezone.now() + timezone.timedelta(days=3650))
         self.message_user(request, f"Delivery: {counts}", messages.SUCCESS if not counts["retry"] else
                           messages.WARNING)
+
+
+@admin.register(PointsServiceBreaker)
+class PointsServiceBreakerAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
+    """Grant delivery pauses while the points service is down (see campaigns.services.grants)."""
+
+    list_display = ["name", "state", "open_until", "consecutive_failures", "openings", "opened_at",
+                    "last_success_at", "last_error"]
+    readonly_fields = list_display
+    actions = ["close_now"]
+
+    @admin.display(description="State")
+    def state(self, obj) -> str:
+        from django.utils import timezone
+
+        if obj.open_until is None:
+            return "closed: delivering"
+        return "open: paused" if obj.open_until > timezone.now() else "half-open: next run probes"
+
+    @admin.action(description="Try the points service on the next run (close the breaker)", permissions=["operate"])
+    def close_now(self, request, queryset):
+        points_breaker_close()
+        self.message_user(request, "The next delivery run sends at once.", messages.SUCCESS)
 
 
 @admin.register(PointsLedgerEntry)

@@ -14,14 +14,27 @@ Set-based per batch of bills, in one transaction, a fixed ~10 statements whateve
 
 Idempotent: a payment that already has a reward for a campaign is skipped, so re-running a bill or a
 month adds nothing; a pass that adds nothing creates no grant. Delivery of the grants happens after commit.
+
+One payment, one reward per campaign: when a `payment_id` appears on several bills, the bill that settled
+first keeps the reward, and among bills settling together the one received first (lowest id); the other
+bills settle without a reward for that line (`lines_duplicate_payment`).
+
+One bill never stops the others (issue 16). The fast path above checks a payment against rewards of
+other bills only through the unique constraint, so a batch with such a payment, or with any bill whose data
+the database refuses (a value out of range...), fails as a whole: it is then run again with the lookup of
+the payments' rewards, and if it still fails, bill by bill, each in its own savepoint. A bill that fails
+alone is set aside as `dead` with the database's reason (admin: Bills, status "Set aside"; "Retry
+settlement" after a fix), counted in the report, and every other bill of the batch settles.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .. import rules
@@ -30,6 +43,12 @@ from ..models import Bill, Campaign, CampaignBudget
 from ..rules import CampaignRule, MerchantDirectory, points_calculate
 from ..selectors import customer_facts_many
 from . import settlement_sql as sql
+
+logger = logging.getLogger(__name__)
+
+# What a bill's own data can make the database refuse; any other error (database unreachable...) is no
+# bill's fault and propagates.
+BILL_DATA_ERRORS = (DataError, IntegrityError)
 
 
 @dataclass
@@ -66,7 +85,10 @@ class SettlementReport:
     lines_unknown_merchant: int = 0
     lines_unknown_customer: int = 0
     lines_no_campaign: int = 0
+    lines_duplicate_payment: int = 0
     grants: int = 0
+    bills_dead: int = 0
+    dead: list[tuple[str, str]] = field(default_factory=list)  # (bill_id, reason) of the bills set aside
     campaigns: dict[int, CampaignTotals] = field(default_factory=dict)
 
     def totals(self, campaign_id: int, name: str) -> CampaignTotals:
@@ -76,8 +98,10 @@ class SettlementReport:
 
     def merge(self, other: SettlementReport) -> None:
         for name in ("bills", "bills_skipped_locked", "lines", "lines_rewarded", "lines_unknown_merchant",
-                     "lines_unknown_customer", "lines_no_campaign", "grants"):
+                     "lines_unknown_customer", "lines_no_campaign", "lines_duplicate_payment", "grants",
+                     "bills_dead"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.dead.extend(other.dead)
         for campaign_id, theirs in other.campaigns.items():
             mine = self.totals(campaign_id, theirs.name)
             mine.rewards += theirs.rewards
@@ -90,7 +114,8 @@ class SettlementReport:
             "bills": self.bills, "bills_skipped_locked": self.bills_skipped_locked, "lines": self.lines,
             "lines_rewarded": self.lines_rewarded, "lines_unknown_merchant": self.lines_unknown_merchant,
             "lines_unknown_customer": self.lines_unknown_customer, "lines_no_campaign": self.lines_no_campaign,
-            "grants": self.grants,
+            "lines_duplicate_payment": self.lines_duplicate_payment, "grants": self.grants,
+            "bills_dead": self.bills_dead, "dead": [{"bill_id": b, "reason": r} for b, r in self.dead],
             "campaigns": {cid: t.as_dict() for cid, t in sorted(self.campaigns.items())},
         }
 
@@ -114,16 +139,27 @@ LINE_FIELDS = sql.LINE_FIELDS
 
 def lines_plan(*, lines: list[tuple], ctx: SettlementContext, stages: dict[str, int], statuses: dict[str, int],
                used: dict[tuple[int, str], int], existing: set[tuple[int, str]], report: SettlementReport,
-               unmatched_by_bill: dict[int, int] | None = None) -> list[Planned]:
+               unmatched_by_bill: dict[int, int] | None = None,
+               taken: dict[tuple[int, str], int] | None = None) -> list[Planned]:
     """Pure planning of rewards for lines (tuples in LINE_FIELDS order); `used` is updated in place.
 
     `used[(campaign_id, customer_id)]` is what the customer already got from the campaign (capped
-    campaigns only); lines are processed in (customer, paid_at, payment_id) order.
+    campaigns only); lines are processed in (customer, paid_at, payment_id) order. `existing`: (campaign,
+    payment) pairs already rewarded on these bills; `taken`: {(campaign, payment): bill pk} of rewards
+    already written for these payments on any bill. A payment on several of these bills is planned on
+    the lowest bill pk only.
     """
     planned: list[Planned] = []
-    lines = sorted(lines, key=lambda line: (line[2], line[7], line[1]))
+    first_bill: dict[str, int] = {}
+    for line in lines:
+        if first_bill.setdefault(line[1], line[0]) > line[0]:
+            first_bill[line[1]] = line[0]
+    lines = sorted(lines, key=lambda line: (line[2], line[7], line[1], line[0]))
     for bill_pk, payment_id, customer_id, amount, merchant_id, method, channel, paid_at in lines:
         report.lines += 1
+        if first_bill[payment_id] != bill_pk:
+            report.lines_duplicate_payment += 1
+            continue
         merchant = ctx.merchants.lookup(merchant_id, method)
         if merchant is None:
             report.lines_unknown_merchant += 1
@@ -135,11 +171,15 @@ def lines_plan(*, lines: list[tuple], ctx: SettlementContext, stages: dict[str, 
             report.lines_unknown_customer += 1
             continue
         card_status = statuses.get(customer_id)
-        rewarded = False
+        rewarded = duplicate = False
         for rule in ctx.rules:
             outcome = rule.evaluate(stage=stage, card_status=card_status, amount=amount, channel=channel,
                                     merchant=merchant, payment_method=method, paid_at=paid_at)
             if isinstance(outcome, str) or outcome.points <= 0 or (rule.id, payment_id) in existing:
+                continue
+            owner = taken.get((rule.id, payment_id)) if taken else None
+            if owner is not None:
+                duplicate = duplicate or owner != bill_pk
                 continue
             points, capped = outcome.points, False
             if rule.upper_limit is not None:
@@ -159,6 +199,8 @@ def lines_plan(*, lines: list[tuple], ctx: SettlementContext, stages: dict[str, 
             rewarded = True
         if rewarded:
             report.lines_rewarded += 1
+        elif duplicate:
+            report.lines_duplicate_payment += 1
         else:
             report.lines_no_campaign += 1
     return planned
@@ -170,8 +212,69 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
 
     dry_run: plan only, write nothing (budgets read without locks; `dry_used` carries what earlier
     batches of the same dry run would have used, so the cap holds across batches).
+
+    A bill whose data the database refuses is set aside as dead (see the module's note); the others settle.
     """
     ctx = ctx or SettlementContext.load()
+    if dry_run:
+        return _batch_settle(bill_ids=bill_ids, ctx=ctx, dry_run=True, dry_used=dry_used, only_pending=only_pending)
+    try:
+        return _batch_settle(bill_ids=bill_ids, ctx=ctx, only_pending=only_pending)
+    except BILL_DATA_ERRORS as exc:
+        logger.warning("settlement batch of %d bill(s) failed (%s); retrying with the payments' rewards looked up",
+                       len(bill_ids), _reason(exc))
+    try:
+        return _batch_settle(bill_ids=bill_ids, ctx=ctx, only_pending=only_pending, check_payments=True)
+    except BILL_DATA_ERRORS as exc:
+        logger.warning("settlement batch of %d bill(s) failed again (%s); settling bill by bill",
+                       len(bill_ids), _reason(exc))
+    report, grant_ids = SettlementReport(), []
+    for pk in sorted(set(bill_ids)):
+        try:
+            one, ids = _batch_settle(bill_ids=[pk], ctx=ctx, only_pending=only_pending, check_payments=True)
+        except BILL_DATA_ERRORS as exc:
+            one, ids = SettlementReport(), []
+            bill_id = bill_set_aside(pk=pk, reason=_reason(exc), only_pending=only_pending)
+            if bill_id is not None:
+                one.bills, one.bills_dead, one.dead = 1, 1, [(bill_id, _reason(exc))]
+        report.merge(one)
+        grant_ids.extend(ids)
+    return report, sorted(grant_ids)
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:2000]
+
+
+def bill_set_aside(*, pk: int, reason: str, only_pending: bool = False) -> str | None:
+    """Mark a bill that failed to settle on its own as dead with the reason; its bill_id (None: skipped, as
+    another worker holds it or it is no longer pending)."""
+    with transaction.atomic():
+        locked = sql.bills_lock(bill_ids=[pk], only_pending=only_pending, lock=True)
+        if not locked:
+            return None
+        Bill.objects.filter(pk=pk).update(status=Bill.Status.DEAD, dead_reason=reason, dead_at=timezone.now(),
+                                          settle_failures=F("settle_failures") + 1)
+    bill_id = locked[pk][0]
+    logger.error("bill %s set aside as dead: %s", bill_id, reason)
+    return bill_id
+
+
+@transaction.atomic
+def dead_bills_retry(*, bill_ids: list[int]) -> SettlementReport:
+    """Settle dead bills again (after a fix): back to pending, then settled, or dead again with the new reason."""
+    ids = list(Bill.objects.filter(pk__in=bill_ids, status=Bill.Status.DEAD).values_list("pk", flat=True))
+    if not ids:
+        return SettlementReport()
+    Bill.objects.filter(pk__in=ids).update(status=Bill.Status.PENDING, dead_reason="", dead_at=None)
+    report, _ = bills_settle(bill_ids=ids, only_pending=True)
+    return report
+
+
+def _batch_settle(*, bill_ids: list[int], ctx: SettlementContext, dry_run: bool = False,
+                  dry_used: dict | None = None, only_pending: bool = False,
+                  check_payments: bool = False) -> tuple[SettlementReport, list[int]]:
+    """One transaction (a savepoint when called inside one) over the batch; raises on a data error."""
     report = SettlementReport()
     with transaction.atomic():
         bill_rows = sql.bills_lock(bill_ids=bill_ids, only_pending=only_pending, lock=not dry_run)
@@ -184,9 +287,13 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
         customers = sorted({line[2] for line in lines})
         stages, statuses = customer_facts_many(customer_ids=customers)
         # Rewards and grants are written only in the transaction that sets processed_at: a bill never
-        # processed has none, so the lookup (into the month's fastest-growing table) is for re-runs only.
+        # processed has none, so the lookup (into the month's fastest-growing table) is for re-runs only;
+        # a payment rewarded on another bill meets the unique constraint, and the batch is run again with
+        # `check_payments` (the lookup by payment).
         rerun = [pk for pk in bill_pks if bill_rows[pk][2] is not None]
-        existing = sql.rewards_existing(bill_pks=rerun) if rerun else set()
+        existing = sql.rewards_existing(bill_pks=rerun) if rerun and not check_payments else set()
+        taken = sql.rewards_of_payments(campaign_ids=[rule.id for rule in ctx.rules],
+                                        payment_ids={line[1] for line in lines}) if check_payments else None
         capped_ids = {rule.id for rule in ctx.rules if rule.upper_limit is not None}
         pairs = [(cid, customer) for cid in capped_ids for customer in customers]
         if dry_run:
@@ -196,7 +303,7 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
             if dry_used is not None:
                 used.update({key: dry_used[key] for key in pairs if key in dry_used})
             lines_plan(lines=lines, ctx=ctx, stages=stages, statuses=statuses, used=used, existing=existing,
-                       report=report)
+                       report=report, taken=taken)
             if dry_used is not None:
                 dry_used.update(used)
             transaction.set_rollback(True)
@@ -205,7 +312,7 @@ def bills_settle(*, bill_ids: list[int], ctx: SettlementContext | None = None, d
         used = {key: points for key, (_, points) in budgets.items()}
         unmatched: dict[int, int] = {}
         planned = lines_plan(lines=lines, ctx=ctx, stages=stages, statuses=statuses, used=used,
-                             existing=existing, report=report, unmatched_by_bill=unmatched)
+                             existing=existing, report=report, unmatched_by_bill=unmatched, taken=taken)
         grant_ids = _write(planned, bill_rows, budgets, used, report)
         now = timezone.now()
         sql.bills_mark_settled(bill_pks=bill_pks, unmatched=unmatched, now=now)
@@ -288,5 +395,5 @@ def pending_bills_settle(*, older_than_seconds: int = 0, limit: int = 5000, batc
     return total
 
 
-__all__ = ["SettlementContext", "SettlementReport", "bills_settle", "lines_plan", "month_settle",
-           "pending_bills_settle", "rules"]
+__all__ = ["SettlementContext", "SettlementReport", "bill_set_aside", "bills_settle", "dead_bills_retry",
+           "lines_plan", "month_settle", "pending_bills_settle", "rules"]

@@ -68,6 +68,10 @@ LINES_READ = _statement(
 )
 REWARDS_EXISTING = _statement(CampaignReward, "SELECT {campaign_id}, {payment_id} FROM {table} "
                                               "WHERE {bill_id} = ANY(%s::bigint[])")
+# Through the (campaign, payment) unique index: one probe per pair.
+REWARDS_OF_PAYMENTS = _statement(CampaignReward, "SELECT {campaign_id}, {payment_id}, {bill_id} FROM {table} "
+                                                 "WHERE {campaign_id} = ANY(%s::bigint[]) "
+                                                 "AND {payment_id} = ANY(%s::varchar[])")
 BUDGETS_LOCK = _statement(
     CampaignBudget,
     "INSERT INTO {table} AS b ({campaign_id}, {customer_id}, {points}) "
@@ -85,7 +89,7 @@ GRANTS_INSERT = _statement(
     PointsGrant,
     "INSERT INTO {table} ({bill_id}, {customer_id}, {points}, {idempotency_key}, {status}, {attempts}, "
     "{next_attempt_at}, {last_error}, {created_at}, {notified_via}) "
-    "SELECT b, u, p, k, %s, 0, %s, '', %s, '' FROM unnest(%s::bigint[], %s::varchar[], %s::int[], "
+    "SELECT b, u, p, k, %s, 0, %s, '', %s, '' FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], "
     "%s::varchar[]) WITH ORDINALITY AS v(b, u, p, k, n) ORDER BY n RETURNING {id}, {bill_id}",
 )
 GRANT_PASSES = _statement(PointsGrant, "SELECT {bill_id}, count(*) FROM {table} WHERE {bill_id} = ANY(%s::bigint[]) "
@@ -134,6 +138,15 @@ def lines_read(*, bill_pks: list[int]) -> list[tuple]:
 def rewards_existing(*, bill_pks: list[int]) -> set[tuple[int, str]]:
     """(campaign, payment) pairs the bills already have rewards for."""
     return set(_rows(REWARDS_EXISTING, [pg_array(bill_pks)]))
+
+
+def rewards_of_payments(*, campaign_ids: list[int], payment_ids: Iterable[str]) -> dict[tuple[int, str], int]:
+    """{(campaign, payment): bill pk} of the rewards already written for these payments, on any bill."""
+    payment_ids = sorted(payment_ids)
+    if not campaign_ids or not payment_ids:
+        return {}
+    rows = _rows(REWARDS_OF_PAYMENTS, [pg_array(sorted(campaign_ids)), pg_array(payment_ids)])
+    return {(campaign_id, payment_id): bill_pk for campaign_id, payment_id, bill_pk in rows}
 
 
 def budgets_lock(*, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], tuple[int, int]]:

@@ -34,15 +34,17 @@ def _later(minutes=90):
     return timezone.now() + timedelta(minutes=minutes)
 
 
-def test_gateway_down_retries_later_and_grants_once(server, settled):
+def test_gateway_down_pauses_delivery_without_charging_attempts_and_grants_once(server, settled, settings):
+    settings.CAMPAIGNS_POINTS_BREAKER_FAILURES = 2
     server.mode = "down"
-    counts = grants_deliver()
-    assert (counts["sent"], counts["retry"]) == (0, 2)
-    assert len(server.requests) == 1  # stops at the first failure instead of hammering a down service
+    now = timezone.now()
+    counts = grants_deliver(now=now)
+    assert (counts["sent"], counts["retry"], counts["not_charged"]) == (0, 2, 2)
+    assert len(server.requests) == 2  # then the breaker opened instead of hammering a down service
     grant = settled.first()
-    assert grant.status == "pending" and grant.attempts == 1 and grant.next_attempt_at > timezone.now()
+    assert grant.status == "pending" and grant.attempts == 0  # the outage is charged to no grant
     assert "503" in grant.last_error
-    assert grants_deliver()["sent"] == 0 and len(server.requests) == 1  # backoff respected
+    assert grants_deliver(now=now + timedelta(seconds=1))["paused"] == 1 and len(server.requests) == 2
     server.mode = "ok"
     assert grants_deliver(now=_later())["sent"] == 2
     assert grants_deliver(now=_later(600))["sent"] == 0
@@ -58,7 +60,7 @@ def test_lost_answer_is_retried_with_the_same_key_and_granted_once(server, settl
     assert grants_deliver(now=_later())["sent"] == 2  # 409 "already granted with this key" is success
     assert server.points_of("c-1") == 30 and len(server.granted) == 2
     keys = [key for key, _ in server.requests]
-    assert len(keys) == 3 and keys[0] == keys[1]  # first grant retried with its original key
+    assert len(keys) == 4 and keys[2:] == keys[:2]  # each grant retried with its original key
     assert set(settled.values_list("status", flat=True)) == {"sent"}
 
 

@@ -58,6 +58,8 @@ class Command(BaseCommand):
                           f"unknown merchant {report.lines_unknown_merchant}, "
                           f"unknown customer {report.lines_unknown_customer}, "
                           f"bills skipped (being settled elsewhere) {report.bills_skipped_locked}")
+        for bill_id, reason in report.dead:  # issue 16: set aside, the rest settled; admin "Retry settlement"
+            self.stdout.write(f"  bill {bill_id} set aside (cannot settle): {reason}")
         for campaign_id, totals in sorted(report.campaigns.items()):
             self.stdout.write(f"  campaign {campaign_id} {totals.name!r}: {totals.rewards} rewards, "
                               f"{totals.points} points, {len(totals.customers)} customers, {totals.capped} capped")
