@@ -8,7 +8,7 @@ class CampaignsConfig(AppConfig):
     marketer_models: list[str] = ["campaign", "campaignstagerate", "merchantmaster", "merchantalias",
                                   "campaignbacktest"]
     marketer_view_models: list[str] = ["campaignreward", "campaignversion", "provisiondaily", "provisionjournal",
-                                       "bill", "cardstatus", "pointsgrant"]
+                                       "bill", "cardstatus", "pointsgrant", "merchantimportjob"]
 
     def ready(self):
         from mercari_ops.inbox.registry import register_topic
@@ -27,3 +27,5 @@ class CampaignsConfig(AppConfig):
                        order_key="changed_at")
         register_topic("card-bill-settled", schema=BILL_SCHEMA, handle=bill_record, handle_batch=bill_record_batch,
                        keep_payload=True, order_key="settled_at")
+        # Celery's autodiscovery imports only tasks.py; the merchant import tasks live beside it.
+        from . import tasks_import  # noqa: F401

@@ -397,3 +397,42 @@ class CampaignBacktest(models.Model):
         if not self.lines_total:
             return None
         return min(99, self.lines_done * 100 // self.lines_total)
+
+
+class MerchantImportJob(models.Model):
+    """A merchant master CSV too big for one request, checked on upload and applied by a worker (all or
+    nothing); the admin shows its progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    csv_text = models.TextField(blank=True, default="", help_text="The checked file; emptied once it is applied.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, help_text="Masters and merchant IDs created and updated.")
+    problems = models.JSONField(default=list, blank=True, help_text="The file's first problems: line, column, message.")
+    error = models.TextField(blank=True, default="")
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name or 'merchant CSV'} ({self.status})"
+
+    @property
+    def progress_percent(self) -> int | None:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.rows_total:
+            return None
+        return min(99, self.rows_done * 100 // self.rows_total)

@@ -1,15 +1,27 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from mercari_ops.common.errors import ValidationFailed
 
 from ..catalog import catalog_changed
-from ..models import MerchantAlias, MerchantMaster
-from ..services import merchant_master_import_csv
+from ..models import MerchantAlias, MerchantImportJob, MerchantMaster
+from ..services import merchant_import_start
+from ..services.merchant_csv import (
+    FALSE_SPELLINGS,
+    MAX_FILE_BYTES,
+    MERCHANT_CSV_COLUMNS,
+    PROBLEMS_KEPT,
+    TRUE_SPELLINGS,
+    MerchantCsvInvalid,
+)
+from ..services.merchants import INLINE_ROWS, merchant_import_job_retry
+from .common import ReadOnlyAdmin
 
 
 class CatalogInvalidating:
@@ -42,9 +54,24 @@ class AliasInline(admin.TabularInline):
     fields = ["merchant_id", "payment_method"]
 
 
+FORMAT_HELP = format_html(
+    "Header <code>{}</code> (merchant_id and master_id required, any order). One row per merchant ID and "
+    "payment method (empty = any method); empty master_name, is_marketplace or category leave the master's "
+    "value as it is. is_marketplace: {} or {} (any case). At most {} MB. A file with any problem stores "
+    "nothing; files over {} rows are imported in the background.",
+    ",".join(MERCHANT_CSV_COLUMNS), "/".join(TRUE_SPELLINGS), "/".join(FALSE_SPELLINGS),
+    MAX_FILE_BYTES // (1024 * 1024), f"{INLINE_ROWS:,}",
+)
+
+
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="CSV with header merchant_id,payment_method,master_id"
-                                     "[,master_name,is_marketplace,category]")
+    file = forms.FileField(help_text=FORMAT_HELP)
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_FILE_BYTES:
+            raise forms.ValidationError(f"The file is {upload.size:,} bytes; at most {MAX_FILE_BYTES:,} are accepted.")
+        return upload
 
 
 @admin.register(MerchantMaster)
@@ -65,29 +92,82 @@ class MerchantMasterAdmin(CatalogInvalidating, admin.ModelAdmin):
         return obj.alias_total
 
     def get_urls(self):
-        return [path("import-csv/", self.admin_site.admin_view(self.import_view),
-                     name="campaigns_merchantmaster_import")] + super().get_urls()
+        return [
+            path("import-csv/", self.admin_site.admin_view(self.import_view), name="campaigns_merchantmaster_import"),
+            path("import-csv/<int:job_id>/", self.admin_site.admin_view(self.import_job_view),
+                 name="campaigns_merchantmaster_import_job"),
+        ] + super().get_urls()
 
     def import_view(self, request):
         if not self.has_add_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
+        refused = None
         if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
             try:
-                text = form.cleaned_data["file"].read().decode("utf-8")
-                counts = merchant_master_import_csv(text=text)
-            except UnicodeDecodeError:
-                self.message_user(request, "the file is not UTF-8 text", messages.ERROR)
+                started = merchant_import_start(data=upload.read(), file_name=upload.name or "",
+                                                by=request.user.get_username())
+            except MerchantCsvInvalid as exc:
+                refused = exc
+                self.message_user(request, f"Import refused, nothing changed: {exc.problem_count} "
+                                           f"problem{'s' if exc.problem_count > 1 else ''} in the file",
+                                  messages.ERROR)
             except ValidationFailed as exc:
-                self.message_user(request, f"Import failed, nothing changed: {exc.message}", messages.ERROR)
+                self.message_user(request, f"Import refused, nothing changed: {exc.message}", messages.ERROR)
             else:
-                self.message_user(request, f"Imported: {counts}", messages.SUCCESS)
+                if started.job is not None:
+                    self.message_user(request, f"{started.job.rows_total:,} rows checked and queued for import",
+                                      messages.SUCCESS)
+                    return redirect("admin:campaigns_merchantmaster_import_job", started.job.pk)
+                self.message_user(request, f"Imported: {started.counts}", messages.SUCCESS)
                 return redirect("admin:campaigns_merchantmaster_changelist")
-        context = {**self.admin_site.each_context(request), "title": "Import merchant master CSV",
-                   "form": form, "opts": self.model._meta}
+        context = {**self.admin_site.each_context(request), "title": "Import merchant master CSV", "form": form,
+                   "opts": self.model._meta, "refused": refused, "problems_kept": PROBLEMS_KEPT,
+                   "jobs": MerchantImportJob.objects.defer("csv_text")[:10]}
         return TemplateResponse(request, "admin/campaigns/import_csv.html", context)
+
+    def import_job_view(self, request, job_id: int):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(MerchantImportJob.objects.defer("csv_text"), pk=job_id)
+        context = {**self.admin_site.each_context(request), "title": f"Merchant master import {job.pk}",
+                   "opts": self.model._meta, "job": job,
+                   "finished": job.status in (MerchantImportJob.Status.DONE, MerchantImportJob.Status.FAILED)}
+        return TemplateResponse(request, "admin/campaigns/import_job.html", context)
+
+
+@admin.register(MerchantImportJob)
+class MerchantImportJobAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Imports run in the background: their progress, result or failure. Written only by the import."""
+
+    list_display = ["pk", "file_name", "status", "progress", "created_by", "created_at", "finished_at", "page"]
+    list_filter = ["status"]
+    search_fields = ["file_name", "created_by"]
+    fields = ["file_name", "status", "rows_total", "rows_done", "result", "problems", "error", "created_by",
+              "created_at", "queued_at", "started_at", "finished_at"]
+    actions = ["run_again"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("csv_text")
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        percent = obj.progress_percent
+        return f"{obj.rows_done:,} / {obj.rows_total:,} rows" + (f" ({percent}%)" if percent is not None else "")
+
+    @admin.display(description="page")
+    def page(self, obj):
+        return format_html('<a href="{}">open</a>', reverse("admin:campaigns_merchantmaster_import_job",
+                                                            args=[obj.pk]))
+
+    def has_import_permission(self, request) -> bool:
+        return request.user.has_perm("campaigns.add_merchantmaster")
+
+    @admin.action(description="Run the selected failed imports again", permissions=["import"])
+    def run_again(self, request, queryset):
+        queued = sum(merchant_import_job_retry(job_id=pk) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{queued} import(s) queued again (only failed ones are)", messages.SUCCESS)
 
 
 @admin.register(MerchantAlias)

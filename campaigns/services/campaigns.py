@@ -1,9 +1,7 @@
-"""Campaign writes: create, change (versioned once active), activate, end; merchant master import."""
+"""Campaign writes: create, change (versioned once active), activate, end."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 
 from django.db import transaction
@@ -13,7 +11,7 @@ from mercari_ops.common.errors import Conflict, ValidationFailed
 
 from .. import rules
 from ..catalog import catalog_changed
-from ..models import Campaign, CampaignStageRate, CampaignVersion, MerchantAlias, MerchantMaster
+from ..models import Campaign, CampaignStageRate, CampaignVersion
 
 CAMPAIGN_FIELDS = ("name", "starts_at", "ends_at", "user_filters", "payment_filters", "upper_limit", "status")
 
@@ -147,60 +145,3 @@ def campaign_end(*, campaign_id: int, by: str = "") -> Campaign:
     campaign.save(update_fields=["status"])
     campaign_version_record(campaign=campaign, before=before, by=by, note="ended")
     return campaign
-
-
-# --- merchant master ------------------------------------------------------------------
-
-MERCHANT_CSV_COLUMNS = ("merchant_id", "payment_method", "master_id", "master_name", "is_marketplace", "category")
-
-
-@transaction.atomic
-def merchant_master_import_csv(*, text: str) -> dict:
-    """Upsert masters and aliases from CSV (header: merchant_id,payment_method,master_id[,master_name,
-    is_marketplace,category]). All or nothing: the first bad row raises ValidationFailed naming it."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = reader.fieldnames or []
-    for required in ("merchant_id", "master_id"):
-        if required not in header:
-            raise ValidationFailed(f"CSV header must contain {required}", required)
-    for column in header:
-        if column not in MERCHANT_CSV_COLUMNS:
-            raise ValidationFailed(f"unknown CSV column {column}; allowed: {', '.join(MERCHANT_CSV_COLUMNS)}",
-                                   column)
-    masters: dict[str, dict] = {}
-    aliases: dict[tuple[str, str], str] = {}
-    for line_no, row in enumerate(reader, start=2):
-        merchant_id = (row.get("merchant_id") or "").strip()
-        master_id = (row.get("master_id") or "").strip()
-        if not merchant_id or not master_id:
-            field = "merchant_id" if not merchant_id else "master_id"
-            raise ValidationFailed(f"line {line_no}: {field} is empty", field)
-        info = masters.setdefault(master_id, {})
-        if row.get("master_name"):
-            info["name"] = row["master_name"].strip()
-        if row.get("is_marketplace"):
-            info["is_marketplace"] = row["is_marketplace"].strip().lower() in ("1", "true", "yes")
-        if row.get("category") is not None and row.get("category") != "":
-            info["category"] = row["category"].strip()
-        aliases[(merchant_id, (row.get("payment_method") or "").strip())] = master_id
-    existing = {m.master_id: m for m in MerchantMaster.objects.filter(master_id__in=list(masters))}
-    created_masters = 0
-    for master_id, info in masters.items():
-        master = existing.get(master_id)
-        if master is None:
-            existing[master_id] = MerchantMaster.objects.create(master_id=master_id, **info)
-            created_masters += 1
-        elif info:
-            for key, value in info.items():
-                setattr(master, key, value)
-            master.save()
-    created_aliases = updated_aliases = 0
-    for (merchant_id, method), master_id in aliases.items():
-        _, created = MerchantAlias.objects.update_or_create(
-            merchant_id=merchant_id, payment_method=method, defaults={"master": existing[master_id]}
-        )
-        created_aliases += created
-        updated_aliases += not created
-    catalog_changed()
-    return {"masters_created": created_masters, "aliases_created": created_aliases,
-            "aliases_updated": updated_aliases}
