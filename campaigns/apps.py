@@ -13,6 +13,7 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         from mercari_ops.inbox.registry import register_topic
 
+        from . import tasks_sweep  # noqa: F401  (periodic sweepers outside tasks.py: beat and the worker know them)
         from .services.events import (
             BILL_SCHEMA,
             CARD_STATUS_SCHEMA,

@@ -175,6 +175,21 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis down or hung must never hold a request (issue 16): every Redis connection gives up within seconds.
+# A web request's .delay() then fails fast and the after-commit enqueue is skipped (mercari_ops/common/enqueue.py;
+# the sweepers deliver later), and this process skips further enqueues for REDIS_ENQUEUE_PAUSE_SECONDS.
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=2.0)
+REDIS_CONNECT_TIMEOUT_SECONDS = env.float("REDIS_CONNECT_TIMEOUT_SECONDS", default=2.0)
+REDIS_ENQUEUE_PAUSE_SECONDS = env.float("REDIS_ENQUEUE_PAUSE_SECONDS", default=10.0)
+CELERY_BROKER_TRANSPORT_OPTIONS.update(socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+                                       socket_connect_timeout=REDIS_CONNECT_TIMEOUT_SECONDS)
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_CONNECT_TIMEOUT_SECONDS
+# Celery retries a failed publish (default 3 times, up to 1 s apart); keep it short: a sweeper catches up.
+BROKER_PUBLISH_MAX_RETRIES = env.int("BROKER_PUBLISH_MAX_RETRIES", default=1)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": BROKER_PUBLISH_MAX_RETRIES,
+    "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
@@ -284,6 +299,8 @@ POINTS_API_TIMEOUT_SECONDS = env.float("POINTS_API_TIMEOUT_SECONDS", default=5.0
 CAMPAIGNS_CATALOG_CHECK_SECONDS = env.float("CAMPAIGNS_CATALOG_CHECK_SECONDS", default=2.0)
 CAMPAIGNS_CATALOG_MAX_AGE_SECONDS = env.float("CAMPAIGNS_CATALOG_MAX_AGE_SECONDS", default=300.0)
 CAMPAIGNS_SWEEP_AFTER_SECONDS = env.int("CAMPAIGNS_SWEEP_AFTER_SECONDS", default=60)
+# A backtest still queued after this long lost its task message (broker down when it was queued): requeued.
+CAMPAIGNS_BACKTEST_REQUEUE_AFTER_SECONDS = env.int("CAMPAIGNS_BACKTEST_REQUEUE_AFTER_SECONDS", default=300)
 CAMPAIGNS_GRANT_RETRY_MAX_SECONDS = env.int("CAMPAIGNS_GRANT_RETRY_MAX_SECONDS", default=3600)
 # A grant the points service refused (a sporadic 503) is retried after this, doubling per attempt.
 CAMPAIGNS_GRANT_RETRY_BASE_SECONDS = env.int("CAMPAIGNS_GRANT_RETRY_BASE_SECONDS", default=10)

@@ -6,7 +6,8 @@ project keeps no stage history per day). Nothing but the backtest row is written
 
 A month can hold a million lines, far more than a web request may take: the admin queues
 the run (`campaign_backtest_queue`) and a worker runs it (`campaign_backtest_run`), writing
-progress (lines done / total) to the row as it goes.
+progress (lines done / total) to the row as it goes. A run whose task message was never sent (the broker
+was down after the commit) is queued again by `campaign_backtests_requeue_stale` (`campaigns.backtest_sweep`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from mercari_ops.common.business_time import month_bounds
+from mercari_ops.common.enqueue import enqueue, enqueue_after_commit
 from mercari_ops.common.errors import ValidationFailed
 
 from ..catalog import campaign_rules_load, merchant_directory_load
@@ -41,8 +45,32 @@ def campaign_backtest_queue(*, campaign_id: int, month: str, by: str = "") -> Ca
         raise ValidationFailed(f"month must be YYYY-MM, got {month!r}", "month")
     campaign = Campaign.objects.get(pk=campaign_id)
     run = CampaignBacktest.objects.create(campaign=campaign, month=month, run_by=by)
-    transaction.on_commit(lambda: campaign_backtest_task.delay(run.pk))
+    enqueue_after_commit(campaign_backtest_task, run.pk)  # broker down: campaign_backtests_requeue_stale
     return run
+
+
+def campaign_backtests_requeue_stale(*, older_than_seconds: float | None = None, now: datetime | None = None,
+                                     limit: int = 100) -> dict[str, int]:
+    """The sweeper: queue again the backtests still queued long after they were created.
+
+    Their task message was never sent (the broker was down after the commit) or was lost. A backtest merely
+    waiting behind a long run may get a second message: whichever runs second finds it done and returns, or,
+    if both start together, computes the same result into the same row.
+    """
+    from ..tasks import campaign_backtest_task
+
+    now = now or timezone.now()
+    if older_than_seconds is None:
+        older_than_seconds = settings.CAMPAIGNS_BACKTEST_REQUEUE_AFTER_SECONDS
+    stale = list(CampaignBacktest.objects.filter(status=CampaignBacktest.Status.QUEUED,
+                                                 created_at__lte=now - timedelta(seconds=older_than_seconds))
+                 .order_by("created_at").values_list("pk", flat=True)[:limit])
+    requeued = 0
+    for backtest_id in stale:
+        if not enqueue(campaign_backtest_task, backtest_id):
+            break  # the broker is still down: the next sweep tries again
+        requeued += 1
+    return {"stale": len(stale), "requeued": requeued}
 
 
 def campaign_backtest_run(*, backtest_id: int, batch: int = 1000) -> CampaignBacktest:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import transaction
 from django.utils import timezone
 
+from mercari_ops.common.enqueue import enqueue_after_commit
 from mercari_ops.common.schema import MAX_YEN, DateTime, Int, List, Schema, Str
 
 from ..models import Bill, BillLine
@@ -118,7 +118,7 @@ def bills_record_many(*, events: list[dict], enqueue: bool = True) -> list[int]:
     if enqueue and new_ids:
         from ..tasks import settle_bills_task
 
-        transaction.on_commit(lambda: settle_bills_task.delay(new_ids))
+        enqueue_after_commit(settle_bills_task, new_ids)  # broker down: campaigns.settle_sweep settles them
     return new_ids
 
 

@@ -317,9 +317,11 @@ def _batch_settle(*, bill_ids: list[int], ctx: SettlementContext, dry_run: bool 
         now = timezone.now()
         sql.bills_mark_settled(bill_pks=bill_pks, unmatched=unmatched, now=now)
         if grant_ids:
+            from mercari_ops.common.enqueue import enqueue_after_commit
+
             from ..tasks import settle_grants_deliver_task
 
-            transaction.on_commit(lambda: settle_grants_deliver_task.delay(grant_ids))
+            enqueue_after_commit(settle_grants_deliver_task, grant_ids)  # broker down: settle_sweep retries
     return report, grant_ids
 
 

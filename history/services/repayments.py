@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from mercari_ops.common.enqueue import enqueue_after_commit
 from mercari_ops.common.errors import Conflict, NotFound, Unprocessable
 
 from ..clients import RepaymentClient, RepaymentRejected, RepaymentUnavailable
@@ -67,7 +68,7 @@ def repayment_request(*, payment_id: str, idempotency_key: str, requested_by: st
     )
     from ..tasks import repayment_deliver_task
 
-    transaction.on_commit(lambda: repayment_deliver_task.delay(request.pk))
+    enqueue_after_commit(repayment_deliver_task, request.pk)  # broker down: repayment_sweep sends it
     return request
 
 

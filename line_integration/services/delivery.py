@@ -17,9 +17,9 @@ import json
 import logging
 import uuid
 
-from django.db import transaction
 from django.utils import timezone
 
+from mercari_ops.common.enqueue import enqueue_after_commit
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.schema import Dict, Schema, Str
 
@@ -109,12 +109,6 @@ def test_message_send(*, customer_id: str, text: str = "Test message from Mercar
 
 
 def _kick_after_commit() -> None:
-    def kick():
-        from ..tasks import line_send_due
+    from ..tasks import line_send_due
 
-        try:
-            line_send_due.delay()
-        except Exception:  # the broker being down must not fail the caller; the beat kick sends it later
-            logger.warning("could not enqueue line.send_due; the periodic kick will send", exc_info=True)
-
-    transaction.on_commit(kick)
+    enqueue_after_commit(line_send_due)  # broker down: the line.kick_senders beat starts the senders

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from mercari_ops.common.errors import Conflict, NotFound, ValidationFailed
 from mercari_ops.common.ratelimit import rate_limiter
@@ -84,7 +85,7 @@ def _event_handle(event: dict) -> str:
     for action in after:  # outbound calls after commit; their durable parts are swept later
         try:
             action()
-        except LineError as exc:
+        except (LineError, RedisError) as exc:  # LINE, or the rate limiter's Redis, down: never fail the commit
             logger.warning("LINE call after webhook event %s failed: %s", event["webhookEventId"], exc)
     return "ignored" if record.outcome in ("ignored", "no user source: ignored") else "handled"
 
@@ -178,7 +179,7 @@ def link_complete(*, customer_id: str, line_user_id: str, greeting_key: str | No
         after.extend(actions)
     else:
         for action in actions:
-            transaction.on_commit(action)
+            transaction.on_commit(lambda action=action: _quietly(action))
     return user
 
 
@@ -224,7 +225,7 @@ def line_unlink(*, customer_id: str) -> LineUser:
 def _quietly(action) -> None:
     try:
         action()
-    except LineError as exc:
+    except (LineError, RedisError) as exc:  # the rate limiter's Redis down or hung: swept later too
         logger.warning("LINE call failed (the periodic sweep retries): %s", exc)
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import Conflict, ValidationFailed
 from mercari_ops.common.locks import try_named_lock
 
@@ -59,10 +60,7 @@ def rules_version_publish(*, definition, by: str, note: str = "") -> StageRuleVe
 def _enqueue(job_id: int) -> None:
     from ..tasks import recompute
 
-    try:
-        recompute.delay(job_id)
-    except Exception:  # broker down: the row is durable, recompute_resume picks it up
-        logger.exception("could not enqueue recompute job %s; the periodic resume will run it", job_id)
+    enqueue(recompute, job_id)  # broker down: the row is durable, recompute_resume picks it up
 
 
 def recompute_job_run(*, job_id: int, batch_size: int | None = None, now: datetime | None = None) -> str:

@@ -35,6 +35,8 @@ from typing import Protocol
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # Every script starts with the clock: ARGV[1] is the caller's time in microseconds, or '' for Redis's own
 # (production). Keys outlive their last use by `keep` ms: 1 s on Redis's clock; an hour on a caller's, since
@@ -127,7 +129,11 @@ class _RedisBackend:
     """The limiters' state in Redis. `now` (seconds) replaces Redis's clock for that call; None keeps it."""
 
     def __init__(self, url: str, prefix: str):
-        self.client = redis.Redis.from_url(url)
+        # Redis down or hung: a call gives up within seconds (redis.TimeoutError / ConnectionError), never hangs.
+        # One retry (a pooled connection Redis closed); redis-py's default of 10 would multiply the timeout.
+        self.client = redis.Redis.from_url(url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT_SECONDS,
+                                           socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT_SECONDS,
+                                           retry=Retry(NoBackoff(), 1))
         self.prefix = prefix
         self._log = self.client.register_script(_SLIDING_LOG_LUA)
         self._lease = self.client.register_script(_LEASE_LUA)
