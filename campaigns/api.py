@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
@@ -32,20 +33,50 @@ ITEM_FIELDS = {
 SINGLE_SCHEMA = Schema({"customer_id": Str(max_length=64), **ITEM_FIELDS})
 LIST_SCHEMA = Schema({"customer_id": Str(max_length=64), "items": List(Schema(ITEM_FIELDS), min_items=1)})
 
-_estimate = inline_serializer("Estimate", {
-    "eligible": serializers.BooleanField(), "points": serializers.IntegerField(),
-    "rate": serializers.CharField(allow_null=True, help_text="Percent with one decimal, e.g. \"1.5\""),
-    "campaign_id": serializers.IntegerField(allow_null=True),
-    "reason": serializers.CharField(allow_null=True, help_text="Why not eligible (unknown_customer, ...)"),
-})
-_item = {
-    "amount": serializers.IntegerField(help_text="Yen"),
-    "channel": serializers.ChoiceField(choices=["mercari", "outside"]),
-    "merchant_id": serializers.CharField(required=False, allow_null=True),
-    "payment_method": serializers.CharField(required=False, allow_null=True, help_text="default mercard"),
+# The OpenAPI schema of the estimate, written out as JSON Schema: the request is one of two forms that the
+# view tells apart by the presence of "items", and the constraints are those of SINGLE_SCHEMA/LIST_SCHEMA.
+_ESTIMATE = {
+    "type": "object",
+    "properties": {
+        "eligible": {"type": "boolean"}, "points": {"type": "integer"},
+        "rate": {"type": "string", "nullable": True, "description": "Percent with one decimal, e.g. \"1.5\""},
+        "campaign_id": {"type": "integer", "nullable": True},
+        "reason": {"type": "string", "nullable": True, "description": "Why not eligible (unknown_customer, ...)"},
+    },
+    "required": ["eligible", "points", "rate", "campaign_id", "reason"],
 }
+_CUSTOMER_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_ITEM_PROPERTIES = {
+    "amount": {"type": "integer", "minimum": -(10**12), "maximum": 10**12,
+               "description": "Yen (negative: a refund)"},
+    "channel": {"type": "string", "enum": ["mercari", "outside"]},
+    "merchant_id": {"type": "string", "minLength": 1, "maxLength": 64, "nullable": True},
+    "payment_method": {"type": "string", "minLength": 1, "maxLength": 32, "nullable": True,
+                       "description": "default mercard"},
+}
+_ESTIMATE_REQUEST = {"oneOf": [
+    {"title": "One payment", "type": "object",
+     "properties": {"customer_id": _CUSTOMER_ID, **_ITEM_PROPERTIES},
+     "required": ["customer_id", "amount", "channel"],
+     "not": {"required": ["items"]}},
+    {"title": "A list page", "type": "object",
+     "properties": {"customer_id": _CUSTOMER_ID, "items": {
+         "type": "array", "minItems": 1, "maxItems": settings.CAMPAIGNS_ESTIMATE_MAX_ITEMS,
+         "items": {"type": "object", "properties": _ITEM_PROPERTIES, "required": ["amount", "channel"]}}},
+     "required": ["customer_id", "items"]},
+]}
+_ESTIMATE_ANSWER = {"oneOf": [
+    _ESTIMATE,
+    {"type": "object", "properties": {"customer_id": {"type": "string"}, "items": {"type": "array",
+                                                                                   "items": _ESTIMATE}},
+     "required": ["customer_id", "items"]},
+]}
 _error = inline_serializer("CampaignError", {"error": serializers.CharField(),
                                              "field": serializers.CharField(allow_null=True)})
+# What PostgreSQL's columns hold (campaigns.models): a bigger value is a 400 naming the field, not a 500.
+INTEGER_MAX = 2**31 - 1
+SMALLINT_MAX = 2**15 - 1
+NAME_MAX_LENGTH = Campaign._meta.get_field("name").max_length
 
 
 def _json(body: dict, status_code: int = 200, **headers) -> HttpResponse:
@@ -107,11 +138,8 @@ class EstimateView(APIView):
     @extend_schema(
         operation_id="campaigns_estimate",
         summary="Points a payment would earn (no cap applied)",
-        request=inline_serializer("EstimateRequest", {
-            "customer_id": serializers.CharField(max_length=64), **_item,
-            "items": inline_serializer("EstimateItem", _item, many=True, required=False),
-        }),
-        responses={200: _estimate, 400: _error},
+        request={"application/json": _ESTIMATE_REQUEST},
+        responses={200: _ESTIMATE_ANSWER, 400: _error, 401: _error},
         examples=[
             OpenApiExample("single", value={"customer_id": "c-00001", "amount": 3000, "channel": "mercari",
                                             "merchant_id": "m-mercari", "payment_method": "mercard"},
@@ -130,16 +158,47 @@ class EstimateView(APIView):
         return Response(self.estimate(request.data))
 
 
+# RFC 3339 as the schema's "date-time" means it (Python's fromisoformat alone takes more: "+0000", a space).
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_RATE = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _datetime(value, field: str) -> datetime:
     if not isinstance(value, str):
         raise ValidationFailed(f"{field} must be an RFC 3339 time", field)
+    if not _RFC3339.fullmatch(value):
+        raise ValidationFailed(f"{field} is not an RFC 3339 time: {value!r}", field)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed(f"{field} is not an RFC 3339 time: {value!r}", field) from None
-    if parsed.tzinfo is None:
-        raise ValidationFailed(f"{field} must carry a UTC offset", field)
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        # the instant must exist in UTC, where it is stored ("0001-01-01T00:00:00+14:00" does not)
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValidationFailed(f"{field} is not an RFC 3339 time PostgreSQL can store: {value!r}", field) from None
     return parsed
+
+
+def _integer(value, field: str, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(f"{field} must be an integer", field)
+    if not low <= value <= high:
+        raise ValidationFailed(f"{field} must be between {low} and {high}", field)
+    return value
+
+
+def _upper_limit(value):
+    """Its type and sign are campaign rules (rules.upper_limit_validate); its size is the column's."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > INTEGER_MAX:
+        raise ValidationFailed(f"upper_limit must be at most {INTEGER_MAX}", "upper_limit")
+    return value
+
+
+def _filters(value, field: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"{field} must be a JSON object", field)
+    return value
 
 
 class StageRateSerializer(serializers.Serializer):
@@ -160,6 +219,31 @@ _campaign = inline_serializer("Campaign", {
     "rates": _rates(),
 })
 
+_STAGE = {"type": "integer", "minimum": 0, "maximum": SMALLINT_MAX}
+_CAMPAIGN_CREATE = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH, "pattern": r"\S"},
+        "starts_at": {"type": "string", "format": "date-time"},
+        "ends_at": {"type": "string", "format": "date-time", "description": "After starts_at"},
+        "user_filters": {"type": "object", "nullable": True,
+                         "description": "Keys as in the admin: mercard_status, stage, ..."},
+        "payment_filters": {"type": "object", "nullable": True,
+                            "description": "Keys as in the admin: mercari_inner_payment, merchant, ..."},
+        "upper_limit": {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX, "nullable": True,
+                        "description": "Points per customer; null: no cap"},
+        "rates": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "properties": {"stage_from": _STAGE, "stage_to": _STAGE,
+                           "rate": {"type": "string", "pattern": f"^{_RATE.pattern}$",
+                                    "description": "Percent, 0 to 100 with at most one decimal, e.g. \"1.5\""}},
+            "required": ["stage_from", "stage_to", "rate"],
+            "description": "Stage ranges must not overlap",
+        }},
+    },
+    "required": ["name", "starts_at", "ends_at", "rates"],
+}
+
 
 def _campaign_body(campaign: Campaign) -> dict:
     return {"id": campaign.pk, "version": campaign.version, **campaign_snapshot(campaign)}
@@ -169,30 +253,35 @@ class CampaignCreateView(APIView):
     @extend_schema(
         operation_id="campaigns_create",
         summary="Create a draft campaign (validated like the admin: filters schema, stage ranges, period)",
-        request=inline_serializer("CampaignCreate", {
-            "name": serializers.CharField(), "starts_at": serializers.DateTimeField(),
-            "ends_at": serializers.DateTimeField(), "user_filters": serializers.JSONField(required=False),
-            "payment_filters": serializers.JSONField(required=False),
-            "upper_limit": serializers.IntegerField(required=False, allow_null=True),
-            "rates": _rates(),
-        }),
-        responses={201: _campaign, 400: _error},
+        request={"application/json": _CAMPAIGN_CREATE},
+        responses={201: _campaign, 400: _error, 401: _error},
     )
     def post(self, request):
-        data = request.data if isinstance(request.data, dict) else {}
+        data = request.data
+        if not isinstance(data, dict):
+            raise ValidationFailed("body must be a JSON object", None)
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise ValidationFailed("name must be a string", "name")
+        if len(name) > NAME_MAX_LENGTH:
+            raise ValidationFailed(f"name is longer than {NAME_MAX_LENGTH} characters", "name")
         rates = data.get("rates")
         if not isinstance(rates, list) or not all(isinstance(r, dict) for r in rates):
             raise ValidationFailed("rates must be a list of {stage_from, stage_to, rate}", "rates")
         for index, rate in enumerate(rates):
             for key in ("stage_from", "stage_to"):
-                if isinstance(rate.get(key), bool) or not isinstance(rate.get(key), int):
-                    raise ValidationFailed(f"rates.{index}.{key} must be an integer", f"rates.{index}.{key}")
+                _integer(rate.get(key), f"rates.{index}.{key}", low=0, high=SMALLINT_MAX)
             if "rate" not in rate:
                 raise ValidationFailed(f"rates.{index}.rate is required", f"rates.{index}.rate")
+            if not isinstance(rate["rate"], str) or not _RATE.fullmatch(rate["rate"]):
+                raise ValidationFailed(f"rates.{index}.rate must be a percent as a string, e.g. \"1.5\"",
+                                       f"rates.{index}.rate")
         campaign = campaign_create(
-            name=data.get("name") or "", starts_at=_datetime(data.get("starts_at"), "starts_at"),
-            ends_at=_datetime(data.get("ends_at"), "ends_at"), user_filters=data.get("user_filters") or {},
-            payment_filters=data.get("payment_filters") or {}, upper_limit=data.get("upper_limit"),
+            name=name, starts_at=_datetime(data.get("starts_at"), "starts_at"),
+            ends_at=_datetime(data.get("ends_at"), "ends_at"),
+            user_filters=_filters(data.get("user_filters"), "user_filters"),
+            payment_filters=_filters(data.get("payment_filters"), "payment_filters"),
+            upper_limit=_upper_limit(data.get("upper_limit")),
             rates=[(r["stage_from"], r["stage_to"], r["rate"]) for r in rates],
             by=getattr(request.user, "username", ""),
         )
@@ -201,9 +290,11 @@ class CampaignCreateView(APIView):
 
 class CampaignDetailView(APIView):
     @extend_schema(operation_id="campaigns_get", summary="One campaign with its rates",
-                   responses={200: _campaign, 404: _error})
+                   parameters=[OpenApiParameter("campaign_id", {"type": "integer", "minimum": 1,
+                                                                "maximum": INTEGER_MAX}, OpenApiParameter.PATH)],
+                   responses={200: _campaign, 401: _error, 404: _error})
     def get(self, request, campaign_id: int):
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        campaign = Campaign.objects.filter(pk=campaign_id).first() if campaign_id <= INTEGER_MAX else None
         if campaign is None:
             raise NotFound(f"campaign {campaign_id} does not exist", "campaign_id")
         return Response(_campaign_body(campaign))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -14,7 +15,8 @@ from mercari_ops.common.errors import ValidationFailed, api_exception_handler
 
 from . import selectors, services
 
-ERROR = inline_serializer("HistoryError", {"error": serializers.CharField(), "field": serializers.CharField()})
+ERROR = inline_serializer("HistoryError", {"error": serializers.CharField(),
+                                           "field": serializers.CharField(allow_null=True)})
 
 
 class HistoryActionSerializer(serializers.Serializer):
@@ -68,6 +70,10 @@ class HistoryRepaymentSerializer(serializers.Serializer):
 
 
 PAGE, DETAIL, REPAY = HistoryPageSerializer, HistoryPaymentSerializer, HistoryRepaymentSerializer
+# Parameters as the views check them (history.selectors.history_page, RepayView): what the schema allows is taken.
+PAGE_SIZE = {"type": "integer", "minimum": 1, "maximum": settings.HISTORY_PAGE_SIZE_MAX}
+IDEMPOTENCY_KEY = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": r"\S",
+                   "description": "Surrounding spaces are not part of the key"}
 
 
 # --- the GET hot path -------------------------------------------------------------------------------
@@ -136,7 +142,7 @@ class CustomerPaymentsView(LeanGetMixin, APIView):
     @extend_schema(
         summary="A customer's payment history, newest first (cursor paginated)",
         parameters=[OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-                    OpenApiParameter("page_size", int, description="1..100, default 20")],
+                    OpenApiParameter("page_size", PAGE_SIZE, description=f"default {settings.HISTORY_PAGE_SIZE}")],
         responses={200: PAGE, 400: ERROR, 404: ERROR},
     )
     def get(self, request, customer_id: str):
@@ -158,7 +164,7 @@ class PaymentView(LeanGetMixin, APIView):
 class RepayView(APIView):
     @extend_schema(
         summary="Repay a billed card transaction now (idempotent)",
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+        parameters=[OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY, OpenApiParameter.HEADER, required=True,
                                      description="Same key: same answer, one request to the repayment service")],
         request=None,
         responses={202: REPAY, 400: ERROR, 404: ERROR, 409: ERROR, 422: ERROR},

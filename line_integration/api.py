@@ -5,7 +5,7 @@ from django.db import DataError, IntegrityError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,15 +49,22 @@ def line_webhook(request):
     return HttpResponse(status=200)
 
 
+ERROR = inline_serializer("LineError", {"error": serializers.CharField(),
+                                       "field": serializers.CharField(allow_null=True)})
+
+
 class LinkNonceSerializer(serializers.Serializer):
-    customer_id = serializers.CharField(max_length=64)
-    link_token = serializers.CharField(max_length=255)
+    # min_length: the schema says what DRF refuses (a blank string); IDs are opaque, spaces included.
+    customer_id = serializers.CharField(min_length=1, max_length=64, trim_whitespace=False)
+    link_token = serializers.CharField(min_length=1, max_length=255, trim_whitespace=False)
 
 
 class LinkNonceView(APIView):
     @extend_schema(
         request=LinkNonceSerializer,
-        responses={200: inline_serializer("LinkNonceResponse", {"redirect_url": serializers.URLField()})},
+        responses={200: inline_serializer("LinkNonceResponse", {"redirect_url": serializers.URLField()}),
+                   400: OpenApiResponse(ERROR, description="Bad body, or a link_token that is unknown or expired"),
+                   409: OpenApiResponse(ERROR, description="link_token was already used")},
         summary="Start account linking: a single-use nonce for the link token; redirect the user to redirect_url",
     )
     def post(self, request):
@@ -68,12 +75,13 @@ class LinkNonceView(APIView):
 
 
 class UnlinkSerializer(serializers.Serializer):
-    customer_id = serializers.CharField(max_length=64)
+    customer_id = serializers.CharField(min_length=1, max_length=64, trim_whitespace=False)
 
 
 class UnlinkView(APIView):
     @extend_schema(request=UnlinkSerializer,
-                   responses={200: inline_serializer("UnlinkResponse", {"status": serializers.CharField()})},
+                   responses={200: inline_serializer("UnlinkResponse", {"status": serializers.CharField()}),
+                              400: ERROR, 404: OpenApiResponse(ERROR, description="No linked LINE account")},
                    summary="Unlink the customer's LINE account (no more messages; rich menu switched back)")
     def post(self, request):
         data = UnlinkSerializer(data=request.data)

@@ -9,6 +9,9 @@ from mercari_ops.common.errors import NotFound
 
 from .selectors import customer_profile_get
 
+ERROR = inline_serializer("LoyaltyError", {"error": serializers.CharField(),
+                                           "field": serializers.CharField(allow_null=True)})
+
 
 class AmountCountSerializer(serializers.Serializer):
     amount = serializers.IntegerField(help_text="Yen over the window (reversals subtracted).")
@@ -58,7 +61,7 @@ class CustomerDetailApi(APIView):
         operation_id="loyalty_customer_get",
         summary="A customer's stage, the window totals it came from, the next stage and recent changes",
         responses={200: CustomerProfileSerializer,
-                   404: OpenApiResponse(description='Unknown customer: {"error": ..., "field": "customer_id"}')},
+                   404: OpenApiResponse(ERROR, description='Unknown customer: {"error": ..., "field": "customer_id"}')},
     )
     def get(self, request, customer_id: str):
         profile = customer_profile_get(customer_id=customer_id)

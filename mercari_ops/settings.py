@@ -206,6 +206,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+# What the schema cannot learn from the views: 401 on every token-authenticated operation, the shared error
+# body, and the Pub/Sub push and Braze webhook (plain Django views) -- mercari_ops/common/openapi.py.
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = ["drf_spectacular.hooks.postprocess_schema_enums",
+                                                "mercari_ops.common.openapi.postprocess_schema"]
+# The benchmark baseline view POST /bench/bare (204, no auth): on only in the bench harness's environment.
+BENCH_BARE_VIEW = env.bool("BENCH_BARE_VIEW", default=False)
 
 # Event inbox (Pub/Sub push).
 PUBSUB_PUSH_TOKEN = env.str("PUBSUB_PUSH_TOKEN", default="dev-pubsub-token" if DEBUG else None)

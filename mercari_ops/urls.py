@@ -1,6 +1,7 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from mercari_ops.common import views as common_views
@@ -8,7 +9,6 @@ from mercari_ops.common.api import WhoAmIApi
 
 urlpatterns = [
     path("healthz", common_views.healthz, name="healthz"),
-    path("bench/bare", common_views.bare, name="bench-bare"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
          name="api-schema"),
     path("api/whoami", WhoAmIApi.as_view(), name="api-whoami"),
@@ -18,8 +18,17 @@ urlpatterns = [
     path("", include("line_integration.urls")),
     path("", include("history.urls")),
     path("", include("loyalty.urls")),
+    # Anything else under a machine prefix (an unknown path, an ID its converter refuses) is a JSON 404, also
+    # with DEBUG on; the admin and other pages keep Django's HTML 404.
+    re_path(r"^(?:api|line|pubsub)/", common_views.machine_not_found, name="machine-not-found"),
     path("admin/", admin.site.urls),
 ]
 
+if settings.BENCH_BARE_VIEW:
+    # The benchmarks' baseline (docs/benchmarks.md): no auth, so never in a production URLconf.
+    urlpatterns.insert(1, path("bench/bare", common_views.bare, name="bench-bare"))
+
 # Serves the admin's static files when DEBUG is on (make run); production serves them from STATIC_ROOT.
 urlpatterns += staticfiles_urlpatterns()
+
+handler404 = common_views.not_found
