@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import OperationalError
 
 from campaigns.models import Bill, BillLine, CampaignReward, PointsGrant, PointsLedgerEntry
 from campaigns.services import bills_record_many, bills_settle, month_settle
@@ -102,6 +103,23 @@ def test_a_bill_that_can_never_settle_is_set_aside_and_the_others_settle(campaig
     assert result["grants"]["sent"] == 11 and PointsLedgerEntry.objects.count() == 11
     assert not CampaignReward.objects.filter(bill_id=dead_pk).exists()
     assert not PointsGrant.objects.filter(bill_id=dead_pk).exists()
+
+
+def test_settle_sweep_delivers_due_grants_even_when_its_bill_step_fails(campaigns, customer, record_bill,
+                                                                        monkeypatch):
+    # given: a grant due for delivery
+    customer("c-1", stage=10)
+    bills_settle(bill_ids=[record_bill(bill_event("c-1", [line("p-1", 3000)]))])
+    # when: the bill step fails for a reason that is no bill's (the database went away mid-run)
+    def settle_fails(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("campaigns.services.pending_bills_settle", settle_fails)
+    with pytest.raises(OperationalError):
+        settle_sweep()
+    # then: the grant went out all the same, and the failure was not swallowed
+    assert PointsGrant.objects.get().status == "sent"
+    assert PointsLedgerEntry.objects.get().points == 30
 
 
 def test_a_month_rerun_sets_a_bad_bill_aside_and_reports_it(campaigns, customer, good_bills):
