@@ -1,15 +1,20 @@
-"""The cap holds when two bills of one customer settle at the same moment on two workers."""
+"""Two workers at the same moment: the cap holds when two bills of one customer settle, and grants
+delivered against a partly failing points service go out once each."""
 
 import threading
 import time
+from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
-from campaigns.models import Bill, CampaignBudget, CampaignReward
-from campaigns.services import bills_settle
+from campaigns.models import Bill, CampaignBudget, CampaignReward, PointsGrant
+from campaigns.services import bills_record_many, bills_settle, grants_deliver_all
 from campaigns.services.settlement_sql import BUDGETS_LOCK
 from campaigns.tests.factories import bill_event, line
+from campaigns.tests.points_server import PointsServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 30  # seconds: an upper bound for a thread to reach a point, never a duration anything depends on
@@ -114,3 +119,35 @@ def test_many_simultaneous_bills_never_exceed_the_cap(campaigns, customer, recor
         rewards = CampaignReward.objects.filter(campaign=outer, customer_id=c)
         assert sum(r.points for r in rewards) == 1000
         assert sorted(r.points for r in rewards) == [100, 450, 450]
+
+
+def test_two_workers_delivering_at_once_against_a_partly_failing_service_send_each_grant_once(
+        campaigns, customer, settings):
+    events = [bill_event(customer(f"c-{n}", stage=10), [line(f"p-{n}", 3000)]) for n in range(60)]
+    bills_settle(bill_ids=bills_record_many(events=events, enqueue=False))
+    keys = list(PointsGrant.objects.values_list("idempotency_key", flat=True))
+    with PointsServer(fail_percent=5, seed=3) as server:
+        settings.POINTS_API_URL = server.url
+        settings.POINTS_API_TIMEOUT_SECONDS = 5
+        now = timezone.now() + timedelta(seconds=1)
+        barrier, errors = threading.Barrier(2), []
+
+        def work():
+            barrier.wait(WAIT)
+            grants_deliver_all(limit_per_batch=10, now=now)
+
+        threads = [_in_thread(work, errors) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        _join(threads)
+        assert not errors, errors
+        # the sweeps that follow (10 s apart, on the injected clock) deliver what was refused or left
+        for sweep in range(1, 30):
+            if not PointsGrant.objects.filter(status="pending").exists():
+                break
+            grants_deliver_all(now=now + timedelta(seconds=10 * sweep))
+    assert set(PointsGrant.objects.values_list("status", flat=True)) == {"sent"}
+    assert sorted(server.granted) == sorted(keys)
+    # no grant was sent by both workers: each key asked once, plus once per refusal
+    asked = Counter(key for key, _ in server.requests)
+    assert {key: asked[key] for key in keys} == {key: server.refused[key] + 1 for key in keys}
