@@ -273,3 +273,35 @@ def test_campaign_times_are_rfc_3339_instants_postgresql_can_store(api_client, v
     response = api_client.post("/api/campaigns", {**copy.deepcopy(CAMPAIGN), "starts_at": value}, format="json")
     assert response.status_code == 400
     assert response.json()["field"] == "starts_at"
+
+
+def test_history_answers_conform(schema, api_client, push):
+    from history.tests.factories import card_tree
+
+    for event in card_tree(1, repaid=False) + card_tree(2, start=10, refund=True):
+        assert push("payment-events", event).status_code == 204
+    page = assert_conforms(schema, "get", "/api/history/customers/{customer_id}/payments",
+                           api_client.get("/api/history/customers/c-1/payments?page_size=1"))
+    assert page["entries"] and page["next_cursor"]
+    assert_conforms(schema, "get", "/api/history/customers/{customer_id}/payments",
+                    api_client.get(f"/api/history/customers/c-1/payments?cursor={page['next_cursor']}"))
+    detail = assert_conforms(schema, "get", "/api/history/payments/{payment_id}",
+                             api_client.get("/api/history/payments/tx-1"))
+    assert detail["actions"]
+    response = api_client.get("/api/history/payments/nope")
+    assert response.status_code == 404
+    assert_conforms(schema, "get", "/api/history/payments/{payment_id}", response)
+
+
+def test_loyalty_answers_conform(schema, api_client):
+    from loyalty.services import activity_apply
+    from loyalty.tests.factories import event, publish_rules
+
+    publish_rules()
+    activity_apply(events=[event(amount=6000), event(amount=6000), event(kind="sell", amount=900)])
+    body = assert_conforms(schema, "get", "/api/loyalty/customers/{customer_id}",
+                           api_client.get("/api/loyalty/customers/c-1"))
+    assert body["recent_changes"]
+    response = api_client.get("/api/loyalty/customers/c-unknown")
+    assert response.status_code == 404
+    assert_conforms(schema, "get", "/api/loyalty/customers/{customer_id}", response)
