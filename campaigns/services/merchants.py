@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
+
+from mercari_ops.common.enqueue import enqueue, enqueue_after_commit
 
 from ..catalog import catalog_changed
 from ..models import MerchantAlias, MerchantImportJob, MerchantMaster
@@ -35,21 +35,6 @@ BATCH_ROWS = 2000
 # worker vanished is taken over after RUNNING_STALE (its transaction was rolled back with the worker).
 QUEUED_STALE = timedelta(minutes=2)
 RUNNING_STALE = timedelta(minutes=15)
-
-
-def _send(job_id: int) -> bool:
-    """Queue the job's task; a broker that is down or hung is logged, never raised (the sweeper sends it later)."""
-    try:
-        merchant_import_task.delay(job_id)
-    except (KombuError, RedisError, OSError) as exc:
-        logger.warning("merchant import job %s not queued: %s: %s; merchant_import_sweep sends it later", job_id,
-                       type(exc).__name__, exc)
-        return False
-    return True
-
-
-def _send_after_commit(job_id: int) -> None:
-    transaction.on_commit(lambda: _send(job_id))
 
 
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -133,7 +118,7 @@ def merchant_import_start(*, data: bytes | str, file_name: str = "", by: str = "
     text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     job = MerchantImportJob.objects.create(file_name=file_name[:255], csv_text=text, rows_total=len(parsed.rows),
                                            created_by=by[:150])
-    _send_after_commit(job.pk)
+    enqueue_after_commit(merchant_import_task, job.pk)  # broker down: the sweeper sends it
     return ImportStarted(job=job)
 
 
@@ -179,7 +164,7 @@ def merchant_import_job_retry(*, job_id: int) -> bool:
         queued = MerchantImportJob.objects.filter(pk=job_id, status=MerchantImportJob.Status.FAILED).update(
             status=MerchantImportJob.Status.QUEUED, error="", rows_done=0, queued_at=timezone.now())
         if queued:
-            _send_after_commit(job_id)
+            enqueue_after_commit(merchant_import_task, job_id)
     return bool(queued)
 
 
@@ -191,7 +176,7 @@ def merchant_import_jobs_requeue_stale(*, now: datetime | None = None) -> int:
         | Q(status=MerchantImportJob.Status.RUNNING, started_at__lt=now - RUNNING_STALE))
     sent = 0
     for job_id in stale.values_list("pk", flat=True):
-        if _send(job_id):
+        if enqueue(merchant_import_task, job_id):
             MerchantImportJob.objects.filter(pk=job_id, status=MerchantImportJob.Status.QUEUED).update(queued_at=now)
             sent += 1
     if sent:

@@ -14,6 +14,7 @@ from campaigns.models import MerchantAlias, MerchantImportJob, MerchantMaster
 from campaigns.services import merchant_import_start, merchant_master_import_csv
 from campaigns.services.merchant_csv import MerchantCsvInvalid
 from campaigns.services.merchants import (
+    INLINE_ROWS,
     QUEUED_STALE,
     merchant_import_job_retry,
     merchant_import_job_run,
@@ -21,6 +22,7 @@ from campaigns.services.merchants import (
 )
 from campaigns.services.merchants_sql import ProgressWriter
 from campaigns.tasks_import import merchant_import_task
+from mercari_ops.common.tests.brokers import celery_broker, closed_port_url, queued_tasks
 
 IMPORT = "/admin/campaigns/merchantmaster/import-csv/"
 HEADER = "merchant_id,payment_method,master_id,master_name,is_marketplace,category\n"
@@ -216,3 +218,27 @@ def test_progress_is_visible_outside_the_import_transaction():
         writer.close()
     assert seen == [10, 20, 25]
     assert MerchantImportJob.objects.get(pk=job.pk).status == "done"
+
+
+def test_a_big_upload_with_redis_down_is_accepted_and_the_sweeper_sends_it_later(marketer,
+                                                                                 django_capture_on_commit_callbacks):
+    # when: a big file is uploaded while the broker refuses connections
+    with celery_broker(closed_port_url()), django_capture_on_commit_callbacks(execute=True):
+        response = _upload(marketer, _big_file(INLINE_ROWS + 1))
+    # then: the upload succeeds with a queued job (no task message could be sent)
+    job = MerchantImportJob.objects.get()
+    assert (response.status_code, job.status) == (302, "queued")
+    # when: the broker is back and the job has waited long enough, the sweeper sends it and a worker runs it
+    assert merchant_import_jobs_requeue_stale(now=job.queued_at + QUEUED_STALE + timedelta(seconds=1)) == 1
+    assert queued_tasks()[0] == ("campaigns.merchant_import_run", f"({job.pk},)")
+    merchant_import_task(job.pk)
+    job.refresh_from_db()
+    assert (job.status, MerchantAlias.objects.count()) == ("done", INLINE_ROWS + 1)
+
+
+def test_workers_and_beat_know_the_import_tasks():
+    from mercari_ops.celery import app
+    from mercari_ops.common.periodic import PERIODIC_TASKS
+
+    assert "campaigns.merchant_import_run" in app.tasks
+    assert PERIODIC_TASKS["campaigns.merchant_import_sweep"].every == timedelta(seconds=60)
