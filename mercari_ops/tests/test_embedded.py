@@ -1,9 +1,11 @@
 """The embedded stack: real PostgreSQL and Redis from the wheels, the process order, and a clean stop."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -89,30 +91,40 @@ def test_stack_refuses_some_urls_without_the_others(tmp_path, monkeypatch):
             pass
 
 
-def test_embedded_postgres_applies_its_settings_creates_the_database_and_stops(tmp_path):
-    server = EmbeddedPostgres(tmp_path / "pg", {"max_connections": "37", "synchronous_commit": "off"})
+@pytest.fixture
+def pg_home():
+    """A folder for a throwaway cluster outside pytest's tmp_path: pytest makes /tmp/pytest-of-<user> 0700
+    again whenever a session starts, and the server's own system user must traverse the folder's parents."""
+    home = Path(tempfile.mkdtemp(prefix="mops-embedded-test-"))
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_embedded_postgres_applies_its_settings_creates_the_database_and_stops(pg_home):
+    server = EmbeddedPostgres(pg_home / "pg", {"max_connections": "37", "synchronous_commit": "off"})
     try:
         url = server.start()
         with psycopg.connect(url) as conn:
             assert conn.execute("SHOW max_connections").fetchone()[0] == "37"  # took a restart
             assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"  # took a reload
             assert conn.execute("SELECT current_database()").fetchone()[0] == "mercari_ops"
-        pid = int((tmp_path / "pg" / "postmaster.pid").read_text().split()[0])
+        pid = int((pg_home / "pg" / "postmaster.pid").read_text().split()[0])
     finally:
         server.stop()
 
-    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    assert not (pg_home / "pg" / "postmaster.pid").exists()
     assert not _alive(pid)
 
 
-def test_embedded_postgres_shared_by_two_launchers_stops_with_the_last_one(tmp_path):
-    server = EmbeddedPostgres(tmp_path / "pg", {})
+def test_embedded_postgres_shared_by_two_launchers_stops_with_the_last_one(pg_home):
+    server = EmbeddedPostgres(pg_home / "pg", {})
     url = server.start()
     try:
         # given a second launcher (another `make test`) that adopts the running cluster and finishes first
         other = subprocess.run(
             [sys.executable, "-c", "import sys; from pathlib import Path; from mercari_ops.embedded import "
-             "EmbeddedPostgres as E; s = E(Path(sys.argv[1]), {}); s.start(); s.stop()", str(tmp_path / "pg")],
+             "EmbeddedPostgres as E; s = E(Path(sys.argv[1]), {}); s.start(); s.stop()", str(pg_home / "pg")],
             cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert other.returncode == 0, other.stderr
         # then the cluster still serves this one
@@ -120,7 +132,7 @@ def test_embedded_postgres_shared_by_two_launchers_stops_with_the_last_one(tmp_p
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         server.stop()
-    assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    assert not (pg_home / "pg" / "postmaster.pid").exists()
 
 
 def test_embedded_redis_answers_with_its_password_only_and_stops(tmp_path):
