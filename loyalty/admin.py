@@ -4,7 +4,7 @@ recomputation progress, stage changes and pins. Every write goes through loyalty
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_panel
+from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
 
 from . import services
@@ -199,9 +200,12 @@ class RecomputeJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
         from .tasks import recompute
 
         ids = list(queryset.exclude(status__in=["done", "superseded"]).values_list("pk", flat=True))
-        for pk in ids:
-            recompute.delay(pk)
-        self.message_user(request, f"Queued {len(ids)} job(s).")
+        queued = sum(enqueue(recompute, pk) for pk in ids)
+        if queued < len(ids):  # the broker is down: loyalty.recompute_resume picks them up when it is back
+            self.message_user(request, f"Queued {queued} of {len(ids)} job(s); the others are resumed "
+                                       "automatically once the task queue answers again.", messages.WARNING)
+        else:
+            self.message_user(request, f"Queued {len(ids)} job(s).")
 
 
 @admin.register(StageChange)

@@ -28,3 +28,16 @@ def test_rules_published_with_redis_down_are_recomputed_by_the_resume_sweeper(dj
     assert services.recompute_job_resume_stale(now=job.created_at + timedelta(minutes=3)) == "done"
     job.refresh_from_db()
     assert (job.status, job.done, job.total) == ("done", 3, Customer.objects.count())
+
+
+def test_the_admin_resume_action_with_redis_down_warns_and_leaves_the_job_to_the_sweeper(admin_client):
+    services.activity_apply(events=[event(customer_id="c-1", amount=100)])
+    version = publish_rules()
+    job = RecomputeJob.objects.get(rule_version=version)
+
+    with celery_broker(closed_port_url()):
+        response = admin_client.post("/admin/loyalty/recomputejob/", {"action": "resume",
+                                                                       "_selected_action": [job.pk]}, follow=True)
+
+    assert response.status_code == 200
+    assert "Queued 0 of 1 job(s)" in response.content.decode()
