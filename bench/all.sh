@@ -18,13 +18,14 @@ declare -A BENCHES=(
   [line_delivery]="--messages 200000 --identical 1000000 --processes 2 --threads 8"
   [line_audience]="--linkages 100000 --job-seconds 10"
   [campaigns_settle]="--lines 1000000 --customers 100000"
+  [platform_poison]="--pushes 400 --poisoned 10 --rounds 3"
   [campaigns_grants]="--grants 2864 --fail-percent 5 --outage-seconds 60"
   [platform_ratelimit]="--processes 4 --seconds 5"
   [loyalty_additive]="--n100 1000 --n10k 1000 --n100k 10 --lookups 300"
 )
 # The history read is served by sync workers with the loaded application frozen out of the GC (README).
 declare -A ENVS=([history_read]="WSGI_GC_FREEZE=1 BENCH_GUNICORN_THREADS=1")
-ORDER=(platform_ingest loyalty_ingest campaigns_estimate line_braze_ingest history_read history_ingest
+ORDER=(platform_ingest platform_poison loyalty_ingest campaigns_estimate line_braze_ingest history_read history_ingest
        history_handler line_delivery line_audience campaigns_settle campaigns_grants platform_ratelimit
        loyalty_additive)
 names=("$@")
