@@ -15,7 +15,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mercari_ops.common.api import CachedTokenAuthentication
+from mercari_ops.common.api import CachedTokenAuthentication, UTCDateTimeField
 from mercari_ops.common.errors import DomainError, NotFound, ValidationFailed, error_body
 from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.schema import Int, List, Schema, Str
@@ -213,8 +213,8 @@ def _rates(**kwargs):
 
 _campaign = inline_serializer("Campaign", {
     "id": serializers.IntegerField(), "name": serializers.CharField(), "status": serializers.CharField(),
-    "version": serializers.IntegerField(), "starts_at": serializers.DateTimeField(),
-    "ends_at": serializers.DateTimeField(), "user_filters": serializers.JSONField(),
+    "version": serializers.IntegerField(), "starts_at": UTCDateTimeField(),
+    "ends_at": UTCDateTimeField(), "user_filters": serializers.JSONField(),
     "payment_filters": serializers.JSONField(), "upper_limit": serializers.IntegerField(allow_null=True),
     "rates": _rates(),
 })

@@ -10,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mercari_ops.common.api import CachedTokenAuthentication
+from mercari_ops.common.api import CachedTokenAuthentication, UTCDateTimeField
 from mercari_ops.common.errors import ValidationFailed, api_exception_handler
 
 from . import selectors, services
@@ -41,8 +41,8 @@ class HistoryEntrySerializer(serializers.Serializer):
     amount = serializers.IntegerField(help_text="Yen.")
     state = serializers.ChoiceField(choices=["completed", "authorized", "billed", "repayment_requested", "repaid",
                                              "refunded"])
-    state_at = serializers.DateTimeField()
-    occurred_at = serializers.DateTimeField()
+    state_at = UTCDateTimeField()
+    occurred_at = UTCDateTimeField()
     title = serializers.CharField()
     attributes = serializers.DictField()
     actions = HistoryActionSerializer(many=True)
@@ -66,7 +66,7 @@ class HistoryRepaymentSerializer(serializers.Serializer):
     payment_id = serializers.CharField()
     amount = serializers.IntegerField()
     state = serializers.CharField()
-    requested_at = serializers.DateTimeField()
+    requested_at = UTCDateTimeField()
 
 
 PAGE, DETAIL, REPAY = HistoryPageSerializer, HistoryPaymentSerializer, HistoryRepaymentSerializer

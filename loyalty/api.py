@@ -5,6 +5,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mercari_ops.common.api import UTCDateTimeField
 from mercari_ops.common.errors import NotFound
 
 from .selectors import customer_profile_get
@@ -23,7 +24,7 @@ class StageChangeSerializer(serializers.Serializer):
     cause = serializers.CharField()
     reason = serializers.JSONField(help_text="Window totals and the thresholds crossed (or the pin).")
     rule_version = serializers.IntegerField(allow_null=True)
-    at = serializers.DateTimeField()
+    at = UTCDateTimeField()
 
     def get_fields(self):
         fields = super().get_fields()
@@ -37,7 +38,7 @@ class CustomerProfileSerializer(serializers.Serializer):
     stage_name = serializers.CharField()
     rules_stage = serializers.IntegerField(help_text="Stage earned from the totals alone.")
     pin = inline_serializer("LoyaltyPin", {
-        "floor": serializers.IntegerField(), "expires_at": serializers.DateTimeField(),
+        "floor": serializers.IntegerField(), "expires_at": UTCDateTimeField(),
         "reason": serializers.CharField(),
     }, allow_null=True)
     rules_version = serializers.IntegerField()

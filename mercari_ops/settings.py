@@ -58,14 +58,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
-    "mercari_ops.common.middleware.MachineUTCMiddleware",
 ]
 # Machine-to-machine endpoints skip sessions, CSRF, auth, messages and clickjacking (mercari_ops/wsgi.py):
 # every path under these prefixes authenticates its caller by a token or a signature, never by a cookie.
 MACHINE_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
-    "mercari_ops.common.middleware.MachineUTCMiddleware",
 ]
 MACHINE_PATH_PREFIXES = ["/pubsub/push/", "/line/", "/api/"]
 

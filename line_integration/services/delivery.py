@@ -20,7 +20,6 @@ import uuid
 from django.utils import timezone
 
 from mercari_ops.common.enqueue import enqueue_after_commit
-from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.schema import Dict, Schema, Str
 
 from ..models import OutboundMessage
@@ -59,28 +58,11 @@ def message_enqueue(*, dispatch_id: str, user_id: str, template: str = "", param
                              "params": params, "campaign_id": campaign_id}], kind=kind)[0]
 
 
-def braze_clean(*, body: bytes) -> dict:
-    """The validated webhook body, or ValidationFailed naming the bad field (400)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ValidationFailed("body is not valid JSON", "body")
-    cleaned = BRAZE_SCHEMA.clean(data, "")
-    if cleaned["template"] not in template_names():
-        raise ValidationFailed(f"unknown template {cleaned['template']!r}", "template")
-    return cleaned
-
-
 def braze_answer(status: str, reason: str) -> dict:
     """The webhook's 202 body for a recorded message."""
     if status == OutboundMessage.Status.SKIPPED:
         return {"status": "skipped", "reason": reason}
     return {"status": "queued"}
-
-
-def braze_accept(*, body: bytes) -> dict:
-    """Validate a Braze webhook body and record its message. Raises ValidationFailed naming the field."""
-    return braze_answer(*messages_accept([braze_clean(body=body)])[0])
 
 
 def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:

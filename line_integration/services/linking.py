@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import secrets
 from datetime import timedelta
@@ -17,6 +16,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from mercari_ops.common.errors import Conflict, NotFound, ValidationFailed
+from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.ratelimit import rate_limiter
 
 from ..clients import LineError, line_client
@@ -45,10 +45,7 @@ def webhook_receive(*, body: bytes, signature: str | None) -> dict:
     """Verify the raw body, then handle each event once (by webhookEventId). Returns counts."""
     if not signature_valid(body=body, signature=signature):
         raise BadSignature("x-line-signature does not match the body")
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise ValidationFailed("body is not valid JSON", "body")
+    payload = json_loads_strict(body, field="body")
     events = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(events, list):
         raise ValidationFailed("events must be a list", "events")

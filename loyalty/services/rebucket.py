@@ -18,7 +18,6 @@ events are skipped by their marker. One run at a time (named lock).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from django.utils import timezone
 
 from mercari_ops.common.business_time import business_month_of_iso, business_zone
 from mercari_ops.common.errors import Conflict, ValidationFailed
+from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.locks import try_named_lock
 
 from .. import selectors
@@ -87,9 +87,9 @@ def jsonl_events(name: str, lines: Iterable[str]) -> Iterator[tuple[str, object]
         if not line:
             continue
         try:
-            yield f"{name}:{line_no}", json.loads(line)
-        except ValueError:
-            yield f"{name}:{line_no}", ValidationFailed("not valid JSON", "line")
+            yield f"{name}:{line_no}", json_loads_strict(line, field="line")
+        except ValidationFailed as refused:
+            yield f"{name}:{line_no}", refused
 
 
 def _inbox_events(batch_size: int) -> Iterator[tuple[str, object]]:

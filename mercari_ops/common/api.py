@@ -1,5 +1,6 @@
 import threading
 import time
+from datetime import UTC
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -10,6 +11,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .services import SERVICE_USER_PREFIX
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """APIs answer in UTC (the contracts), whatever TIME_ZONE is (the business zone the admin shows)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("default_timezone", UTC)
+        super().__init__(*args, **kwargs)
 
 
 class WhoAmIApi(APIView):
