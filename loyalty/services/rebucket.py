@@ -89,7 +89,7 @@ def jsonl_events(name: str, lines: Iterable[str]) -> Iterator[tuple[str, object]
         try:
             yield f"{name}:{line_no}", json_loads_strict(line, field="line")
         except ValidationFailed as refused:
-            yield f"{name}:{line_no}", refused
+            yield f"{name}:{line_no}", ValidationFailed(f"not valid JSON ({refused.message})", "line")
 
 
 def _inbox_events(batch_size: int) -> Iterator[tuple[str, object]]:
