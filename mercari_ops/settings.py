@@ -61,8 +61,9 @@ MIDDLEWARE = [
 ]
 # Machine-to-machine endpoints skip sessions, CSRF, auth, messages and clickjacking (mercari_ops/wsgi.py):
 # every path under these prefixes authenticates its caller by a token or a signature, never by a cookie.
+# No SecurityMiddleware either: its headers (nosniff, Referrer-Policy, COOP, HSTS) speak to browsers and its
+# HTTPS redirect exempts these paths (SECURE_REDIRECT_EXEMPT); it cost 6 us of every push and estimate.
 MACHINE_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
 ]
 MACHINE_PATH_PREFIXES = ["/pubsub/push/", "/line/", "/api/"]

@@ -2,9 +2,9 @@
 
 Machine-to-machine endpoints (`MACHINE_PATH_PREFIXES`: Pub/Sub push, the Braze and LINE webhooks, the
 APIs) authenticate their callers by a token or a signature, never by a browser session. They run through a
-second Django handler whose middleware is `MACHINE_MIDDLEWARE` (security headers and redirect,
-database-unavailable -> 503) instead of the full stack (sessions, CSRF, auth, messages,
-clickjacking), which costs them nothing useful and costs every push its time. Same settings,
+second Django handler whose middleware is `MACHINE_MIDDLEWARE` (database-unavailable -> 503) instead of
+the full stack (security headers, sessions, CSRF, auth, messages, clickjacking), which speaks to browsers,
+gives these callers nothing and costs every push its time. Same settings,
 URLconf, views, signals and error handling otherwise.
 """
 

@@ -20,15 +20,15 @@ def test_a_push_runs_without_the_browser_middleware_and_is_recorded(test_topic):
     assert status == 204
     assert InboxEvent.objects.get(topic=name, event_id="w-1").status == "processed"
     assert calls == [{"event_id": "w-1"}]
-    # no clickjacking, session or CSRF middleware on a machine path; the security middleware still runs
+    # no browser middleware on a machine path: no clickjacking, session, CSRF or browser security headers
     assert "X-Frame-Options" not in headers and "Vary" not in headers
-    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Content-Type-Options" not in headers and "Referrer-Policy" not in headers
 
 
 def test_browser_paths_keep_the_full_middleware_stack():
     status, headers, _ = wsgi_call("/admin/login/")
     assert status == 200
-    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
     assert "csrftoken" in headers.get("Set-Cookie", "")
 
 
