@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
 from campaigns.catalog import catalog_reset
 from campaigns.models import Campaign
@@ -108,3 +110,13 @@ BACKTEST_DRAFT_RESULT = {
 }
 
 
+@pytest.fixture
+def operator(client):
+    """A staff user in the operators group, logged in."""
+    from mercari_ops.common.roles import role_permissions_sync
+
+    role_permissions_sync()
+    user = get_user_model().objects.create_user("olga", password="pw-123456789", is_staff=True)
+    user.groups.add(Group.objects.get(name="operators"))
+    client.force_login(user)
+    return client

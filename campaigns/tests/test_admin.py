@@ -207,17 +207,6 @@ def test_end_action_ends_active_campaigns_and_records_a_version(marketer, campai
     assert (version.changed_by, version.before["status"], version.after["status"]) == ("mika", "active", "ended")
 
 
-@pytest.fixture
-def operator(client):
-    from mercari_ops.common.roles import role_permissions_sync
-
-    role_permissions_sync()
-    user = get_user_model().objects.create_user("olga", password="pw-123456789", is_staff=True)
-    user.groups.add(Group.objects.get(name="operators"))
-    client.force_login(user)
-    return client
-
-
 def test_settle_now_action_settles_pending_bills_once(operator, campaigns, customer, record_bill):
     from campaigns.models import Bill
 

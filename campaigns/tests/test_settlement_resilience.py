@@ -4,8 +4,6 @@ grant retries run, and a bill that can never settle is set aside as dead, visibl
 from datetime import UTC, datetime
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import OperationalError
 
 from campaigns.models import Bill, BillLine, CampaignReward, PointsGrant, PointsLedgerEntry
@@ -129,17 +127,6 @@ def test_a_month_rerun_sets_a_bad_bill_aside_and_reports_it(campaigns, customer,
     assert (report.bills, report.bills_dead) == (12, 1)
     assert report.lines_rewarded == 11
     assert Bill.objects.get(pk=dead_pk).status == "dead"
-
-
-@pytest.fixture
-def operator(client):
-    from mercari_ops.common.roles import role_permissions_sync
-
-    role_permissions_sync()
-    user = get_user_model().objects.create_user("olga", password="pw-123456789", is_staff=True)
-    user.groups.add(Group.objects.get(name="operators"))
-    client.force_login(user)
-    return client
 
 
 def test_dead_bills_are_listed_in_the_admin_and_settle_after_a_fix(operator, campaigns, customer, good_bills):
