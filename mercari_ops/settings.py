@@ -52,6 +52,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Japanese first: the language the user picked (cookie), else the browser's Accept-Language, else LANGUAGE_CODE.
+    "mercari_ops.common.i18n.OpsLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -128,7 +130,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The admin speaks Japanese unless the browser or the user asks for English. APIs and logs stay English.
+LANGUAGE_CODE = "ja"
+LANGUAGES = [("ja", "日本語"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 # Business months and days (loyalty buckets, campaign periods, settlement, provisions, nightly jobs) are
 # Japan's; instants are stored in UTC (mercari_ops/common/business_time.py). The admin shows and takes
 # local times; APIs take any RFC 3339 offset and answer in UTC.

@@ -21,6 +21,7 @@ urlpatterns = [
     # Anything else under a machine prefix (an unknown path, an ID its converter refuses) is a JSON 404, also
     # with DEBUG on; the admin and other pages keep Django's HTML 404.
     re_path(r"^(?:api|line|pubsub)/", common_views.machine_not_found, name="machine-not-found"),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
     path("admin/", admin.site.urls),
 ]
 
