@@ -54,6 +54,8 @@ class DeadLetter(models.Model):
         DISCARDED = "discarded", "Discarded"
 
     topic = models.CharField(max_length=64)
+    # Read from the body when it decodes far enough (operators search and sort by it); blank otherwise.
+    event_id = models.CharField(max_length=128, blank=True, default="")
     body_sha256 = models.CharField(max_length=64)
     raw_body = models.TextField(help_text="The push body as received; edit it, then replay.")
     error = models.TextField()

@@ -16,6 +16,7 @@ from mercari_ops.common.jsonsafe import json_loads_strict, path_storable, text_s
 
 from ..models import DeadLetter
 from ..registry import Topic
+from .letter_body import letter_event_id
 
 # --- decoding ----------------------------------------------------------------
 
@@ -86,7 +87,7 @@ def dead_letter_record(*, topic: str, body: bytes | str, error: str, field: str 
             letter, created = DeadLetter.objects.get_or_create(
                 topic=topic,
                 body_sha256=digest,
-                defaults={"raw_body": text, "error": error, "field": field},
+                defaults={"raw_body": text, "error": error, "field": field, "event_id": letter_event_id(text)},
             )
     except IntegrityError:  # a concurrent identical body won the insert
         letter, created = DeadLetter.objects.get(topic=topic, body_sha256=digest), False

@@ -8,14 +8,18 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.jsonsafe import text_storable
 
 from .. import inbox_sql
 from ..models import DeadLetter, InboxEvent
 from ..registry import get_topic
 from .accept import inbox_receive
 from .handler import Outcome, Result, _handler_run, _mark_processed
+from .letter_body import attributes_clean, letter_body_decode, letter_body_encode, letter_event_id
 
 # The package's name, not this module's: log lines (and alerts on them) keep the logger they had.
 logger = logging.getLogger(__package__)
@@ -74,24 +78,96 @@ def inbox_event_discard(*, event_pk: int, by: str = "") -> None:
     )
 
 
-def dead_letter_replay(*, letter_pk: int, by: str = "") -> Result:
+def dead_letter_replay(*, letter_pk: int, by: str = "", request=None) -> Result:
     """Operator action: push the (possibly corrected) raw body through the normal path again."""
     letter = DeadLetter.objects.get(pk=letter_pk)
     try:
         result = inbox_receive(topic_name=letter.topic, body=letter.raw_body.encode(), record_dead=False)
     except ValidationFailed as exc:
-        DeadLetter.objects.filter(pk=letter.pk).update(error=exc.message, field=exc.field or "")
+        with transaction.atomic():
+            DeadLetter.objects.filter(pk=letter.pk).update(error=exc.message, field=exc.field or "")
+            audit_record(action="inbox.dead_letter_replay", target=letter, request=request, actor=by or None,
+                         before={"status": letter.status}, after={"outcome": "dead", "error": exc.message})
         return Result(Outcome.DEAD, None, exc.message, exc.field)
-    DeadLetter.objects.filter(pk=letter.pk).update(
-        status=DeadLetter.Status.REPLAYED, resolved_at=timezone.now(), resolved_by=by
-    )
+    with transaction.atomic():
+        DeadLetter.objects.filter(pk=letter.pk).update(
+            status=DeadLetter.Status.REPLAYED, resolved_at=timezone.now(), resolved_by=by
+        )
+        audit_record(action="inbox.dead_letter_replay", target=letter, request=request, actor=by or None,
+                     before={"status": letter.status},
+                     after={"status": DeadLetter.Status.REPLAYED, "outcome": result.outcome.value,
+                            "event_id": result.event_id})
     return result
 
 
-def dead_letter_discard(*, letter_pk: int, by: str = "") -> None:
-    DeadLetter.objects.filter(pk=letter_pk, status=DeadLetter.Status.OPEN).update(
-        status=DeadLetter.Status.DISCARDED, resolved_at=timezone.now(), resolved_by=by
-    )
+def dead_letter_discard(*, letter_pk: int, by: str = "", request=None) -> bool:
+    """Operator action: close an open letter without replaying it. False when it was not open."""
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().filter(pk=letter_pk, status=DeadLetter.Status.OPEN).first()
+        if letter is None:
+            return False
+        DeadLetter.objects.filter(pk=letter.pk).update(
+            status=DeadLetter.Status.DISCARDED, resolved_at=timezone.now(), resolved_by=by
+        )
+        audit_record(action="inbox.dead_letter_discard", target=letter, request=request, actor=by or None,
+                     before={"status": letter.status}, after={"status": DeadLetter.Status.DISCARDED})
+    return True
+
+
+def _open_letter_locked(letter_pk: int) -> DeadLetter:
+    letter = DeadLetter.objects.select_for_update().get(pk=letter_pk)
+    if letter.status != DeadLetter.Status.OPEN:
+        raise ValidationFailed(gettext("Only an open dead letter can be edited (this one is %(status)s).")
+                               % {"status": letter.get_status_display()}, "status")
+    return letter
+
+
+def dead_letter_body_edit(*, letter_pk: int, event: dict, by: str = "", attributes: dict | None = None,
+                          request=None) -> DeadLetter:
+    """Operator fix: put `event` (and `attributes`, when given) back into the letter's Pub/Sub envelope.
+
+    The event is checked against the topic's schema first, so a fix that would fail again is refused
+    here, naming the field, and nothing is stored. The body stays an envelope (base64 `message.data`),
+    so a replay goes through the push path exactly as Pub/Sub sends it; the SHA-256 stays that of the
+    body as received (a repeat of the original bad body still counts on this letter).
+    """
+    with transaction.atomic():
+        letter = _open_letter_locked(letter_pk)
+        decoded = letter_body_decode(letter.raw_body)
+        if decoded is None:
+            raise ValidationFailed(gettext("The body is not a Pub/Sub envelope: edit the raw body instead."),
+                                   "raw_body")
+        topic = get_topic(letter.topic)
+        if topic is None:
+            raise ValidationFailed(gettext("Unknown topic %(topic)r: there is no schema to check the event against.")
+                                   % {"topic": letter.topic}, "topic")
+        topic.schema.clean(event)
+        if attributes is not None:
+            attributes_clean(attributes)
+        body = letter_body_encode(decoded, event=event, attributes=attributes)
+        event_id = letter_event_id(body)
+        audit_record(action="inbox.dead_letter_edit", target=letter, request=request, actor=by or None,
+                     before={"event": decoded.event if decoded.event is not None else decoded.event_text,
+                             "attributes": decoded.attributes},
+                     after={"event": event, "attributes": decoded.attributes if attributes is None else attributes})
+        DeadLetter.objects.filter(pk=letter.pk).update(raw_body=body, event_id=event_id)
+        letter.raw_body, letter.event_id = body, event_id
+    return letter
+
+
+def dead_letter_raw_body_edit(*, letter_pk: int, raw_body: str, by: str = "", request=None) -> DeadLetter:
+    """Operator fix of a body that is no decodable envelope: the raw text, as before, but audited."""
+    with transaction.atomic():
+        letter = _open_letter_locked(letter_pk)
+        raw_body = text_storable(raw_body)
+        if raw_body == letter.raw_body:
+            return letter
+        event_id = letter_event_id(raw_body)
+        audit_record(action="inbox.dead_letter_edit", target=letter, request=request, actor=by or None,
+                     before={"raw_body": letter.raw_body}, after={"raw_body": raw_body})
+        DeadLetter.objects.filter(pk=letter.pk).update(raw_body=raw_body, event_id=event_id)
+        letter.raw_body, letter.event_id = raw_body, event_id
+    return letter
 
 
 def _order_value(value) -> datetime:
