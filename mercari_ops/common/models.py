@@ -1,6 +1,7 @@
 """The platform's own rows: the audit log, and the permissions that are not about one model."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class AuditLogEntry(models.Model):
@@ -32,3 +33,51 @@ class AuditLogEntry(models.Model):
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target_type}:{self.target_id}"
 
 
+class ChangeRequest(models.Model):
+    """A change that moves money or messages, proposed by one user and applied only once another approves it.
+
+    `kind` names a change kind an app registered (mercari_ops.common.approvals.register_change_kind): core
+    keeps the request, the app knows how to describe, preview, fingerprint and apply it. `fingerprint` is the
+    target's state when the request was made; an approval that finds another one refuses (the request is stale).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        APPROVED = "approved", _("Approved")  # decided, being applied (inside the approving transaction)
+        REJECTED = "rejected", _("Rejected")
+        APPLIED = "applied", _("Applied")
+        FAILED = "failed", _("Failed to apply")
+        STALE = "stale", _("Stale: the target changed since the request")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    kind = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=100)  # app_label.model
+    target_id = models.CharField(max_length=100, blank=True)
+    target_repr = models.CharField(max_length=200, blank=True)
+    summary = models.CharField(max_length=300, blank=True)
+    payload = models.JSONField(default=dict, blank=True)  # the proposed change, as the kind's apply takes it
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    preview = models.JSONField(default=dict, blank=True)  # figures: backtest, stage moves, item counts
+    fingerprint = models.CharField(max_length=128, blank=True)
+    requested_by = models.CharField(max_length=150, db_index=True)
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    request_note = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-requested_at", "-id")
+        verbose_name = _("change request")
+        verbose_name_plural = _("change requests")
+        indexes = [models.Index(fields=["target_type", "target_id"], name="common_change_target")]
+        permissions = [
+            ("approve_change", _("Can approve or reject other users' change requests")),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.kind} {self.target_repr or self.target_id} ({self.status})"
