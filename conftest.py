@@ -19,6 +19,15 @@ def push_body(event, message_id: str | None = None) -> bytes:
     }).encode()
 
 
+@pytest.fixture
+def client():
+    """Django's test client as an English browser: behaviour tests read English; test_i18n and the browser tests
+    check the Japanese default."""
+    from django.test import Client
+
+    return Client(HTTP_ACCEPT_LANGUAGE="en")
+
+
 @pytest.fixture(autouse=True)
 def _inbox_push_without_group_commit(settings):
     """Pushes run in the test's own transaction; group commit has its own transactional tests."""

@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later layer's log lines carry the request ID (mercari_ops/common/logging.py).
+    "mercari_ops.common.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Japanese first: the language the user picked (cookie), else the browser's Accept-Language, else LANGUAGE_CODE.
@@ -66,6 +68,7 @@ MIDDLEWARE = [
 # No SecurityMiddleware either: its headers (nosniff, Referrer-Policy, COOP, HSTS) speak to browsers and its
 # HTTPS redirect exempts these paths (SECURE_REDIRECT_EXEMPT); it cost 6 us of every push and estimate.
 MACHINE_MIDDLEWARE = [
+    "mercari_ops.common.logging.RequestIdMiddleware",  # one contextvar set and a response header
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
 ]
 MACHINE_PATH_PREFIXES = ["/pubsub/push/", "/line/", "/api/"]
@@ -244,8 +247,6 @@ GROUP_COMMIT_MAX = env.int("GROUP_COMMIT_MAX", default=200)
 GROUP_COMMIT_TIMEOUT_SECONDS = env.float("GROUP_COMMIT_TIMEOUT_SECONDS", default=30.0)
 EVENT_FUTURE_TOLERANCE_SECONDS = env.int("EVENT_FUTURE_TOLERANCE_SECONDS", default=300)
 
-ADMIN_SITE_TITLE = "Mercari Ops back-office"
-
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -258,13 +259,29 @@ if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Logs: "plain" text lines or "json" (one object per line), both in UTC with the request ID; LINE IDs masked
+# (mercari_ops/common/logging.py). LOGGING_CONFIG also installs the record factory adding the request context.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+LOGGING_CONFIG = "mercari_ops.common.logging.logging_configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"()": "mercari_ops.common.logging.PlainFormatter"},
+                   "json": {"()": "mercari_ops.common.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Error reporting (optional): Sentry with personal data scrubbed (mercari_ops/common/sentry.py). Off when empty.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    from mercari_ops.common.sentry import sentry_init
+
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)
 
 # --- LINE integration -------------------------------------------------------
 LINE_API_BASE = env.str("LINE_API_BASE", default="http://127.0.0.1:8089")
@@ -336,6 +353,9 @@ HISTORY_PAGE_SIZE_MAX = env.int("HISTORY_PAGE_SIZE_MAX", default=100)
 LOYALTY_RECOMPUTE_BATCH_SIZE = env.int("LOYALTY_RECOMPUTE_BATCH_SIZE", default=500)
 # Stage changes returned by GET /api/loyalty/customers/<customer_id>.
 LOYALTY_API_RECENT_CHANGES = env.int("LOYALTY_API_RECENT_CHANGES", default=10)
+
+# Four eyes: a re-send, replay or discard of more items than this needs an approver (change request).
+CHANGE_REQUEST_MASS_THRESHOLD = env.int("CHANGE_REQUEST_MASS_THRESHOLD", default=100)
 
 # Freeze the loaded application out of the cyclic GC when the WSGI entry point loads (read-serving pools
 # on sync workers: estimate, history). Off by default: it slowed the threaded ingestion pool.

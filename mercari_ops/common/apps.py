@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _after_migrate(sender, **kwargs):
@@ -14,22 +15,25 @@ def _after_migrate(sender, **kwargs):
 
     periodic_tasks_sync()
     role_permissions_sync()
+    from .approvals import approver_group_sync
+
+    approver_group_sync()  # after the roles: it takes approve_change back from the operators
 
 
 class CommonConfig(AppConfig):
     name = "mercari_ops.common"
     label = "common"
-    verbose_name = "Platform"
+    verbose_name = _("Platform")
 
     def ready(self):
-        from django.conf import settings
         from django.contrib import admin
         from django.utils.module_loading import autodiscover_modules
 
-        admin.site.site_header = settings.ADMIN_SITE_TITLE
-        admin.site.site_title = settings.ADMIN_SITE_TITLE
-        admin.site.index_title = "Campaigns, loyalty, LINE and payment history"
+        admin.site.site_header = _("Mercari Ops back-office")
+        admin.site.site_title = _("Mercari Ops back-office")
+        admin.site.index_title = _("Campaigns, loyalty, LINE and payment history")
         from . import dashboard  # noqa: F401  (registers the inbox panel)
+        from .approvals import admin as approvals_admin  # noqa: F401  (the change requests' screens)
 
         # Import every app's tasks so periodic declarations are known to migrate and beat.
         autodiscover_modules("tasks")

@@ -3,14 +3,15 @@ machine paths speak English whatever the caller sends."""
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from mercari_ops.common.i18n import ROOT, catalogs, catalogs_compile
 
 pytestmark = pytest.mark.django_db
 
 
-def test_the_admin_speaks_japanese_when_the_browser_sends_no_accept_language(client):
-    page = client.get("/admin/login/")
+def test_the_admin_speaks_japanese_when_the_browser_sends_no_accept_language():
+    page = Client().get("/admin/login/")
     assert page["Content-Language"] == "ja"
     assert "ログイン" in page.content.decode()
 
@@ -21,7 +22,8 @@ def test_the_browser_can_ask_for_english(client):
     assert "Log in" in page.content.decode()
 
 
-def test_the_language_switch_wins_over_the_browser(client):
+def test_the_language_switch_wins_over_the_browser():
+    client = Client()
     # given a Japanese browser that picks English in the switch
     answer = client.post("/i18n/setlang/", {"language": "en", "next": "/admin/login/"},
                          HTTP_ACCEPT_LANGUAGE="ja")
