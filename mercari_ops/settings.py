@@ -71,7 +71,8 @@ MACHINE_MIDDLEWARE = [
     "mercari_ops.common.logging.RequestIdMiddleware",  # one contextvar set and a response header
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
 ]
-MACHINE_PATH_PREFIXES = ["/pubsub/push/", "/line/", "/api/"]
+# /metrics (bearer token), /livez and /readyz (probes) are machine paths too: no cookie, no CSRF.
+MACHINE_PATH_PREFIXES = ["/pubsub/push/", "/line/", "/api/", "/metrics", "/livez", "/readyz"]
 
 ROOT_URLCONF = "mercari_ops.urls"
 WSGI_APPLICATION = "mercari_ops.wsgi.application"
@@ -250,7 +251,7 @@ EVENT_FUTURE_TOLERANCE_SECONDS = env.int("EVENT_FUTURE_TOLERANCE_SECONDS", defau
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^pubsub/", r"^line/", r"^api/"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$", r"^metrics$", r"^pubsub/", r"^line/", r"^api/"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
@@ -360,3 +361,12 @@ CHANGE_REQUEST_MASS_THRESHOLD = env.int("CHANGE_REQUEST_MASS_THRESHOLD", default
 # Freeze the loaded application out of the cyclic GC when the WSGI entry point loads (read-serving pools
 # on sync workers: estimate, history). Off by default: it slowed the threaded ingestion pool.
 WSGI_GC_FREEZE = env.bool("WSGI_GC_FREEZE", default=False)
+
+# --- Metrics (Prometheus, docs/operations.md "Metrics") -------------------------
+# Off: counters and histograms are not counted (the push bench's "without metrics"); scrape gauges remain.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# GET /metrics wants "Authorization: Bearer <METRICS_TOKEN>"; with DEBUG off and no token it answers 401 to all.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="dev-metrics-token" if DEBUG else "")
+# prometheus-client's multiprocess folder, shared by the web, workers and beat of one machine; each process
+# group cleans the files of dead processes when it starts (mercari_ops/common/metrics/process.py).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics"))

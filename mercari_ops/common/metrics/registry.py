@@ -1,0 +1,192 @@
+"""Our metrics: counters and histograms counted where things happen, gauges computed at scrape time.
+
+Counters and histograms (`counter()`, `histogram()`) are declared by each area's `metrics.py` at import and
+counted on the hot paths: in multiprocess mode an increment is a write to this process's mmap file, no
+query and no network. `METRICS_ENABLED=false` makes them no-ops (the push bench's "without metrics").
+
+Scrape-time gauges (backlogs, oldest ages, queue lengths) are declared per area with
+`scrape_area_register(area, gauges, read)` from the area's AppConfig.ready, so this core module imports no
+app. `snapshot()` runs every area's `read` once, each with indexed queries only; /metrics and the admin's
+operations page both show what it returns, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from .process import multiproc_dir
+
+multiproc_dir()  # before prometheus_client is imported: it picks multiprocess mode from the environment
+
+from django.conf import settings  # noqa: E402
+from prometheus_client import Counter, Histogram  # noqa: E402
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "mercari_ops_"
+# Seconds; the defaults of prometheus-client with a finer low end (a push takes a few milliseconds).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
+
+
+class _NoChild:
+    """What a metric is with METRICS_ENABLED off: every call does nothing."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+
+_NO_CHILD = _NoChild()
+
+
+class Metric:
+    """A counter or histogram; `labels(*values)` keeps each child, so a hot path pays one dict lookup."""
+
+    def __init__(self, metric: Counter | Histogram | None):
+        self._metric = metric
+        self._children: dict[tuple, object] = {}
+        self._lock = threading.Lock()
+
+    def labels(self, *values) -> Counter | Histogram | _NoChild:
+        child = self._children.get(values)
+        if child is None:
+            if self._metric is None:
+                return _NO_CHILD
+            with self._lock:
+                child = self._children[values] = self._metric.labels(*values)
+        return child
+
+    def inc(self, amount: float = 1) -> None:
+        if self._metric is not None:
+            self._metric.inc(amount)
+
+    def observe(self, amount: float) -> None:
+        if self._metric is not None:
+            self._metric.observe(amount)
+
+
+def _check_name(name: str) -> None:
+    if not name.startswith(PREFIX):
+        raise ValueError(f"metric {name!r} must start with {PREFIX}")
+
+
+def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Metric:
+    """A counter; `name` ends in _total (the exposition's name), as Prometheus' conventions want."""
+    _check_name(name)
+    if not name.endswith("_total"):
+        raise ValueError(f"counter {name!r} must end with _total")
+    if not settings.METRICS_ENABLED:
+        return Metric(None)
+    return Metric(Counter(name.removesuffix("_total"), documentation, list(labels)))
+
+
+def histogram(name: str, documentation: str, labels: Sequence[str] = (),
+              buckets: Sequence[float] = LATENCY_BUCKETS) -> Metric:
+    _check_name(name)
+    if not settings.METRICS_ENABLED:
+        return Metric(None)
+    return Metric(Histogram(name, documentation, list(labels), buckets=buckets))
+
+
+# --- scrape-time gauges ----------------------------------------------------------------------------------
+
+GaugeValue = float | dict[tuple[str, ...], float]
+
+
+@dataclass(frozen=True)
+class ScrapeGauge:
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Area:
+    gauges: tuple[ScrapeGauge, ...]
+    read: Callable[[], dict[str, GaugeValue]]
+
+
+_areas: dict[str, _Area] = {}
+COLLECTOR_UP = ScrapeGauge("mercari_ops_metrics_collector_up",
+                           "1 when an area's scrape gauges were read, 0 when reading them failed", ("area",))
+COLLECTOR_DURATION = ScrapeGauge("mercari_ops_metrics_collector_duration_seconds",
+                                 "Time an area's scrape gauges took to read", ("area",))
+
+
+def scrape_area_register(area: str, gauges: Iterable[ScrapeGauge], read: Callable[[], dict[str, GaugeValue]]) -> None:
+    """Declare an area's scrape gauges; `read()` returns {name: value, or {label values: value}}.
+
+    Registering an area again replaces it (an app's ready() can run twice in tests).
+    """
+    gauges = tuple(gauges)
+    for gauge in gauges:
+        _check_name(gauge.name)
+    _areas[area] = _Area(gauges, read)
+
+
+def scrape_gauges() -> list[ScrapeGauge]:
+    """Every declared scrape gauge (the ops page's labels and help texts)."""
+    return [gauge for area in _areas.values() for gauge in area.gauges] + [COLLECTOR_UP, COLLECTOR_DURATION]
+
+
+def snapshot() -> dict[str, GaugeValue]:
+    """Every scrape gauge now: {name: value} or {name: {(label values...): value}}.
+
+    An area whose read fails (the database down) is left out and reported by mercari_ops_metrics_collector_up
+    {area} = 0, so the rest (mercari_ops_database_up among them) still answers.
+    """
+    values: dict[str, GaugeValue] = {}
+    up: dict[tuple[str, ...], float] = {}
+    duration: dict[tuple[str, ...], float] = {}
+    for name, area in list(_areas.items()):
+        started = time.perf_counter()
+        try:
+            read = area.read()
+        except Exception:
+            logger.warning("metrics: the scrape gauges of %s could not be read", name, exc_info=True)
+            up[(name,)] = 0.0
+        else:
+            up[(name,)] = 1.0
+            declared = {gauge.name for gauge in area.gauges}
+            values.update((key, value) for key, value in read.items() if key in declared)
+        duration[(name,)] = time.perf_counter() - started
+    values[COLLECTOR_UP.name] = up
+    values[COLLECTOR_DURATION.name] = duration
+    return values
+
+
+class ScrapeCollector:
+    """A prometheus-client collector over `snapshot()`."""
+
+    def collect(self):
+        values = snapshot()
+        for gauge in scrape_gauges():
+            if gauge.name not in values:
+                continue
+            family = GaugeMetricFamily(gauge.name, gauge.documentation, labels=gauge.labels or None)
+            value = values[gauge.name]
+            if gauge.labels:
+                for label_values, sample in sorted(value.items()):
+                    family.add_metric([str(v) for v in label_values], float(sample))
+            else:
+                family.add_metric([], float(value))
+            yield family
+
+
+def exposition() -> bytes:
+    """The text of /metrics: every process's counters and histograms, then the scrape gauges."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    if settings.METRICS_ENABLED:
+        MultiProcessCollector(registry, path=str(multiproc_dir()))
+    registry.register(ScrapeCollector())
+    return generate_latest(registry)
