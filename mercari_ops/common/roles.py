@@ -6,7 +6,8 @@ Groups are created by a migration (common/0001); their permissions are
     marketer_models = ["campaign", "campaignstagerate"]   # add/change/delete/view
     marketer_view_models = ["campaignreward"]              # view only
 
-Operators get every permission of every project app, the inbox and beat.
+Operators get every permission of every project app, the inbox, "common" (so view_personal_data:
+raw personal data) and beat. Marketers never get view_personal_data.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ OPERATORS = "operators"
 OPERATOR_APP_LABELS = {"inbox", "common", "django_celery_beat", "authtoken"}
 
 
+PERSONAL_DATA_PERMISSION = "common.view_personal_data"
+
+
 def can_see_pii(user) -> bool:
-    """Raw LINE IDs and other personal data: operators and superusers only."""
+    """Raw LINE IDs, names and payment details: holders of common.view_personal_data (operators get it with
+    every permission of app "common"; marketers never), superusers included. Enforced in the admin by
+    mercari_ops.common.privacy_admin.PersonalDataAdminMixin."""
     if not getattr(user, "is_authenticated", False):
         return False
-    if user.is_superuser:
-        return True
-    return user.groups.filter(name=OPERATORS).exists()
+    return user.has_perm(PERSONAL_DATA_PERMISSION)
 
 
 def mask(value: str | None, keep: int = 4) -> str:
@@ -51,5 +55,6 @@ def role_permissions_sync() -> None:
             model = perm.content_type.model
             if model in (full or []) or (model in (view_only or []) and perm.codename.startswith("view_")):
                 marketer_perms.append(perm)
-    marketers.permissions.set(marketer_perms)
+    # Whatever an app declares, raw personal data stays with operators.
+    marketers.permissions.set([p for p in marketer_perms if p.codename != "view_personal_data"])
     operators.permissions.set(Permission.objects.filter(content_type__app_label__in=operator_labels))
