@@ -378,6 +378,8 @@ class CampaignBacktest(models.Model):
     lines_total = models.PositiveIntegerField(null=True, blank=True, help_text="Bill lines of the month.")
     lines_done = models.PositiveIntegerField(default=0, help_text="Bill lines simulated so far.")
     result = models.JSONField(default=dict, blank=True, help_text="Filled when the run is done.")
+    excluded = models.JSONField(default=dict, blank=True, help_text="Lines and yen that earn nothing, by reason "
+                                "(each line under the first reason that applies); filled when the run is done.")
     error = models.TextField(blank=True, default="")
     run_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)

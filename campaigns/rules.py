@@ -23,7 +23,7 @@ If neither inner nor outer is given both qualify; if one is given, the missing o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -42,6 +42,8 @@ PAYMENT_METHOD = "payment_method_not_eligible"
 CATEGORY = "category_excluded"
 NOT_POSITIVE = "amount_not_positive"
 OUTSIDE_PERIOD = "outside_campaign_period"
+ZERO_POINTS = "amount_earns_zero_points"  # e.g. ¥50 at 1.0% floors to 0 points: settlement rewards nothing
+DUPLICATE_PAYMENT = "duplicate_payment"  # the payment is on an earlier bill too; that bill keeps the reward
 
 USER_FILTER_KEYS = ("mercard_status", "stage")
 PAYMENT_FILTER_KEYS = ("mercari_inner_payment", "mercari_outer_payment", "merchant", "payment_methods",
@@ -286,34 +288,77 @@ class CampaignRule:
                 return rate
         return None
 
-    def user_reason(self, *, stage: int | None, card_status: int | None) -> str | None:
+    # The checks yield every failing condition in evaluation order: `user_reason`/`payment_reason` (the
+    # estimate, the settlement) take the first, `exclusions` (the backtest's reasons) takes them all.
+
+    def _user_checks(self, *, stage: int | None, card_status: int | None) -> Iterator[str]:
         if stage is None:
-            return UNKNOWN_CUSTOMER
+            yield UNKNOWN_CUSTOMER
+            return
         if self.card_statuses is not None and card_status not in self.card_statuses:
-            return CARD_STATUS
+            yield CARD_STATUS
         if (self.stage_min is not None and stage < self.stage_min) or (
             self.stage_max is not None and stage > self.stage_max
         ):
-            return STAGE
-        return None
+            yield STAGE
+
+    def _payment_checks(self, *, channel: str, merchant: MerchantInfo | None, payment_method: str,
+                        paid_at: datetime | None) -> Iterator[str]:
+        if paid_at is not None and not (self.starts_at <= paid_at < self.ends_at):
+            yield OUTSIDE_PERIOD
+        inner = channel == "mercari" or (merchant is not None and merchant.is_marketplace)
+        if (inner and not self.inner) or (not inner and not self.outer):
+            yield CHANNEL
+        if self.shops is not None:
+            listed = merchant is not None and merchant.master_id in self.shops
+            if listed == self.shops_invert:
+                yield MERCHANT
+        if self.methods is not None and payment_method not in self.methods:
+            yield PAYMENT_METHOD
+        if payment_method in self.excluded or (merchant is not None and merchant.category in self.excluded):
+            yield CATEGORY
+
+    def user_reason(self, *, stage: int | None, card_status: int | None) -> str | None:
+        return next(self._user_checks(stage=stage, card_status=card_status), None)
 
     def payment_reason(self, *, channel: str, merchant: MerchantInfo | None, payment_method: str,
                        paid_at: datetime | None = None) -> str | None:
         """Why this payment does not qualify, or None. `merchant` None = no merchant ID was given."""
-        if paid_at is not None and not (self.starts_at <= paid_at < self.ends_at):
-            return OUTSIDE_PERIOD
-        inner = channel == "mercari" or (merchant is not None and merchant.is_marketplace)
-        if (inner and not self.inner) or (not inner and not self.outer):
-            return CHANNEL
-        if self.shops is not None:
-            listed = merchant is not None and merchant.master_id in self.shops
-            if listed == self.shops_invert:
-                return MERCHANT
-        if self.methods is not None and payment_method not in self.methods:
-            return PAYMENT_METHOD
-        if payment_method in self.excluded or (merchant is not None and merchant.category in self.excluded):
-            return CATEGORY
-        return None
+        return next(self._payment_checks(channel=channel, merchant=merchant, payment_method=payment_method,
+                                         paid_at=paid_at), None)
+
+    def exclusions(self, *, stage: int | None, card_status: int | None, amount: int, channel: str,
+                   merchant: MerchantInfo | None, payment_method: str, paid_at: datetime | None = None
+                   ) -> set[str]:
+        """Every reason this payment earns nothing under this rule (empty: it earns points).
+
+        Empty exactly when `evaluate` gives a Match with points above 0, which is when the settlement
+        rewards the line (tested); the same checks, all of them instead of the first.
+        """
+        found = set(self._user_checks(stage=stage, card_status=card_status))
+        found.update(self._payment_checks(channel=channel, merchant=merchant, payment_method=payment_method,
+                                          paid_at=paid_at))
+        rate = self.rate_for(stage) if stage is not None else None
+        if stage is not None and rate is None:
+            found.add(STAGE)
+        if amount <= 0:
+            found.add(NOT_POSITIVE)
+        elif rate is not None and points_calculate(amount=amount, rate_tenths=rate.tenths) <= 0:
+            found.add(ZERO_POINTS)
+        return found
+
+    def line_exclusion(self, *, merchant: MerchantInfo | None, stage: int | None, card_status: int | None,
+                       amount: int, channel: str, payment_method: str, paid_at: datetime | None = None
+                       ) -> str | None:
+        """The one reason a stored bill line earns nothing (the first of EXCLUSION_ORDER), or None.
+
+        Settlement semantics: `merchant` None = a merchant ID no master knows (the line is skipped).
+        """
+        if merchant is None:
+            return UNKNOWN_MERCHANT
+        found = self.exclusions(stage=stage, card_status=card_status, amount=amount, channel=channel,
+                                merchant=merchant, payment_method=payment_method, paid_at=paid_at)
+        return next((reason for reason in EXCLUSION_ORDER if reason in found), None)
 
     def evaluate(self, *, stage: int | None, card_status: int | None, amount: int, channel: str,
                  merchant: MerchantInfo | None, payment_method: str, paid_at: datetime | None = None
@@ -356,6 +401,12 @@ class MerchantDirectory:
 # an inner and an outer campaign always disagree on it).
 REASON_ORDER = (UNKNOWN_CUSTOMER, UNKNOWN_MERCHANT, CARD_STATUS, STAGE, CATEGORY, MERCHANT, PAYMENT_METHOD,
                 NOT_POSITIVE, OUTSIDE_PERIOD, CHANNEL, NO_ACTIVE_CAMPAIGN)
+
+
+# A backtest counts each excluded line once, under the first of these that applies (issue 19): what the
+# data lacks, then who the customer is, then what was bought where and how, then the amount.
+EXCLUSION_ORDER = (DUPLICATE_PAYMENT, UNKNOWN_MERCHANT, UNKNOWN_CUSTOMER, CARD_STATUS, STAGE, CATEGORY, MERCHANT,
+                   PAYMENT_METHOD, CHANNEL, NOT_POSITIVE, ZERO_POINTS, OUTSIDE_PERIOD)
 
 
 def best_reason(reasons: Iterable[str]) -> str:

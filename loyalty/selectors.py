@@ -9,6 +9,7 @@ from datetime import date, datetime
 from django.conf import settings
 from django.db.models import BooleanField, ExpressionWrapper, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 from psycopg import sql
 
 from mercari_ops.common.business_time import business_month_label
@@ -65,6 +66,21 @@ def customer_stage_sql() -> sql.Composed:
 def stage_lowest() -> int:
     """The stage of a customer with no activity yet: the lowest of the rules in force."""
     return rules_active().stages[0].stage
+
+
+def stage_label(stage: int | None, *, ruleset: RuleSet | None = None) -> str:
+    """A stage as people read it: "Silver (20)" from the rules in force (or `ruleset`); "Stage 25" for a
+    number those rules do not name; an em dash for None."""
+    if stage is None:
+        return "\u2014"
+    rule = (ruleset or rules_active()).rule(stage)
+    return f"{rule.name} ({stage})" if rule is not None else gettext("Stage %(stage)s") % {"stage": stage}
+
+
+def stage_labels(stages: Iterable[int | None]) -> dict[int | None, str]:
+    """`stage_label` of several stages with one read of the rules in force (for a page listing many)."""
+    ruleset = rules_active()
+    return {stage: stage_label(stage, ruleset=ruleset) for stage in stages}
 
 
 _RULESETS: dict[int, RuleSet] = {}

@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month_shift
@@ -22,6 +23,7 @@ from ..services import (
     campaign_validate,
     campaign_version_record,
 )
+from .charts import backtest_display, campaign_points_chart
 from .common import ReadOnlyAdmin
 
 FILTER_HELP = format_html(
@@ -109,10 +111,11 @@ class CampaignAdmin(admin.ModelAdmin):
                     "backtest_link"]
     list_filter = ["status"]
     search_fields = ["name"]
-    readonly_fields = ["version", "created_at", "updated_at"]
+    readonly_fields = ["version", "created_at", "updated_at", "points_per_day"]
     fieldsets = [
         (None, {"fields": ["name", "status", ("starts_at", "ends_at"), "upper_limit"]}),
         ("Filters", {"fields": ["user_filters", "payment_filters"]}),
+        (_("Points granted"), {"fields": ["points_per_day"]}),
         ("History", {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
     actions = ["activate", "end", "backtest"]
@@ -123,6 +126,10 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.display(description="rates")
     def rates_text(self, obj):
         return ", ".join(f"{r.stage_from}-{r.stage_to}: {r.rate}%" for r in obj.rates.all())
+
+    @admin.display(description=_("points granted per day"))
+    def points_per_day(self, obj):
+        return campaign_points_chart(obj)
 
     @admin.display(description="backtest")
     def backtest_link(self, obj):
@@ -219,6 +226,7 @@ class CampaignAdmin(admin.ModelAdmin):
             "campaign": campaign,
             "run": run,
             "finished": run.status in (CampaignBacktest.Status.DONE, CampaignBacktest.Status.FAILED),
+            "display": backtest_display(run) if run.status == CampaignBacktest.Status.DONE else None,
         }
         return TemplateResponse(request, "admin/campaigns/backtest_result.html", context)
 
