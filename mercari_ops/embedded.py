@@ -23,10 +23,12 @@ import ctypes
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -321,6 +323,9 @@ def run() -> int:
         state_file.chmod(0o600)
         print(f"\n  Admin: http://127.0.0.1:{port}/admin/   API schema: http://127.0.0.1:{port}/api/schema/"
               f"\n  Other shells: `.venv/bin/python manage.py ...` uses these servers while this runs.\n", flush=True)
+        from mercari_ops.common.metrics.process import stale_files_remove
+
+        stale_files_remove()  # the metrics' multiprocess folder: files of the last run's processes go
         try:
             return processes_run(procfile_read(ROOT / "Procfile", env), env)
         finally:
@@ -348,9 +353,17 @@ def test(pytest_args: list[str]) -> int:
         env = {**os.environ, **urls}
         if own_servers:
             env["DATABASE_URL"] = _test_database_url(urls["DATABASE_URL"])
+        # This run's own metrics folder: concurrent runs never add up each other's counters.
+        metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR")
+                           or tempfile.mkdtemp(prefix="metrics-", dir=VAR_DIR / "test"))
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         # pytest handles Ctrl-C; the servers stop after it. A handler, not SIG_IGN, which pytest would inherit.
         signal.signal(signal.SIGINT, lambda *_: None)
-        return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
+        try:
+            return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
+        finally:
+            if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

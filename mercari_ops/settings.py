@@ -170,7 +170,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = BUSINESS_TIME_ZONE  # crontabs (nightly, monthly) run at local times
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler that also records its tick for the metrics
+CELERY_BEAT_SCHEDULER = "mercari_ops.common.metrics.beat:TickingScheduler"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("events", "line", "settlement", "default")]
 CELERY_TASK_ROUTES = {

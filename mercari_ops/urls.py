@@ -6,9 +6,13 @@ from drf_spectacular.views import SpectacularAPIView
 
 from mercari_ops.common import views as common_views
 from mercari_ops.common.api import WhoAmIApi
+from mercari_ops.common.metrics import views as metrics_views
 
 urlpatterns = [
     path("healthz", common_views.healthz, name="healthz"),
+    path("livez", common_views.livez, name="livez"),
+    path("readyz", common_views.readyz, name="readyz"),
+    path("metrics", metrics_views.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
          name="api-schema"),
     path("api/whoami", WhoAmIApi.as_view(), name="api-whoami"),

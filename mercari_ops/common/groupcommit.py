@@ -50,6 +50,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
+from .metrics.core import GROUP_COMMIT_SIZE
+
 logger = logging.getLogger(__name__)
 
 
@@ -182,6 +184,7 @@ class GroupCommitter:
                 connections[DEFAULT_DB_ALIAS] = own
             self.groups += 1
             self.items += len(group)
+            GROUP_COMMIT_SIZE.labels(self.name).observe(len(group))
             with self._lock:
                 for pending in group:
                     pending.done = True

@@ -8,3 +8,6 @@ class InboxConfig(AppConfig):
 
     def ready(self):
         from . import builtin_topics  # noqa: F401  (registers platform-ping)
+        from .metrics import register as metrics_register
+
+        metrics_register()  # /metrics: backlogs and dead letters at scrape time

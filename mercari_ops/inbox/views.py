@@ -1,6 +1,7 @@
 """`POST /pubsub/push/<topic>`: a plain Django view, kept thin for the ingestion hot path."""
 
 import hmac
+import time
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_POST
 from mercari_ops.common.errors import ValidationFailed, error_body
 
 from .auth import CertificatesUnavailable, PushAuthRefused, oidc_verifier
+from .metrics import PUSH_DURATION, topic_label
 from .services import inbox_receive, inbox_refuse_oversized
 
 _CHUNK_BYTES = 1024 * 1024
@@ -40,6 +42,14 @@ def oidc_refusal(request) -> JsonResponse | None:
 @csrf_exempt
 @require_POST
 def pubsub_push(request, topic: str):
+    started = time.perf_counter()
+    try:
+        return _pubsub_push(request, topic)
+    finally:
+        PUSH_DURATION.labels(topic_label(topic)).observe(time.perf_counter() - started)
+
+
+def _pubsub_push(request, topic: str):
     if settings.PUBSUB_AUTH == "oidc":
         refusal = oidc_refusal(request)
         if refusal is not None:

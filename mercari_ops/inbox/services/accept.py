@@ -14,6 +14,7 @@ from django.db import DatabaseError, DataError, connection, transaction
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.groupcommit import database_unreachable, group_committer
 
+from ..metrics import DEAD_LETTERS_RECEIVED, EVENTS, topic_label
 from ..registry import PermanentEventError, Topic, Waiting, get_topic
 from .envelope import dead_letter_record, envelope_decode, event_clean
 from .handler import (
@@ -158,6 +159,7 @@ def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, gro
     except ValidationFailed as exc:
         if record_dead:
             dead_letter_record(topic=topic_name, body=body, error=exc.message, field=exc.field)
+            DEAD_LETTERS_RECEIVED.labels(topic_label(topic_name)).inc()
         raise
     if group_commit:
         committer = group_committer("inbox", inbox_accept_group, max_group=settings.GROUP_COMMIT_MAX)
@@ -170,7 +172,9 @@ def inbox_receive(*, topic_name: str, body: bytes, record_dead: bool = True, gro
     if result.refused:
         if record_dead:
             dead_letter_record(topic=topic_name, body=body, error=result.error, field=result.field)
+            DEAD_LETTERS_RECEIVED.labels(topic.name).inc()
         raise ValidationFailed(result.error, result.field)
+    EVENTS.labels(topic.name, result.outcome.value).inc()
     if result.outcome is Outcome.DEAD:
         raise PermanentEventError(result.error or "event can never succeed", result.field)
     return result
@@ -222,6 +226,9 @@ def inbox_accept_stream(*, topic: Topic, events: Iterable[dict], batch_size: int
 
     def apply(batch: list[dict]) -> None:
         outcome_counts = inbox_accept_batch(topic=topic, events=batch)
+        for outcome, n in outcome_counts.items():
+            if n:
+                EVENTS.labels(topic.name, outcome.value).inc(n)
         with lock:
             for outcome, n in outcome_counts.items():
                 counts[outcome] += n

@@ -15,6 +15,7 @@ from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.jsonsafe import text_storable
 
 from .. import inbox_sql
+from ..metrics import EVENTS
 from ..models import DeadLetter, InboxEvent
 from ..registry import get_topic
 from .accept import inbox_receive
@@ -57,6 +58,7 @@ def inbox_process_due(*, limit: int = 500, now=None) -> dict[str, int]:
                 break
             outcome = _row_rerun(row).outcome
         counts[outcome.value] = counts.get(outcome.value, 0) + 1
+        EVENTS.labels(row.topic, outcome.value).inc()
     return counts
 
 
