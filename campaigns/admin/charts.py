@@ -75,35 +75,36 @@ def backtest_display(run: CampaignBacktest) -> dict:
     return display
 
 
-def campaign_points_per_day(*, campaign: Campaign, start: date, end: date) -> dict[date, tuple[int, int]]:
+def campaign_points_per_day(*, campaign: Campaign) -> dict[date, tuple[int, int]]:
     """{business day: (points granted, points the same rewards would have given without the cap)} from the
-    campaign's rewards (reversed ones left out), one GROUP BY query."""
+    campaign's rewards (reversed ones left out), by the day they were granted; one GROUP BY query."""
     zone = business_zone()
     uncapped = Floor(ExpressionWrapper(F("amount") * F("rate") / 100, output_field=DecimalField()))
-    rows = (CampaignReward.objects.filter(campaign=campaign, reversed_at__isnull=True,
-                                          created_at__gte=datetime.combine(start, datetime.min.time(), tzinfo=zone),
-                                          created_at__lt=datetime.combine(end + timedelta(days=1), datetime.min.time(),
-                                                                          tzinfo=zone))
+    rows = (CampaignReward.objects.filter(campaign=campaign, reversed_at__isnull=True)
             .annotate(day=TruncDate("created_at", tzinfo=zone)).values("day")
             .annotate(granted=Sum("points"), uncapped=Sum(uncapped)).order_by("day"))
     return {row["day"]: (int(row["granted"] or 0), int(row["uncapped"] or 0)) for row in rows}
 
 
 def campaign_points_chart(campaign: Campaign, *, now: datetime | None = None) -> SafeString | str:
-    """Points granted per day (business days) from the start of the campaign to today or its end, the last
-    CHART_DAYS days at most; with a per-customer cap, also what the cap held back and how many reached it."""
+    """Points granted per day (business days, zeros included) over the last CHART_DAYS days up to today, or
+    up to the last grant of a campaign settled long ago; with a per-customer cap, also what the same rewards
+    would have given without it, and how many customers reached it. Bills settle after the month they bill,
+    so the grants of a campaign come mostly after its end."""
     if campaign.pk is None:
         return "\u2014"
-    today = business_date(now or timezone.now())
-    end = min(today, business_date(campaign.ends_at - timedelta(microseconds=1)))
+    per_day = campaign_points_per_day(campaign=campaign)
+    end = business_date(now or timezone.now())
+    if per_day and max(per_day) < end - timedelta(days=CHART_DAYS - 1):
+        end = max(per_day)
     start = max(business_date(campaign.starts_at), end - timedelta(days=CHART_DAYS - 1))
     if end < start:
         return gettext("The campaign has not started: nothing granted yet.")
-    per_day = campaign_points_per_day(campaign=campaign, start=start, end=end)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     series = [(gettext("Points granted"), [per_day.get(day, (0, 0))[0] for day in days])]
-    desc = gettext("Total %(total)s over %(days)s days.") % {
-        "total": points(sum(granted for granted, _u in per_day.values())), "days": number(len(days))}
+    desc = gettext("%(total)s granted in all, %(shown)s on the days shown.") % {
+        "total": points(sum(granted for granted, _u in per_day.values())),
+        "shown": points(sum(per_day.get(day, (0, 0))[0] for day in days))}
     if campaign.upper_limit is not None:
         series.append((gettext("Without the cap"), [per_day.get(day, (0, 0))[1] for day in days]))
         at_cap = CampaignBudget.objects.filter(campaign=campaign, points__gte=campaign.upper_limit).count()

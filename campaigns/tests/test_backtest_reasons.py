@@ -153,3 +153,29 @@ def test_a_backtest_run_before_reasons_existed_still_renders(operator, narrow_ca
     page = operator.get(reverse("admin:campaigns_campaign_backtest_result", args=[narrow_campaign.pk, run.pk]))
     assert page.status_code == 200
     assert "run it again" in page.content.decode()
+
+
+def test_campaign_page_charts_points_granted_per_day_against_the_cap(operator, campaigns, customer, record_bill):
+    from campaigns.models import CampaignReward
+    from campaigns.services.settlement import month_settle
+
+    # given: the outside campaign (0.5%, cap 1,000 pt per customer) rewards two customers, one beyond the cap
+    inner, outer = campaigns
+    customer("c-big", stage=10)
+    customer("c-small", stage=10)
+    record_bill(bill_event("c-big", [line("p-big", 400_000, "m-77", channel="outside")]))     # 2,000 -> 1,000 pt
+    record_bill(bill_event("c-small", [line("p-small", 60_000, "m-77", channel="outside")]))  # 300 pt
+    month_settle(month="2026-10")
+    granted_on = {"p-big": datetime(2026, 11, 27, 3, tzinfo=UTC), "p-small": datetime(2026, 11, 29, 16, tzinfo=UTC)}
+    for payment_id, at in granted_on.items():  # the days they were granted (16:00 UTC is the 30th in Japan)
+        CampaignReward.objects.filter(campaign=outer, payment_id=payment_id).update(created_at=at)
+    # when
+    page = operator.get(reverse("admin:campaigns_campaign_change", args=[outer.pk]))
+    # then
+    html = page.content.decode()
+    assert page.status_code == 200 and "Points granted per day" in html
+    assert "<tr><th scope=\"row\">11-27</th><td>1,000</td><td>2,000</td></tr>" in html
+    assert "<tr><th scope=\"row\">11-30</th><td>300</td><td>300</td></tr>" in html
+    assert "<tr><th scope=\"row\">11-28</th><td>0</td><td>0</td></tr>" in html  # days without grants are zeros
+    assert "1,300 pt granted in all" in html
+    assert "Cap: 1,000 pt per customer; 1 customer(s) have reached it." in html
