@@ -25,6 +25,7 @@ from ..services import (
 )
 from .charts import backtest_display, campaign_points_chart
 from .common import ReadOnlyAdmin
+from .form_tools import CampaignFormToolsMixin, FilterPickerWidget
 
 FILTER_HELP = format_html(
     "<pre style='font-size:11px'>{}</pre>",
@@ -49,6 +50,12 @@ class CampaignForm(forms.ModelForm):
         model = Campaign
         fields = ["name", "status", "starts_at", "ends_at", "upper_limit", "user_filters", "payment_filters"]
         help_texts = {"user_filters": FILTER_HELP, "payment_filters": "Schema: see user filters above."}
+        widgets = {"user_filters": FilterPickerWidget("user"), "payment_filters": FilterPickerWidget("payment")}
+
+    class Media:
+        # our own static files (no CDN): the filter pickers and the live estimate (form_tools.py)
+        js = ["campaigns/admin/filter_picker.js", "campaigns/admin/campaign_form.js"]
+        css = {"all": ["campaigns/admin/campaign_form.css"]}
 
     def clean(self):
         data = super().clean()
@@ -104,17 +111,18 @@ class VersionInline(ReadOnlyAdmin, admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
     form = CampaignForm
     inlines = [StageRateInline, VersionInline]
     list_display = ["name", "status", "starts_at", "ends_at", "upper_limit", "version", "rates_text",
                     "backtest_link"]
     list_filter = ["status"]
     search_fields = ["name"]
-    readonly_fields = ["version", "created_at", "updated_at", "points_per_day"]
+    readonly_fields = ["version", "created_at", "updated_at", "sample_estimate_panel", "points_per_day"]
     fieldsets = [
         (None, {"fields": ["name", "status", ("starts_at", "ends_at"), "upper_limit"]}),
         ("Filters", {"fields": ["user_filters", "payment_filters"]}),
+        (_("Estimate for a sample purchase"), {"fields": ["sample_estimate_panel"]}),
         (_("Points granted"), {"fields": ["points_per_day"]}),
         ("History", {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
@@ -183,7 +191,7 @@ class CampaignAdmin(admin.ModelAdmin):
                  name="campaigns_campaign_backtest"),
             path("<int:campaign_id>/backtest/<int:backtest_id>/", self.admin_site.admin_view(self.backtest_result_view),
                  name="campaigns_campaign_backtest_result"),
-        ] + super().get_urls()
+        ] + self.form_tool_urls() + super().get_urls()
 
     def _viewable_campaign(self, request, campaign_id: int) -> Campaign:
         campaign = get_object_or_404(Campaign, pk=campaign_id)
