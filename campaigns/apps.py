@@ -30,3 +30,6 @@ class CampaignsConfig(AppConfig):
                        keep_payload=True, order_key="settled_at")
         # Celery's autodiscovery imports only tasks.py; the merchant import tasks live beside it.
         from . import tasks_import  # noqa: F401
+        from .approvals import register as register_change_kinds
+
+        register_change_kinds()  # four eyes: activation and changes of live campaigns

@@ -12,6 +12,7 @@ from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.roles import can_see_pii, mask
 
+from . import approvals as line_approvals
 from . import selectors, services
 from .models import (
     AudienceGroup,
@@ -25,6 +26,8 @@ from .models import (
     WebhookEvent,
 )
 from .services.templates import messages_validate
+
+line_approvals.register()  # four eyes on mass sends
 
 
 class PiiMaskMixin:
@@ -166,10 +169,11 @@ class LineUserAdmin(PiiMaskMixin, admin.ModelAdmin):
 
     @admin.action(description="Send a test message to the selected linked users", permissions=["change"])
     def send_test_message(self, request, queryset):
-        sent = 0
-        for user in queryset.filter(status=LineUser.Status.LINKED).exclude(customer_id=None)[:100]:
-            status, _ = services.test_message_send(customer_id=user.customer_id)
-            sent += status != OutboundMessage.Status.SKIPPED
+        customer_ids = list(queryset.filter(status=LineUser.Status.LINKED).exclude(customer_id=None)
+                            .values_list("customer_id", flat=True))
+        sent = line_approvals.test_messages_start(self, request, customer_ids)  # four eyes above the threshold
+        if sent is None:
+            return
         self.message_user(request, f"{sent} test message(s) queued; see Outbound messages for the outcome.",
                           messages.SUCCESS if sent else messages.WARNING)
 

@@ -6,6 +6,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,6 +19,7 @@ from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
 
 from . import services
+from .approvals import stage_rules_publish_request
 from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import definition_validate
 from .selectors import customer_explain, rules_active
@@ -147,13 +149,30 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
         return {"definition": definition}
 
     def save_model(self, request, obj, form, change):
-        version = services.rules_version_publish(definition=form.cleaned_data["definition"],
-                                                 note=form.cleaned_data.get("note", ""),
-                                                 by=request.user.get_username())
-        obj.pk, obj.version, obj.created_by, obj.created_at = (version.pk, version.version, version.created_by,
-                                                               version.created_at)
-        self.message_user(request, f"Published rules v{version.version}; every customer's stage is being "
-                                   "recomputed in the background (see Recompute jobs).")
+        """Four eyes: saving asks an approver to publish (loyalty/approvals.py); nothing is published here."""
+        try:
+            request._rules_change = stage_rules_publish_request(
+                definition=form.cleaned_data["definition"], note=form.cleaned_data.get("note", ""),
+                by=request.user.get_username(), request=request)
+        except DomainError as exc:  # e.g. the same rules as the version in force (was a 500)
+            request._rules_change = None
+            self.message_user(request, exc.message, messages.WARNING)
+
+    def save_related(self, request, form, formsets, change):
+        pass  # nothing was saved: the change request holds the proposal
+
+    def log_addition(self, request, obj, message):
+        pass  # the change request and the audit log record the proposal
+
+    def response_add(self, request, obj, post_url_continue=None):
+        change = getattr(request, "_rules_change", None)
+        if change is None:
+            return HttpResponseRedirect(reverse("admin:loyalty_stageruleversion_changelist"))
+        self.message_user(request, f"Publishing these rules is change request #{change.pk}: they take effect "
+                                   "(and every customer is re-staged) when another person with the approver role "
+                                   "approves it. The request page shows how many customers would move.",
+                          messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:common_changerequest_change", args=[change.pk]))
 
     @admin.display(description="stages")
     def stages_summary(self, obj):

@@ -10,3 +10,6 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self):
         from . import topic  # noqa: F401  (registers loyalty-activity)
+        from .approvals import register as register_change_kinds
+
+        register_change_kinds()  # four eyes: publishing stage rules

@@ -1,3 +1,5 @@
+import functools
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,13 +18,13 @@ from mercari_ops.common.errors import DomainError, ValidationFailed
 from .. import rules
 from ..models import Campaign, CampaignBacktest, CampaignStageRate, CampaignVersion
 from ..services import (
-    campaign_activate,
     campaign_backtest_queue,
     campaign_end,
     campaign_snapshot,
     campaign_validate,
     campaign_version_record,
 )
+from . import four_eyes
 from .charts import backtest_display, campaign_points_chart
 from .common import ReadOnlyAdmin
 from .form_tools import CampaignFormToolsMixin, FilterPickerWidget
@@ -143,7 +145,21 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
     def backtest_link(self, obj):
         return format_html('<a href="{}">simulate</a>', reverse("admin:campaigns_campaign_backtest", args=[obj.pk]))
 
+    def get_readonly_fields(self, request, obj=None):
+        # status moves only through the actions: activate (an approver decides) and end (emergency stop)
+        return [*super().get_readonly_fields(request, obj), "status", "change_requests_table"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        return [*fieldsets, four_eyes.CHANGE_REQUESTS_FIELDSET] if obj is not None else fieldsets
+
+    @admin.display(description="change requests")
+    def change_requests_table(self, obj):
+        return four_eyes.change_requests_table(obj)
+
     def save_model(self, request, obj, form, change):
+        if four_eyes.save_model_gate(request, obj, change):
+            return  # not a draft: save_related records a change request instead of the change
         request._campaign_before = (
             campaign_snapshot(Campaign.objects.get(pk=obj.pk)) if change else None
         )
@@ -151,9 +167,19 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
+        if four_eyes.save_related_gate(request, form, formsets):
+            return
         super().save_related(request, form, formsets, change)
         campaign_version_record(campaign=form.instance, before=getattr(request, "_campaign_before", None),
                                 by=request.user.get_username())
+
+    def log_change(self, request, obj, message):
+        if getattr(request, "_campaign_gate", None) is None:  # a change request is not a change
+            return super().log_change(request, obj, message)
+        return None
+
+    def response_change(self, request, obj):
+        return four_eyes.gated_response(self, request) or super().response_change(request, obj)
 
     def delete_model(self, request, obj):
         from ..catalog import catalog_changed
@@ -173,13 +199,15 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
         if done:
             self.message_user(request, f"{done} campaign(s) {verb}.", messages.SUCCESS)
 
-    @admin.action(description="Activate selected campaigns", permissions=["change"])
+    @admin.action(description="Request activation of the selected drafts (an approver decides)",
+                  permissions=["change"])
     def activate(self, request, queryset):
-        self._each(request, queryset, campaign_activate, "activated")
+        four_eyes.activation_request(self, request, queryset)
 
-    @admin.action(description="End selected campaigns (their bills still settle)", permissions=["change"])
+    @admin.action(description="End selected campaigns now (emergency stop; their bills still settle)",
+                  permissions=["change"])
     def end(self, request, queryset):
-        self._each(request, queryset, campaign_end, "ended")
+        self._each(request, queryset, functools.partial(campaign_end, request=request), "ended")
 
     @admin.action(description="Backtest (simulate over a past month)")
     def backtest(self, request, queryset):

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.errors import Conflict, ValidationFailed
 
 from .. import rules
@@ -92,7 +93,7 @@ def campaign_version_record(*, campaign: Campaign, before: dict | None, by: str,
 
 @transaction.atomic
 def campaign_update(*, campaign_id: int, by: str = "", rates: list[tuple[int, int, object]] | None = None,
-                    **changes) -> Campaign:
+                    note: str = "", **changes) -> Campaign:
     """Change fields and/or replace the rates; versioned when the campaign is active."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     unknown = set(changes) - set(CAMPAIGN_FIELDS)
@@ -112,12 +113,14 @@ def campaign_update(*, campaign_id: int, by: str = "", rates: list[tuple[int, in
     campaign.save()
     if rates is not None:
         _rates_replace(campaign, rates)
-    campaign_version_record(campaign=campaign, before=before, by=by)
+    campaign_version_record(campaign=campaign, before=before, by=by, note=note)
     return campaign
 
 
 @transaction.atomic
-def campaign_activate(*, campaign_id: int, by: str = "") -> Campaign:
+def campaign_activate(*, campaign_id: int, by: str = "", note: str = "activated") -> Campaign:
+    """Make a campaign earn points. From the admin only through an approved change request (four eyes:
+    campaigns/approvals.py); `note` goes into the version history (who approved it)."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     if campaign.status == Campaign.Status.ACTIVE:
         return campaign
@@ -130,13 +133,16 @@ def campaign_activate(*, campaign_id: int, by: str = "") -> Campaign:
                       rates=[(r["stage_from"], r["stage_to"], r["rate"]) for r in before["rates"]])
     campaign.status = Campaign.Status.ACTIVE
     campaign.save(update_fields=["status"])
-    campaign_version_record(campaign=campaign, before=before, by=by, note="activated")
+    campaign_version_record(campaign=campaign, before=before, by=by, note=note)
     return campaign
 
 
 @transaction.atomic
-def campaign_end(*, campaign_id: int, by: str = "") -> Campaign:
-    """Stop estimates; bills of its period still settle (status ended stays settleable)."""
+def campaign_end(*, campaign_id: int, by: str = "", request=None) -> Campaign:
+    """Stop estimates; bills of its period still settle (status ended stays settleable).
+
+    The emergency stop: one person's action (no change request), always in the audit log.
+    """
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     if campaign.status == Campaign.Status.ENDED:
         return campaign
@@ -144,4 +150,6 @@ def campaign_end(*, campaign_id: int, by: str = "") -> Campaign:
     campaign.status = Campaign.Status.ENDED
     campaign.save(update_fields=["status"])
     campaign_version_record(campaign=campaign, before=before, by=by, note="ended")
+    audit_record(action="campaign.end", target=campaign, before=before, after=campaign_snapshot(campaign),
+                 request=request, actor=by or None, note="emergency stop: one person's action")
     return campaign

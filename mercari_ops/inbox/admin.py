@@ -2,8 +2,10 @@ from django.contrib import admin, messages
 
 from mercari_ops.common.admin_utils import pretty_json
 
-from . import services
+from . import approvals, services
 from .models import DeadLetter, InboxEvent
+
+approvals.register()  # four eyes on mass replays and discards
 
 
 @admin.register(InboxEvent)
@@ -33,16 +35,20 @@ class InboxEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay selected events through their handler now", permissions=["change"])
     def replay(self, request, queryset):
-        outcomes: dict[str, int] = {}
-        for pk in queryset.values_list("pk", flat=True):
-            result = services.inbox_event_replay(event_pk=pk)
-            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        pks = list(queryset.values_list("pk", flat=True))
+        if approvals.mass_gate(self, request, pks, "inbox.event_replay"):
+            return  # more than CHANGE_REQUEST_MASS_THRESHOLD: an approver decides
+        outcomes = approvals.mass_run(action=approvals.ACTIONS["inbox.event_replay"], pks=pks,
+                                      by=request.user.get_username(), request=request)
         self.message_user(request, "Replayed: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
 
     @admin.action(description="Discard selected events (never process them)", permissions=["change"])
     def discard(self, request, queryset):
-        for pk in queryset.values_list("pk", flat=True):
-            services.inbox_event_discard(event_pk=pk, by=request.user.get_username())
+        pks = list(queryset.values_list("pk", flat=True))
+        if approvals.mass_gate(self, request, pks, "inbox.event_discard"):
+            return
+        approvals.mass_run(action=approvals.ACTIONS["inbox.event_discard"], pks=pks, by=request.user.get_username(),
+                           request=request)
         self.message_user(request, "Discarded the selected unprocessed events.", messages.WARNING)
 
 
@@ -68,7 +74,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.action(description="Replay selected dead letters (after fixing the body)", permissions=["change"])
     def replay(self, request, queryset):
         ok, failed = 0, []
-        for pk in queryset.filter(status=DeadLetter.Status.OPEN).values_list("pk", flat=True):
+        pks = list(queryset.filter(status=DeadLetter.Status.OPEN).values_list("pk", flat=True))
+        if approvals.mass_gate(self, request, pks, "inbox.letter_replay"):
+            return
+        for pk in pks:
             result = services.dead_letter_replay(letter_pk=pk, by=request.user.get_username())
             if result.outcome.value == "dead":
                 failed.append(f"#{pk}: {result.error}")
@@ -80,6 +89,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
     @admin.action(description="Discard selected dead letters", permissions=["change"])
     def discard(self, request, queryset):
-        for pk in queryset.values_list("pk", flat=True):
+        pks = list(queryset.values_list("pk", flat=True))
+        if approvals.mass_gate(self, request, pks, "inbox.letter_discard"):
+            return
+        for pk in pks:
             services.dead_letter_discard(letter_pk=pk, by=request.user.get_username())
         self.message_user(request, "Discarded.", messages.WARNING)
