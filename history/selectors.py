@@ -11,6 +11,7 @@ from datetime import datetime
 from django.conf import settings
 
 from mercari_ops.common.errors import NotFound, ValidationFailed
+from mercari_ops.common.logging import log_safe_customer
 
 from .models import EntryState, EntryType, PaymentEntry, PaymentTransition
 from .services import history_sql
@@ -71,7 +72,7 @@ def estimates_many(*, customer_id: str, wanted: list[tuple[int, dict]]) -> dict[
         else:
             results = [campaigns_selectors.points_estimate(customer_id=customer_id, **item) for _, item in wanted]
     except Exception:  # an estimate is decoration: never fail the history because of it
-        logger.exception("points estimates failed for customer %s", customer_id)
+        logger.exception("points estimates failed for customer %s", log_safe_customer(customer_id))
         return {}
     return {pk: result for (pk, _), result in zip(wanted, results, strict=False)}
 

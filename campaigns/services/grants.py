@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from line_integration.selectors import line_users_linked
 from line_integration.services import line_notify
+from mercari_ops.common.logging import log_safe_customer, log_safe_error
 
 from ..clients import GrantRequest, PointsGatewayRejected, PointsGatewayUnavailable, points_gateway
 from ..models import Bill, CampaignBudget, CampaignReward, PointsGrant, PointsServiceBreaker
@@ -149,7 +150,8 @@ def _customers_reach(*, grants: list[tuple[int, str, int, str, str]]) -> dict[in
             try:
                 sent = bool(line_notify(customer_id=customer_id, text=text, idempotency_key=f"points-{key}"))
             except Exception as exc:  # LINE trouble must not block points; fall back to a recorded notice
-                logger.warning("line_notify failed for %s: %r", customer_id, exc)
+                logger.warning("line_notify failed for %s: %s", log_safe_customer(customer_id),
+                               log_safe_error(exc, {"customer_id": customer_id}))
         if sent:
             via[pk] = "line"
         else:

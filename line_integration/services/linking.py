@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from mercari_ops.common.errors import Conflict, NotFound, ValidationFailed
 from mercari_ops.common.jsonsafe import json_loads_strict
+from mercari_ops.common.logging import log_safe_error
 from mercari_ops.common.ratelimit import rate_limiter
 
 from ..clients import LineError, line_client
@@ -83,7 +84,7 @@ def _event_handle(event: dict) -> str:
         try:
             action()
         except (LineError, RedisError) as exc:  # LINE, or the rate limiter's Redis, down: never fail the commit
-            logger.warning("LINE call after webhook event %s failed: %s", event["webhookEventId"], exc)
+            logger.warning("LINE call after webhook event %s failed: %s", event["webhookEventId"], log_safe_error(exc))
     return "ignored" if record.outcome in ("ignored", "no user source: ignored") else "handled"
 
 
@@ -223,7 +224,7 @@ def _quietly(action) -> None:
     try:
         action()
     except (LineError, RedisError) as exc:  # the rate limiter's Redis down or hung: swept later too
-        logger.warning("LINE call failed (the periodic sweep retries): %s", exc)
+        logger.warning("LINE call failed (the periodic sweep retries): %s", log_safe_error(exc))
 
 
 def rich_menu_sync(*, line_user_ids: list[str] | None = None, limit: int = 500) -> dict:
@@ -247,7 +248,7 @@ def rich_menu_sync(*, line_user_ids: list[str] | None = None, limit: int = 500) 
                 line_client().rich_menu_unlink(user_id=line_user_id)
         except LineError as exc:
             done["errors"] += 1
-            logger.warning("rich menu change for a LINE user failed: %s", exc)
+            logger.warning("rich menu change for a LINE user failed: %s", log_safe_error(exc))
             continue
         LineUser.objects.filter(line_user_id=line_user_id).update(rich_menu_id=menu)
         done["linked" if menu == linked_menu else "unlinked"] += 1

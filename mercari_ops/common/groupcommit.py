@@ -50,6 +50,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
+from mercari_ops.common.logging import log_safe_error
+
 from .metrics.core import GROUP_COMMIT_SIZE
 
 logger = logging.getLogger(__name__)
@@ -166,8 +168,8 @@ class GroupCommitter:
                     raise
                 # One item's bad data (or a bug it triggers) must not become its neighbours' answer: each item
                 # is applied again in a transaction of its own, and only the culprit gets the error.
-                logger.warning("%s group of %s failed (%r): applying its items one by one", self.name,
-                               len(group), exc)
+                logger.warning("%s group of %s failed (%s): applying its items one by one", self.name,
+                               len(group), log_safe_error(exc, [pending.item for pending in group]))
                 for pending in group:
                     try:
                         pending.result = self.apply_group([pending.item])[0]
@@ -175,7 +177,7 @@ class GroupCommitter:
                         pending.error = item_exc
                         connection.close_if_unusable_or_obsolete()
         except BaseException as exc:  # every caller must be woken, whatever happened
-            logger.warning("%s group of %s failed: %r", self.name, len(group), exc)
+            logger.warning("%s group of %s failed: %s", self.name, len(group), log_safe_error(exc))
             for pending in group:
                 pending.error = exc
             connection.close_if_unusable_or_obsolete()

@@ -13,6 +13,7 @@ from django.db import DatabaseError, DataError, connection, transaction
 
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.groupcommit import database_unreachable, group_committer
+from mercari_ops.common.logging import log_safe_error
 
 from ..metrics import DEAD_LETTERS_RECEIVED, EVENTS, topic_label
 from ..registry import PermanentEventError, Topic, Waiting, get_topic
@@ -116,8 +117,8 @@ def inbox_accept_group(items: list[tuple[Topic, dict, str]]) -> list[Result]:
     except DatabaseError as exc:
         if database_unreachable(exc):
             raise
-        logger.warning("inbox group of %s refused by the database (%r): accepting its events one by one",
-                       len(items), exc)
+        logger.warning("inbox group of %s refused by the database (%s): accepting its events one by one",
+                       len(items), log_safe_error(exc, [event for _, event, _ in items]))
     else:
         return results
     return [inbox_accept_alone(topic=topic, event=event, message_id=message_id) for topic, event, message_id in items]
@@ -134,7 +135,8 @@ def inbox_accept_alone(*, topic: Topic, event: dict, message_id: str = "") -> Re
     except DatabaseError as exc:
         if database_unreachable(exc):
             raise
-        logger.warning("inbox %s/%s refused by the database: %r", topic.name, event.get("event_id"), exc)
+        logger.warning("inbox %s/%s refused by the database: %s", topic.name, event.get("event_id"),
+                       log_safe_error(exc, event), extra={"topic": topic.name, "event_id": event.get("event_id")})
         message, field = data_error_detail(exc) if isinstance(exc, DataError) else (
             "the event breaks a database constraint", None)
         return Result(Outcome.DEAD, event.get("event_id"), message, field, refused=True)
@@ -204,7 +206,8 @@ def inbox_accept_batch(*, topic: Topic, events: list[dict]) -> dict[Outcome, int
             except Exception as exc:
                 if not connection.is_usable():
                     raise
-                logger.warning("batch handler for %s failed, falling back to one by one: %r", topic.name, exc)
+                logger.warning("batch handler for %s failed, falling back to one by one: %s", topic.name,
+                               log_safe_error(exc, new_events), extra={"topic": topic.name})
         for event in new_events:
             counts[_handler_run(topic, inserted[event["event_id"]], event, attempts_before=0).outcome] += 1
     return counts

@@ -12,6 +12,7 @@ from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from mercari_ops.common.jsonsafe import path_storable, text_storable
+from mercari_ops.common.logging import log_safe_error
 
 from .. import inbox_sql
 from ..models import InboxEvent
@@ -82,7 +83,8 @@ def _failure_write(topic: Topic, row_id: int, payload: dict, attempts_before: in
         raise exc
     attempts = attempts_before + 1
     dead = attempts >= settings.INBOX_MAX_ATTEMPTS
-    logger.warning("inbox %s/%s attempt %s failed: %r", topic.name, event_id, attempts, exc)
+    logger.warning("inbox %s/%s attempt %s failed: %s", topic.name, event_id, attempts, log_safe_error(exc, payload),
+                   extra={"topic": topic.name, "event_id": event_id})
     InboxEvent.objects.filter(pk=row_id).update(
         status=InboxEvent.Status.DEAD if dead else InboxEvent.Status.RETRY,
         payload=payload, attempts=attempts, last_error=text_storable(f"{type(exc).__name__}: {exc}"[:2000]),
