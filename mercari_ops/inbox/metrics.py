@@ -47,10 +47,10 @@ def read() -> dict:
     waiting = InboxEvent.objects.filter(status=InboxEvent.Status.WAITING).order_by()
     oldest = waiting.aggregate(oldest=Min("received_at"))["oldest"]
     cutoff = now - timedelta(seconds=settings.INBOX_WAITING_ALERT_SECONDS)
-    letters = {(topic,): 0.0 for topic in topic_names()}
+    letters = {(topic,): 0.0 for topic in [*topic_names(), "unknown"]}
     for topic, n in (DeadLetter.objects.filter(status=DeadLetter.Status.OPEN).order_by()
                      .values_list("topic").annotate(n=Count("*"))):
-        letters[(topic,)] = float(n)
+        letters[(topic_label(topic),)] += float(n)  # a topic name nobody registered is any caller's URL
     return {
         "mercari_ops_inbox_backlog_events": backlog,
         "mercari_ops_inbox_waiting_oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0,

@@ -5,7 +5,7 @@ import hmac
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
 from mercari_ops.common.errors import error_body
 
@@ -27,4 +27,5 @@ def metrics(request):
         response = JsonResponse(error_body("missing or wrong bearer token", "Authorization"), status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    # Text format 0.0.4: what generate_latest writes for our names, and what Prometheus 2.x (Debian's) reads.
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
