@@ -61,6 +61,29 @@ def push(client):
     return _push
 
 
+@pytest.fixture(autouse=True)
+def _force_login_passes_the_second_factor(monkeypatch):
+    """A test user logged in with force_login (admin_client too) has a confirmed TOTP device and a session
+    verified with it, as after a real admin login; the second factor stays on (mercari_ops/common/otp_admin.py,
+    tested through the login form in mercari_ops/common/tests/test_admin_logins.py)."""
+    from django.test import Client
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        from django_otp import DEVICE_ID_SESSION_KEY
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        original(self, user, backend)
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first() \
+            or TOTPDevice.objects.create(user=user, name="tests", confirmed=True)
+        session = self.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
 @pytest.fixture
 def api_client(db):
     from mercari_ops.common.services import service_token_create

@@ -15,7 +15,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mercari_ops.common.api import CachedTokenAuthentication, UTCDateTimeField
+from mercari_ops.common.api import CachedTokenAuthentication, UTCDateTimeField, token_authenticate
 from mercari_ops.common.errors import DomainError, NotFound, ValidationFailed, error_body
 from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.schema import Int, List, Schema, Str
@@ -96,6 +96,7 @@ class EstimateView(APIView):
     """
 
     authentication_classes = [CachedTokenAuthentication]
+    required_scope = "estimate"
 
     def dispatch(self, request, *args, **kwargs):
         if request.method != "POST":
@@ -108,7 +109,7 @@ class EstimateView(APIView):
         # here a dead connection just fails that query (503) and Django drops it at the end of the request.
         connection.health_check_done = True
         try:
-            CachedTokenAuthentication().authenticate_credentials(parts[1])
+            token_authenticate(parts[1], scope=self.required_scope)
             try:
                 data = json_loads_strict(request.body)
             except (ValueError, UnicodeDecodeError):
@@ -250,6 +251,8 @@ def _campaign_body(campaign: Campaign) -> dict:
 
 
 class CampaignCreateView(APIView):
+    required_scope = "campaigns_write"
+
     @extend_schema(
         operation_id="campaigns_create",
         summary="Create a draft campaign (validated like the admin: filters schema, stage ranges, period)",
@@ -289,6 +292,8 @@ class CampaignCreateView(APIView):
 
 
 class CampaignDetailView(APIView):
+    required_scope = "campaigns_write"
+
     @extend_schema(operation_id="campaigns_get", summary="One campaign with its rates",
                    parameters=[OpenApiParameter("campaign_id", {"type": "integer", "minimum": 1,
                                                                 "maximum": INTEGER_MAX}, OpenApiParameter.PATH)],

@@ -10,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mercari_ops.common.api import CachedTokenAuthentication, UTCDateTimeField
+from mercari_ops.common.api import CachedTokenAuthentication, UTCDateTimeField, scope_check
 from mercari_ops.common.errors import ValidationFailed, api_exception_handler
 
 from . import selectors, services
@@ -96,8 +96,10 @@ class LeanGetMixin:
         if request.method != "GET" or not self._plain(request):
             return super().dispatch(request, *args, **kwargs)
         try:
-            if CachedTokenAuthentication().authenticate(request) is None:
+            authenticated = CachedTokenAuthentication().authenticate(request)
+            if authenticated is None:
                 raise exceptions.NotAuthenticated()
+            scope_check(authenticated[1], self.required_scope)
             return self._json(self.answer(request.GET, **kwargs))
         except Exception as exc:  # the project's handler answers it, or it is re-raised
             if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
@@ -135,6 +137,8 @@ def _page_size(query) -> int | None:
 class CustomerPaymentsView(LeanGetMixin, APIView):
     """The customer's history, newest first: each entry with its children, state, actions and cashback estimate."""
 
+    required_scope = "history_read"
+
     def answer(self, query, customer_id: str) -> dict:
         return selectors.history_page(customer_id=customer_id, cursor=query.get("cursor") or None,
                                       page_size=_page_size(query))
@@ -152,6 +156,8 @@ class CustomerPaymentsView(LeanGetMixin, APIView):
 class PaymentView(LeanGetMixin, APIView):
     """One payment with its children, its parent's ID and every state transition."""
 
+    required_scope = "history_read"
+
     def answer(self, query, payment_id: str) -> dict:
         return selectors.payment_get(payment_id=payment_id)
 
@@ -162,6 +168,8 @@ class PaymentView(LeanGetMixin, APIView):
 
 
 class RepayView(APIView):
+    required_scope = "repay"
+
     @extend_schema(
         summary="Repay a billed card transaction now (idempotent)",
         parameters=[OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY, OpenApiParameter.HEADER, required=True,

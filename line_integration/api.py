@@ -14,6 +14,7 @@ from mercari_ops.common.errors import ValidationFailed, error_body
 from mercari_ops.inbox.views import bearer_matches
 
 from . import services
+from .metrics import BRAZE_WEBHOOKS
 from .services.braze import braze_accept, braze_accept_grouped
 from .services.linking import BadSignature
 
@@ -30,9 +31,12 @@ def braze_webhook(request):
         else:
             result = braze_accept(body=request.body)
     except ValidationFailed as exc:
+        BRAZE_WEBHOOKS.labels("refused").inc()
         return JsonResponse(error_body(exc.message, exc.field), status=400)
     except (DataError, IntegrityError):  # this message's own data (validation keeps it out: a last line)
+        BRAZE_WEBHOOKS.labels("refused").inc()
         return JsonResponse(error_body("the message cannot be stored as sent", "body"), status=400)
+    BRAZE_WEBHOOKS.labels(result["status"]).inc()
     return JsonResponse(result, status=202)
 
 
@@ -60,6 +64,8 @@ class LinkNonceSerializer(serializers.Serializer):
 
 
 class LinkNonceView(APIView):
+    required_scope = "line_linking"
+
     @extend_schema(
         request=LinkNonceSerializer,
         responses={200: inline_serializer("LinkNonceResponse", {"redirect_url": serializers.URLField()}),
@@ -79,6 +85,8 @@ class UnlinkSerializer(serializers.Serializer):
 
 
 class UnlinkView(APIView):
+    required_scope = "line_linking"
+
     @extend_schema(request=UnlinkSerializer,
                    responses={200: inline_serializer("UnlinkResponse", {"status": serializers.CharField()}),
                               400: ERROR, 404: OpenApiResponse(ERROR, description="No linked LINE account")},

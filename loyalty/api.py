@@ -58,6 +58,8 @@ class CustomerProfileSerializer(serializers.Serializer):
 
 
 class CustomerDetailApi(APIView):
+    required_scope = "history_read"  # a customer's stage and totals: read like their history
+
     @extend_schema(
         operation_id="loyalty_customer_get",
         summary="A customer's stage, the window totals it came from, the next stage and recent changes",

@@ -1,5 +1,6 @@
 """One env-driven settings module. Every variable is listed in .env.example."""
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +41,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "django_celery_beat",
     "mercari_ops.common",
     "mercari_ops.inbox",
@@ -59,9 +63,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "mercari_ops.common.otp_admin.AdminSecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "mercari_ops.common.middleware.DatabaseUnavailableMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into its 429 page
 ]
 # Machine-to-machine endpoints skip sessions, CSRF, auth, messages and clickjacking (mercari_ops/wsgi.py):
 # every path under these prefixes authenticates its caller by a token or a signature, never by a cookie.
@@ -128,6 +135,23 @@ if DB_SESSION_OPTIONS:
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", default=False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Admin logins (mercari_ops/common/otp_admin.py, docs/operations.md): django-axes locks a user at one IP after
+# AXES_FAILURE_LIMIT wrong passwords for AXES_COOLOFF_MINUTES (its backend first, so a locked user is refused
+# before the password is checked); TOTP (django-otp) is required of operators, approvers and superusers.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=30)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ONLY_ADMIN_SITE = True
+# Behind a load balancer the client is the left-most X-Forwarded-For address of this many proxies (0: REMOTE_ADDR).
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
+if AXES_IPWARE_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="MercariOps")
+ADMIN_URL_PREFIX = env.str("ADMIN_URL_PREFIX", default="admin/").strip("/") + "/"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -201,8 +225,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Hashed service tokens with scopes (mercari_ops/common/tokens.py): every API view declares required_scope.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mercari_ops.common.api_auth.CachedTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["mercari_ops.common.api_auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["mercari_ops.common.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "mercari_ops.common.errors.api_exception_handler",
@@ -255,6 +280,11 @@ if not DEBUG:
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$", r"^metrics$", r"^pubsub/", r"^line/", r"^api/"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    CSRF_COOKIE_HTTPONLY = True  # the admin reads the token from its forms, never from JavaScript
+    CSRF_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)  # one working day
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -340,6 +370,7 @@ CAMPAIGNS_POINTS_BREAKER_RETRY_SECONDS = env.int("CAMPAIGNS_POINTS_BREAKER_RETRY
 CAMPAIGNS_POINTS_BREAKER_RETRY_MAX_SECONDS = env.int("CAMPAIGNS_POINTS_BREAKER_RETRY_MAX_SECONDS", default=30)
 CAMPAIGNS_ESTIMATE_MAX_ITEMS = env.int("CAMPAIGNS_ESTIMATE_MAX_ITEMS", default=100)
 API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=60.0)
+API_TOKEN_EPOCH_TIMEOUT_SECONDS = env.float("API_TOKEN_EPOCH_TIMEOUT_SECONDS", default=0.25)
 CAMPAIGNS_ESTIMATE_PREPARED = env.bool("CAMPAIGNS_ESTIMATE_PREPARED", default=True)
 
 # --- History ------------------------------------------------------------------

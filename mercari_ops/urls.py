@@ -4,6 +4,7 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
+from mercari_ops.common import otp_admin
 from mercari_ops.common import views as common_views
 from mercari_ops.common.api import WhoAmIApi
 from mercari_ops.common.metrics import views as metrics_views
@@ -26,7 +27,9 @@ urlpatterns = [
     # with DEBUG on; the admin and other pages keep Django's HTML 404.
     re_path(r"^(?:api|line|pubsub)/", common_views.machine_not_found, name="machine-not-found"),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
-    path("admin/", admin.site.urls),
+    # The admin's second factor (mercari_ops/common/otp_admin.py) under the admin's own prefix (ADMIN_URL_PREFIX).
+    path(f"{settings.ADMIN_URL_PREFIX}otp/", include(otp_admin.urlpatterns)),
+    path(settings.ADMIN_URL_PREFIX, admin.site.urls),
 ]
 
 if settings.BENCH_BARE_VIEW:

@@ -202,7 +202,7 @@ def test_lean_get_refuses_an_inactive_service(client, history):
     from mercari_ops.common.services import service_token_create
 
     key = service_token_create(name="retired")
-    get_user_model().objects.filter(auth_token__key=key).update(is_active=False)
+    get_user_model().objects.filter(username="svc-retired").update(is_active=False)
     response = both_paths(client, URL.format("c-1"), HTTP_AUTHORIZATION=f"Token {key}")
     assert (response.status_code, response.json()["error"]) == (401, "User inactive or deleted.")
 
@@ -250,4 +250,4 @@ def test_lean_get_checks_a_known_token_without_a_query(api_client, history):
         assert api_client.get(URL.format("c-1")).status_code == 200
     # then the page costs its own statements only: the token came from the process's cache
     assert queries.captured_queries
-    assert not [q for q in queries.captured_queries if "authtoken_token" in q["sql"]]
+    assert not [q for q in queries.captured_queries if "common_servicetoken" in q["sql"]]

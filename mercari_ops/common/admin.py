@@ -63,3 +63,6 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="audit-log.csv"'
         return response
+
+
+from . import tokens_admin  # noqa: E402, F401  (service tokens: operators' screens)

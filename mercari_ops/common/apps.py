@@ -38,6 +38,9 @@ class CommonConfig(AppConfig):
         # Import every app's tasks so periodic declarations are known to migrate and beat.
         autodiscover_modules("tasks")
         post_migrate.connect(_after_migrate, dispatch_uid="common.after_migrate")
+        from .role_audit import connect as audit_role_changes
+
+        audit_role_changes()  # group, permission and superuser/staff changes go to the audit log
         from .metrics import platform as platform_metrics
 
         platform_metrics.register()  # /metrics: database, Redis, Celery queues and beat

@@ -13,6 +13,7 @@ def register_panel(title: str, rows: Callable[[], list[tuple[str, object, str]]]
 
 def inbox_rows() -> list[tuple[str, object, str]]:
     from django.db.models import Count
+    from django.urls import reverse
 
     from mercari_ops.inbox.models import DeadLetter, InboxEvent
 
@@ -20,13 +21,13 @@ def inbox_rows() -> list[tuple[str, object, str]]:
         InboxEvent.objects.filter(status__in=["retry", "waiting", "dead"]).values_list("status")
         .annotate(n=Count("id")).values_list("status", "n")
     )
-    base = "/admin/inbox/inboxevent/?status__exact="
+    base = reverse("admin:inbox_inboxevent_changelist") + "?status__exact="
     return [
         ("Events retrying", by_status.get("retry", 0), base + "retry"),
         ("Events waiting for another event", by_status.get("waiting", 0), base + "waiting"),
         ("Dead events (need an operator)", by_status.get("dead", 0), base + "dead"),
         ("Open dead letters (bad bodies)", DeadLetter.objects.filter(status="open").count(),
-         "/admin/inbox/deadletter/?status__exact=open"),
+         reverse("admin:inbox_deadletter_changelist") + "?status__exact=open"),
     ]
 
 

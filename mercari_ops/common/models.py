@@ -1,5 +1,6 @@
 """The platform's own rows: the audit log, and the permissions that are not about one model."""
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -81,3 +82,33 @@ class ChangeRequest(models.Model):
 
     def __str__(self):
         return f"#{self.pk} {self.kind} {self.target_repr or self.target_id} ({self.status})"
+
+
+class ServiceToken(models.Model):
+    """An API key of a calling service (`Authorization: Token <key>`), stored as a hash, never raw.
+
+    `prefix` (the key's first 8 characters) finds the row, `key_hash` (sha256 of the whole key) proves it:
+    keys are 256 random bits, so a fast hash is right (no dictionary to guess from). Rotation sets the old
+    row's `expires_at` to the end of the grace period; revocation is immediate (mercari_ops/common/tokens.py).
+    """
+
+    service = models.CharField(_("service"), max_length=64, db_index=True)
+    user = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="service_tokens",
+                             help_text=_("The svc-<service> user requests run as (no admin login)."))
+    prefix = models.CharField(_("prefix"), max_length=8, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = ArrayField(models.CharField(max_length=32), default=list, verbose_name=_("scopes"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    revoked_by = models.CharField(_("revoked by"), max_length=150, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("service", "-created_at")
+        verbose_name = _("service token")
+        verbose_name_plural = _("service tokens")
+
+    def __str__(self):
+        return f"{self.service} {self.prefix}\u2026"
