@@ -8,6 +8,7 @@ settings.py: no Django models here.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from mercari_ops.common.logging import line_ids_mask
@@ -57,13 +58,12 @@ def _frames_scrub(exception: dict) -> None:
 
 
 def before_send(event: dict, hint: dict | None = None) -> dict:
-    """Sentry's before_send: the event without bodies, secrets, customer IDs or LINE IDs. Pure."""
-    event = dict(event)
+    """Sentry's before_send: the event without bodies, secrets, customer IDs or LINE IDs. Pure (a copy)."""
+    event = copy.deepcopy(event)
     if "request" in event:
         event["request"] = _request_scrub(event["request"], event.get("transaction"))
     event.pop("user", None)
     if "exception" in event:
-        event["exception"] = dict(event["exception"])
         _frames_scrub(event["exception"])
     if "threads" in event:
         for thread in (event["threads"] or {}).get("values") or []:
