@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.utils.translation import gettext
+
 from mercari_ops.common.business_time import business_month, month_shift
 from mercari_ops.common.errors import ValidationFailed
 
@@ -60,50 +62,55 @@ DEFAULT_DEFINITION = {
 }
 
 
+def _invalid(field: str, text: str) -> ValidationFailed:
+    """The one format of a rules error: the path of the bad value, once, then what is wrong with it
+    ("stages.1.combine: must be 'all' or 'any'"). Forms and APIs show the message as it is."""
+    return ValidationFailed(f"{field}: {text}", field)
+
+
 def definition_validate(data) -> dict:
     """A normalised copy of a rules definition, or ValidationFailed naming the bad field."""
     if not isinstance(data, dict):
-        raise ValidationFailed("the rules must be a JSON object", "definition")
+        raise _invalid("definition", gettext("must be a JSON object"))
     window = data.get("window_months")
     if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW_MONTHS:
-        raise ValidationFailed(f"window_months must be an integer from 1 to {MAX_WINDOW_MONTHS}", "window_months")
+        raise _invalid("window_months", gettext("must be an integer from 1 to %(max)s") % {"max": MAX_WINDOW_MONTHS})
     stages = data.get("stages")
     if not isinstance(stages, list) or not stages:
-        raise ValidationFailed("stages must be a non-empty list", "stages")
+        raise _invalid("stages", gettext("must be a non-empty list"))
     unknown = set(data) - {"window_months", "stages"}
     if unknown:
-        raise ValidationFailed(f"unknown key(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+        raise _invalid(sorted(unknown)[0], gettext("unknown key; allowed: window_months, stages"))
     cleaned = []
     for index, stage in enumerate(stages):
         where = f"stages.{index}"
         if not isinstance(stage, dict):
-            raise ValidationFailed(f"{where} must be an object", where)
+            raise _invalid(where, gettext("must be an object"))
         number = stage.get("stage")
         if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 32767:
-            raise ValidationFailed(f"{where}.stage must be an integer from 1 to 32767", f"{where}.stage")
+            raise _invalid(f"{where}.stage", gettext("must be an integer from 1 to 32767"))
         if cleaned and number <= cleaned[-1]["stage"]:
-            raise ValidationFailed(f"{where}.stage must be higher than the stage before it", f"{where}.stage")
+            raise _invalid(f"{where}.stage", gettext("must be higher than the stage before it"))
         name = stage.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 60:
-            raise ValidationFailed(f"{where}.name must be a non-empty string (<= 60)", f"{where}.name")
+            raise _invalid(f"{where}.name", gettext("must be a non-empty text of at most 60 characters"))
         combine = stage.get("combine", "all")
         if combine not in COMBINE_MODES:
-            raise ValidationFailed(f"{where}.combine must be 'all' or 'any'", f"{where}.combine")
+            raise _invalid(f"{where}.combine", gettext("must be 'all' or 'any'"))
         thresholds = stage.get("thresholds", {})
         if not isinstance(thresholds, dict):
-            raise ValidationFailed(f"{where}.thresholds must be an object", f"{where}.thresholds")
+            raise _invalid(f"{where}.thresholds", gettext("must be an object"))
         for metric, value in thresholds.items():
             if metric not in METRICS:
-                raise ValidationFailed(f"{where}.thresholds: unknown metric {metric!r}; use one of "
-                                       f"{', '.join(METRICS)}", f"{where}.thresholds.{metric}")
+                raise _invalid(f"{where}.thresholds.{metric}", gettext("unknown metric; use one of %(metrics)s")
+                               % {"metrics": ", ".join(METRICS)})
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValidationFailed(f"{where}.thresholds.{metric} must be a positive integer",
-                                       f"{where}.thresholds.{metric}")
+                raise _invalid(f"{where}.thresholds.{metric}", gettext("must be a positive integer"))
         if index == 0 and thresholds:
-            raise ValidationFailed("the lowest stage is everyone's stage: it must have no thresholds",
-                                   f"{where}.thresholds")
+            raise _invalid(f"{where}.thresholds",
+                           gettext("must be empty: the lowest stage is everyone's stage, it has no thresholds"))
         if index > 0 and not thresholds:
-            raise ValidationFailed(f"{where} needs at least one threshold", f"{where}.thresholds")
+            raise _invalid(f"{where}.thresholds", gettext("needs at least one threshold"))
         cleaned.append({"stage": number, "name": name.strip(), "combine": combine,
                         "thresholds": {metric: thresholds[metric] for metric in METRICS if metric in thresholds}})
     return {"window_months": window, "stages": cleaned}
