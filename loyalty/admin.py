@@ -19,6 +19,7 @@ from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
 
 from . import services
+from .admin_preview import rules_preview_urls
 from .approvals import stage_rules_publish_request
 from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import definition_validate
@@ -117,7 +118,7 @@ class RulesForm(forms.ModelForm):
         try:
             return definition_validate(self.cleaned_data["definition"])
         except DomainError as exc:
-            raise forms.ValidationError(f"{exc.field}: {exc.message}") from None
+            raise forms.ValidationError(exc.message) from None  # the message names its path (rules._invalid)
 
 
 @admin.register(StageRuleVersion)
@@ -138,6 +139,10 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
         if obj is None:
             return ("definition", "note")
         return self.readonly_fields
+
+    def get_urls(self):
+        # Preview (admin/loyalty/stageruleversion/change_form.html): what the posted rules would move
+        return rules_preview_urls(self) + super().get_urls()
 
     def get_changeform_initial_data(self, request):
         ruleset = rules_active()
