@@ -1,8 +1,6 @@
 """Loyalty screens: customers (stage, window totals, changes, pins, "why this stage"), rules versions,
 recomputation progress, stage changes and pins. Every write goes through loyalty.services."""
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -12,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_panel
@@ -21,6 +20,14 @@ from mercari_ops.common.errors import DomainError
 from . import services
 from .admin_preview import rules_preview_urls
 from .approvals import stage_rules_publish_request
+from .customer_page import (
+    change_reason_html,
+    customer_why_context,
+    metric_label,
+    metric_value,
+    stage_label_cheap,
+    stage_list_filter,
+)
 from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import definition_validate
 from .selectors import customer_explain, rules_active
@@ -46,14 +53,27 @@ def _table(headers, rows):
 
 @admin.register(Customer)
 class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("customer_id", "stage", "rules_stage", "pin_floor", "pin_expires_at", "stage_changed_at",
-                    "why_link")
-    list_filter = ("stage", "rules_stage")
+    list_display = ("customer_id", "stage_name", "rules_stage_name", "pin_floor_name", "pin_expires_at",
+                    "stage_changed_at", "why_link")
+    list_filter = (stage_list_filter("stage", _("stage")), stage_list_filter("rules_stage", _("rules stage")))
     search_fields = ("=customer_id",)
     show_full_result_count = False
-    fields = ("customer_id", "stage", "rules_stage", "pin_floor", "pin_expires_at", "stage_changed_at",
-              "created_at", "why_link", "window_totals", "recent_changes", "pin_history")
+    fields = ("customer_id", "stage_name", "rules_stage_name", "pin_floor_name", "pin_expires_at",
+              "stage_changed_at", "created_at", "why_link", "window_totals", "recent_changes", "pin_history")
     readonly_fields = fields
+
+    # Stages by name with their number ("Silver (20)"), from the rules in force.
+    @admin.display(description=_("stage"), ordering="stage")
+    def stage_name(self, obj):
+        return stage_label_cheap(obj.stage)
+
+    @admin.display(description=_("rules stage"), ordering="rules_stage")
+    def rules_stage_name(self, obj):
+        return stage_label_cheap(obj.rules_stage)
+
+    @admin.display(description=_("pin floor"), ordering="pin_floor")
+    def pin_floor_name(self, obj):
+        return stage_label_cheap(obj.pin_floor)
 
     def get_urls(self):
         return [path("<int:pk>/why/", self.admin_site.admin_view(self.why_view), name="loyalty_customer_why")] + \
@@ -66,22 +86,24 @@ class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="totals per window")
     def window_totals(self, obj):
         explain = customer_explain(customer=obj)
+        names = explain["metric_names"]
         rows = [(f"rules window (last {explain['ruleset'].window_months} months, from "
-                 f"{explain['window_from']:%Y-%m})", *[explain["metrics"][m] for m in explain["metric_names"]]),
-                ("lifetime", *[explain["lifetime"][m] for m in explain["metric_names"]])]
-        return _table(["window", *explain["metric_names"]], rows)
+                 f"{explain['window_from']:%Y-%m})", *[metric_value(m, explain["metrics"][m]) for m in names]),
+                ("lifetime", *[metric_value(m, explain["lifetime"][m]) for m in names])]
+        return _table(["window", *[metric_label(m) for m in names]], rows)
 
     @admin.display(description="recent stage changes")
     def recent_changes(self, obj):
         changes = obj.stage_changes.order_by("-at", "-id")[:20]
+        ruleset = rules_active()
         return _table(["at", "from", "to", "cause", "rules version", "reason"],
-                      [(c.at, c.from_stage, c.to_stage, c.get_cause_display(), c.rule_version,
-                        json.dumps(c.reason, sort_keys=True)[:300]) for c in changes])
+                      [(c.at, stage_label_cheap(c.from_stage), stage_label_cheap(c.to_stage), c.get_cause_display(),
+                        c.rule_version, change_reason_html(c.reason, ruleset=ruleset)) for c in changes])
 
     @admin.display(description="pins")
     def pin_history(self, obj):
         return _table(["floor", "reason", "expires", "by", "at", "revoked"],
-                      [(p.floor, p.reason, p.expires_at, p.created_by, p.created_at,
+                      [(stage_label_cheap(p.floor), p.reason, p.expires_at, p.created_by, p.created_at,
                         f"{p.revoked_at:%Y-%m-%d %H:%M} by {p.revoked_by}" if p.revoked_at else "")
                        for p in obj.pins.order_by("-created_at")[:20]])
 
@@ -89,10 +111,11 @@ class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
         customer = get_object_or_404(Customer, pk=pk)
         if not self.has_view_permission(request, customer):
             raise PermissionDenied
+        page = customer_why_context(customer=customer)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "customer": customer,
-                   "explain": customer_explain(customer=customer), "title": f"Why {customer.customer_id} "
-                   f"has stage {customer.stage}"}
-        return TemplateResponse(request, "admin/loyalty/customer/why.html", context)
+                   **page, "title": _("Why %(customer)s has stage %(stage)s") % {
+                       "customer": customer.customer_id, "stage": page["labels"]["effective"]}}
+        return TemplateResponse(request, "admin/loyalty/customer_why.html", context)
 
 
 @admin.register(MonthlyTotal)

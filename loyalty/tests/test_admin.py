@@ -28,7 +28,7 @@ def test_customer_pages_and_why_view_render(admin_client):
     why = admin_client.get(f"/admin/loyalty/customer/{customer.pk}/why/")
     assert why.status_code == 200
     text = why.content.decode()
-    assert "Gold" in text and "buy_amount: 60000 / 50000" in text
+    assert "Gold" in text and "Purchase amount (¥): ¥60,000 of ¥50,000, met" in text
     for url in ("/admin/loyalty/monthlytotal/", "/admin/loyalty/stagechange/", "/admin/loyalty/recomputejob/",
                 "/admin/loyalty/stagepin/", "/admin/loyalty/stageruleversion/"):
         assert admin_client.get(url).status_code == 200, url
