@@ -44,6 +44,8 @@ def save_related_gate(request, form, formsets) -> bool:
         return False
     rates = None
     for formset in formsets:
+        # nothing of the inlines is saved; the admin's change message reads these lists
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         if formset.model is CampaignStageRate:
             rates = [(f.cleaned_data["stage_from"], f.cleaned_data["stage_to"], f.cleaned_data["rate"])
                      for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]

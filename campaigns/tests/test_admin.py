@@ -18,7 +18,9 @@ from campaigns.models import (
 from campaigns.services import bills_settle, grants_deliver_all, provision_journal_compute
 from campaigns.tests.conftest import BACKTEST_DRAFT_RESULT
 from campaigns.tests.factories import bill_event, line
+from mercari_ops.common.approvals import change_request_approve
 from mercari_ops.common.business_time import business_date, business_month_label
+from mercari_ops.common.models import ChangeRequest
 
 pytestmark = pytest.mark.django_db
 ADD = "/admin/campaigns/campaign/add/"
@@ -33,6 +35,15 @@ def marketer(client):
     user.groups.add(Group.objects.get(name="marketers"))
     client.force_login(user)
     return client
+
+
+def _approver():
+    from mercari_ops.common.approvals import APPROVERS, approver_group_sync
+
+    approver_group_sync()
+    user = get_user_model().objects.create_user("anna", password="pw-123456789", is_staff=True)
+    user.groups.add(Group.objects.get(name=APPROVERS))
+    return user
 
 
 def _form(**overrides):
@@ -104,8 +115,13 @@ def test_changing_an_active_campaign_is_versioned(marketer, campaigns):
         data[f"versions-{i}-campaign"] = str(inner.pk)
     response = marketer.post(f"/admin/campaigns/campaign/{inner.pk}/change/", data)
     assert response.status_code == 302, response.content.decode()[:3000]
+    # four eyes: the live campaign is unchanged until another person approves the change request
+    assert not CampaignVersion.objects.filter(campaign=inner, version=2).exists()
+    change = ChangeRequest.objects.get(kind="campaign.change", target_id=str(inner.pk))
+    assert response["Location"] == f"/admin/common/changerequest/{change.pk}/change/"
+    change_request_approve(request_id=change.pk, by=_approver())
     version = CampaignVersion.objects.get(campaign=inner, version=2)
-    assert version.changed_by == "mika"
+    assert version.changed_by == "mika" and "approved by anna" in version.note
     assert version.before["rates"][0]["rate"] == "1.0" and version.after["rates"][0]["rate"] == "9.9"
     inner.refresh_from_db()
     assert inner.version == 2
@@ -117,8 +133,11 @@ def test_activate_action_records_version_one(marketer, merchants):
     response = marketer.post("/admin/campaigns/campaign/", {"action": "activate", "_selected_action": [campaign.pk]})
     assert response.status_code == 302
     campaign.refresh_from_db()
+    assert campaign.status == "draft"  # four eyes: a change request until an approver approves it
+    change_request_approve(request_id=ChangeRequest.objects.get(kind="campaign.activate").pk, by=_approver())
+    campaign.refresh_from_db()
     assert campaign.status == "active"
-    assert CampaignVersion.objects.get(campaign=campaign).note == "activated"
+    assert CampaignVersion.objects.get(campaign=campaign).note.startswith("activated (change request #")
 
 
 def test_rewards_are_read_only_and_export_as_csv(marketer, campaigns, customer, record_bill):
