@@ -36,6 +36,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty import selectors as loyalty_selectors
 from mercari_ops.common.errors import ValidationFailed, error_body
+from mercari_ops.common.formatting import points, yen
 from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.schema import MAX_YEN, Int, Schema, Str
 
@@ -84,10 +85,6 @@ SAMPLE_SCHEMA = Schema({
 })
 
 
-def _yen(amount: int) -> str:
-    return f"-¥{-amount:,}" if amount < 0 else f"¥{amount:,}"
-
-
 # --- reading the form's unsaved values ---------------------------------------------------------------------
 
 
@@ -112,10 +109,7 @@ def _json_object(value, field: str):
         return value
     if not value.strip():
         return {}
-    try:
-        return json_loads_strict(value, field=field, prefix=field)
-    except ValidationFailed as exc:
-        raise ValidationFailed(f"{field} is not valid JSON ({exc.message})", exc.field or field) from None
+    return json_loads_strict(value, field=field, prefix=field)  # its errors name the field ("... is not valid JSON")
 
 
 _WHOLE = re.compile(r"-?[0-9]{1,12}")
@@ -189,12 +183,12 @@ def sample_estimate(*, campaign: dict, sample: dict) -> dict:
     if isinstance(outcome, str):
         reason_text = str(REASON_TEXT.get(outcome, outcome))
         return {**answer, "eligible": False, "points": 0, "points_within_cap": 0, "rate": None, "reason": outcome,
-                "reason_text": reason_text, "text": f"{_yen(amount)} → 0 pt: {reason_text}"}
+                "reason_text": reason_text, "text": f"{yen(amount)} → {points(0)}: {reason_text}"}
     within_cap = rules.points_calculate(amount=amount, rate_tenths=outcome.rate_tenths, cap_left=rule.upper_limit)
-    text = f"{_yen(amount)} → {outcome.points:,} pt ({outcome.rate}%, {gettext('stage')} {stage_name})"
+    text = f"{yen(amount)} → {points(outcome.points)} ({outcome.rate}%, {gettext('stage')} {stage_name})"
     if within_cap != outcome.points:
-        text += " " + gettext("(at most %(cap)s pt per customer for the whole campaign)") % {
-            "cap": f"{rule.upper_limit:,}"}
+        text += " " + gettext("(at most %(cap)s per customer for the whole campaign)") % {
+            "cap": points(rule.upper_limit)}
     return {**answer, "eligible": True, "points": outcome.points, "points_within_cap": within_cap,
             "rate": outcome.rate, "reason": None, "reason_text": "", "text": text}
 
