@@ -14,6 +14,7 @@ from mercari_ops.common.errors import ValidationFailed, error_body
 from mercari_ops.inbox.views import bearer_matches
 
 from . import services
+from .metrics import BRAZE_WEBHOOKS
 from .services.braze import braze_accept, braze_accept_grouped
 from .services.linking import BadSignature
 
@@ -30,9 +31,12 @@ def braze_webhook(request):
         else:
             result = braze_accept(body=request.body)
     except ValidationFailed as exc:
+        BRAZE_WEBHOOKS.labels("refused").inc()
         return JsonResponse(error_body(exc.message, exc.field), status=400)
     except (DataError, IntegrityError):  # this message's own data (validation keeps it out: a last line)
+        BRAZE_WEBHOOKS.labels("refused").inc()
         return JsonResponse(error_body("the message cannot be stored as sent", "body"), status=400)
+    BRAZE_WEBHOOKS.labels(result["status"]).inc()
     return JsonResponse(result, status=202)
 
 

@@ -15,3 +15,6 @@ class LineIntegrationConfig(AppConfig):
     def ready(self) -> None:
         # Sender processes are tuned when they start (bootstrap.py says why).
         worker_process_init.connect(worker_process_tune, dispatch_uid="line_integration.worker_process_tune")
+        from .metrics import register as metrics_register
+
+        metrics_register()  # /metrics: outbound backlog and audience jobs at scrape time

@@ -16,6 +16,8 @@ from django.conf import settings
 
 from mercari_ops.common.http import http_session
 
+from .metrics import request_counted
+
 
 class LineError(Exception):
     def __init__(self, message: str, *, status: int | None = None, body: dict | None = None,
@@ -84,6 +86,7 @@ class LineClient:
             response = self.session.request(method, self.base_url + path, json=json_body, headers=headers,
                                             timeout=(self.connect_timeout, read_timeout or self.read_timeout))
         except (requests.Timeout, requests.ConnectionError) as exc:
+            request_counted(path, None)
             raise LineTimeout(f"{method} {path}: {type(exc).__name__}") from exc
         return self._answer(method, path, response.status_code, response.content, response.headers)
 
@@ -117,11 +120,13 @@ class LineClient:
             self._posts.pop(path, None)  # the session was closed or its pools cleared: take the current pool
             return self._post_fast(path, data, retry_key)
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # timeouts, refused or dropped connections
+            request_counted(path, None)
             raise LineTimeout(f"POST {path}: {type(exc).__name__}") from exc
         return self._answer("POST", path, response.status, response.data, response.headers)
 
     def _answer(self, method: str, path: str, status: int, content: bytes, headers) -> LineResponse:
         """The LineResponse of a 2xx; the typed LineError of anything else. `headers`: case-insensitive."""
+        request_counted(path, status)
         try:
             body = json.loads(content) if content else {}
         except ValueError:

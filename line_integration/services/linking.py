@@ -21,6 +21,7 @@ from mercari_ops.common.logging import log_safe_error
 from mercari_ops.common.ratelimit import rate_limiter
 
 from ..clients import LineError, line_client
+from ..metrics import webhook_event_counted
 from ..models import LineUser, LinkNonce, LinkToken, OutboundMessage, WebhookEvent
 from .audience import linkage_user_add
 from .delivery import message_enqueue
@@ -54,6 +55,7 @@ def webhook_receive(*, body: bytes, signature: str | None) -> dict:
     for index, event in enumerate(events):
         if not isinstance(event, dict) or not isinstance(event.get("webhookEventId"), str):
             raise ValidationFailed("every event needs a webhookEventId", f"events.{index}.webhookEventId")
+        webhook_event_counted(event.get("type"))
         counts[_event_handle(event)] += 1
     return counts
 

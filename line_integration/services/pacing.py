@@ -15,6 +15,8 @@ from django.conf import settings
 
 from mercari_ops.common.ratelimit import Clock, rate_limiter
 
+from ..metrics import LIMITER_SLOTS
+
 
 def _limit_for(kind: str) -> int:
     return settings.LINE_PUSH_RATE_PER_SECOND if kind == "push" else settings.LINE_MULTICAST_RATE_PER_SECOND
@@ -51,6 +53,7 @@ class _Pacer:
 
     def __init__(self, key: str, limit: int, batch: int, *, clock: Clock | None = None):
         self.key, self.limit, self.batch = key, limit, batch
+        self.kind = key.removeprefix("line:")  # the metrics' label
         self.clock = clock or _MonotonicClock
         self.limiter = rate_limiter(clock=clock)
         self.lock = threading.Lock()
@@ -82,6 +85,7 @@ class _Pacer:
                     # lost to every other process too): book one per thread waiting now, up to the batch.
                     count = max(1, min(self.batch, self.waiting))
                     waits, retry_in = self.limiter.reserve_many(self.key, limit=self.limit, count=count)
+                    LIMITER_SLOTS.labels(self.kind).inc(len(waits))
                     booked = self.clock.time()  # slots are counted from the answer: late, never early
                     self.slots.extend(booked + wait for wait in waits)
                 slot = self.slots.popleft() if self.slots else None

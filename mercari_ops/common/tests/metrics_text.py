@@ -17,3 +17,10 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 def value(text: str, name: str, **labels) -> float:
     """One sample's value; 0 when the series is absent (a counter nobody counted yet)."""
     return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape() -> str:
+    """What /metrics would answer now (every process's counters of this test run, the scrape gauges)."""
+    from mercari_ops.common.metrics.registry import exposition
+
+    return exposition().decode()
