@@ -191,7 +191,7 @@ def test_backtest_is_queued_and_its_page_shows_progress_then_results(marketer, b
     assert (run.status, run.lines_done, run.lines_total, run.result) == ("done", 4, 4, BACKTEST_DRAFT_RESULT)
     done = marketer.get(page_url).content.decode()
     assert "Done" in done and "4 / 4 bill lines (100%)" in done and 'http-equiv="refresh"' not in done
-    assert "Cap hits" in done and "<td>1700</td>" in done
+    assert "Cap hits" in done and "<td>1,700 pt</td>" in done  # points written as points (issue 19)
     listing = marketer.get(f"/admin/campaigns/campaign/{backtest_draft.pk}/backtest/").content.decode()
     assert page_url in listing and "Done" in listing
     changelist = marketer.get("/admin/campaigns/campaignbacktest/").content.decode()
