@@ -176,6 +176,9 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
                        for r in ruleset.stages]}
         return {"definition": definition}
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is not None else ()  # the add form takes the requester's note
+
     def save_model(self, request, obj, form, change):
         """Four eyes: saving asks an approver to publish (loyalty/approvals.py); nothing is published here."""
         try:

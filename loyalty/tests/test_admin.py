@@ -44,6 +44,13 @@ def test_saving_rules_in_the_admin_publishes_a_version_and_a_job(admin_client):
     response = admin_client.post("/admin/loyalty/stageruleversion/add/",
                                  {"definition": json.dumps(changed), "note": "shorter window"})
     assert response.status_code == 302
+    # four eyes: a change request until another approver approves it
+    assert not StageRuleVersion.objects.filter(version=2).exists()
+    from mercari_ops.common.approvals import change_request_approve
+    from mercari_ops.common.models import ChangeRequest
+
+    approver = User.objects.create_superuser("ann", "ann@example.com", "pw")
+    change_request_approve(request_id=ChangeRequest.objects.get(kind="stage_rules.publish").pk, by=approver)
     version = StageRuleVersion.objects.get(version=2)
     assert (version.created_by, version.definition["window_months"], version.previous_definition["window_months"]) \
         == ("ops", 6, 12)
