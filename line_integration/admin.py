@@ -7,8 +7,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.dashboard import register_chart
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.roles import can_see_pii, mask
 
@@ -272,3 +274,7 @@ class WebhookEventAdmin(PiiMaskMixin, admin.ModelAdmin):
     @admin.display(description="LINE user")
     def line_user_id_masked(self, obj):
         return mask(obj.line_user_id)
+
+
+# The admin's operations page: LINE traffic of the last 24 hours (mercari_ops/common/dashboard.py).
+register_chart(gettext_lazy("LINE"), selectors.line_ops_charts)

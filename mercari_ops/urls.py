@@ -4,6 +4,7 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
+from mercari_ops.common import dashboard as ops_dashboard
 from mercari_ops.common import otp_admin
 from mercari_ops.common import views as common_views
 from mercari_ops.common.api import WhoAmIApi
@@ -29,6 +30,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
     # The admin's second factor (mercari_ops/common/otp_admin.py) under the admin's own prefix (ADMIN_URL_PREFIX).
     path(f"{settings.ADMIN_URL_PREFIX}otp/", include(otp_admin.urlpatterns)),
+    # The operations page (mercari_ops/common/dashboard.py): the metrics' figures and the last 24 hours.
+    path(f"{settings.ADMIN_URL_PREFIX}operations/", ops_dashboard.operations_view, name="ops-operations"),
     path(settings.ADMIN_URL_PREFIX, admin.site.urls),
 ]
 
