@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from mercari_ops.common.errors import DomainError, NotFound, ValidationFailed, e
 from mercari_ops.common.jsonsafe import json_loads_strict
 from mercari_ops.common.schema import Int, List, Schema, Str
 
+from .metrics import ESTIMATE_DURATION
 from .models import Campaign
 from .selectors import estimate_items
 from .services import campaign_create, campaign_snapshot
@@ -101,6 +103,13 @@ class EstimateView(APIView):
     def dispatch(self, request, *args, **kwargs):
         if request.method != "POST":
             return super().dispatch(request, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return self._answer(request)
+        finally:
+            ESTIMATE_DURATION.observe(time.perf_counter() - started)
+
+    def _answer(self, request) -> HttpResponse:
         parts = request.META.get("HTTP_AUTHORIZATION", "").split()
         if len(parts) != 2 or parts[0] != "Token":
             return _json(error_body("Authentication credentials were not provided."), 401,

@@ -30,6 +30,9 @@ class CampaignsConfig(AppConfig):
                        keep_payload=True, order_key="settled_at")
         # Celery's autodiscovery imports only tasks.py; the merchant import tasks live beside it.
         from . import tasks_import  # noqa: F401
+        from .metrics import register as metrics_register
+
+        metrics_register()  # /metrics: bills, grants and the points breaker at scrape time
         from .approvals import register as register_change_kinds
 
         register_change_kinds()  # four eyes: activation and changes of live campaigns

@@ -12,7 +12,9 @@ class HistoryConfig(AppConfig):
         from mercari_ops.inbox.registry import register_topic
 
         from .canonical import EVENT_SCHEMA, TOPIC
+        from .metrics import register as metrics_register
         from .services import payment_event_apply
 
         register_topic(TOPIC, schema=EVENT_SCHEMA, handle=payment_event_apply, keep_payload=False,
                        order_key="occurred_at")
+        metrics_register()  # /metrics: waiting events and pending repayments at scrape time

@@ -31,6 +31,7 @@ from line_integration.services import line_notify
 from mercari_ops.common.logging import log_safe_customer, log_safe_error
 
 from ..clients import GrantRequest, PointsGatewayRejected, PointsGatewayUnavailable, points_gateway
+from ..metrics import grants_delivery_counted
 from ..models import Bill, CampaignBudget, CampaignReward, PointsGrant, PointsServiceBreaker
 from . import grants_sql as sql
 
@@ -278,6 +279,8 @@ def grants_deliver(*, grant_ids: list[int] | None = None, limit: int = 5000, now
         if failed:
             logger.warning("points service refused %d grant(s), each retried after its backoff: %s", len(failed),
                            failed[0][1])
+    grants_delivery_counted(granted_points=[row[2] for row in sent], rejected=len(rejected),
+                            unavailable=len(failed) + len(not_charged))
     # retry: every claimed grant left pending (refused, unavailable, or not sent once the breaker opened)
     counts.update(sent=len(sent), retry=len(rows) - len(sent) - len(rejected), rejected=len(rejected),
                   not_charged=len(not_charged), **{channel: len(pks) for channel, pks in by_channel.items()})

@@ -33,6 +33,7 @@ from mercari_ops.inbox.registry import PermanentEventError, Waiting
 from mercari_ops.inbox.services import inbox_release_waiting
 
 from ..canonical import TOPIC, CanonicalEvent, event_canonicalize
+from ..metrics import event_visible_counted
 from ..models import PaymentTransition
 from ..states import ENTRY_PARENT_TYPES, INITIAL_STATE, TRANSITION_TARGET_TYPES, transition_decide
 from . import history_sql
@@ -61,6 +62,8 @@ def payment_event_apply(event: dict) -> Waiting | None:
     with connection.cursor() as cursor:  # one cursor for the whole event: creating one costs about as much as a query
         customer_lock(customer_id=canonical.customer_id, cursor=cursor)
         applied = (_transition_apply if canonical.is_transition else _entry_create)(canonical, cursor)
+    if not isinstance(applied, Waiting):
+        event_visible_counted(canonical.occurred_at)
     if isinstance(applied, str):  # the key that events wait on: release them (outside this cursor)
         inbox_release_waiting(topic_name=TOPIC, key=applied)
         return None

@@ -27,6 +27,7 @@ from django.utils import timezone
 from mercari_ops.common.business_time import business_month_of_iso
 
 from .. import selectors
+from ..metrics import events_applied_counted
 from ..rules import metrics_add, metrics_empty, window_start
 from . import loyalty_sql
 from .stages import CustomerState, restage
@@ -75,6 +76,7 @@ def _apply(events: list[dict], now: datetime | None) -> int:
     # No savepoint of its own: the inbox handlers already run inside the transaction recording the event.
     if not events:
         return 0
+    events_applied_counted(len(events))
     now = now or timezone.now()
     sums: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
     for event in events:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from mercari_ops.common.errors import ValidationFailed
 
 from .. import selectors
+from ..metrics import stage_changes_counted
 from ..models import Customer, StageChange, StagePin
 from ..rules import RuleSet, change_reason, stage_evaluate, window_start
 from . import loyalty_sql
@@ -48,6 +49,7 @@ def _stage_writes(updates: list[tuple], changes: list[StageChange]) -> None:
     inside the caller's transaction."""
     if not updates:
         return
+    stage_changes_counted([(change.from_stage, change.to_stage) for change in changes])
     loyalty_sql.stages_write(updates=updates, changes=[
         (change.customer_id, change.from_stage, change.to_stage, change.from_rules_stage, change.to_rules_stage,
          change.cause, json.dumps(change.reason), change.rule_version, change.at) for change in changes])
@@ -138,6 +140,7 @@ def _effective_apply(customer: Customer, *, pin_floor: int | None, pin_expires_a
     customer.save(update_fields=fields)
     if new_stage == old_stage:
         return None
+    stage_changes_counted([(old_stage, new_stage)])
     return StageChange.objects.create(customer=customer, from_stage=old_stage, to_stage=new_stage,
                                       from_rules_stage=customer.rules_stage, to_rules_stage=customer.rules_stage,
                                       cause=cause, reason=reason, rule_version=ruleset.version, at=now)
