@@ -10,9 +10,8 @@ class LoyaltyConfig(AppConfig):
 
     def ready(self):
         from . import topic  # noqa: F401  (registers loyalty-activity)
+        from .approvals import register as register_change_kinds
         from .metrics import register as metrics_register
 
-        metrics_register()  # /metrics: recomputation progress at scrape time
-        from .approvals import register as register_change_kinds
-
         register_change_kinds()  # four eyes: publishing stage rules
+        metrics_register()  # /metrics: recomputation progress at scrape time
