@@ -15,6 +15,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -79,7 +80,9 @@ def _next(request: HttpRequest) -> str:
 
 
 class TokenForm(forms.Form):
+    # Digits only: a typo is refused here, not counted by the device's throttle (each failure doubles its wait).
     token = forms.CharField(label=_("Code from your authenticator app"), max_length=8, min_length=6,
+                            validators=[RegexValidator(r"^\d+$", _("Enter the digits your app shows."))],
                             widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
                                                           "autofocus": True}))
 
@@ -109,7 +112,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
                          request=request)
             otp_login(request, device)
             return HttpResponseRedirect(_next(request))
-        form.add_error("token", _("This code is not valid. Check your device's clock and try the next code."))
+        form.add_error("token", _("This code is not valid. Check your device's clock and wait for the next code."))
     qr = segno.make(device.config_url, error="m").svg_inline(scale=4)
     return _render(request, "otp_admin/enrol.html", title=_("Set up two-factor authentication"), form=form,
                    qr_svg=mark_safe(qr), secret=base64.b32encode(device.bin_key).decode(),  # noqa: S308 -- segno's SVG
@@ -129,7 +132,7 @@ def verify(request: HttpRequest) -> HttpResponse:
         if device is not None:
             otp_login(request, device)
             return HttpResponseRedirect(_next(request))
-        form.add_error("token", _("This code is not valid."))
+        form.add_error("token", _("This code is not valid (after a wrong code, wait a few seconds)."))
     return _render(request, "otp_admin/verify.html", title=_("Two-factor authentication"), form=form)
 
 

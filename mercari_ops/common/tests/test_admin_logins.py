@@ -1,0 +1,228 @@
+"""Admin logins: lockout after wrong passwords (django-axes), TOTP for operators, approvers and superusers
+(django-otp), production cookie settings and `check --deploy`, role changes audited.
+
+These tests log in through the admin's login form, never force_login (which the root conftest turns into a
+session already verified with a second factor)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from mercari_ops.common.models import AuditLogEntry
+from mercari_ops.common.roles import role_permissions_sync
+from mercari_ops.common.tests.test_schema_contract_live import ROOT
+
+PASSWORD = "correct horse battery staple"
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def staff(db):
+    role_permissions_sync()
+
+    def make(username: str, group: str | None = None, **flags):
+        user = get_user_model().objects.create_user(username, password=PASSWORD, is_staff=True, **flags)
+        if group:
+            Group.objects.get_or_create(name=group)
+            user.groups.add(Group.objects.get(name=group))
+        return user
+
+    return make
+
+
+def login(client: Client, username: str, password: str = PASSWORD):
+    return client.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"})
+
+
+def code(device: TOTPDevice) -> str:
+    """The code an authenticator app shows now for this device."""
+    generator = TOTP(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
+    return f"{generator.token():0{device.digits}d}"
+
+
+# --- lockout --------------------------------------------------------------------------------------------
+
+
+def test_ten_wrong_passwords_lock_the_login_for_the_cool_off(client, staff, settings, monkeypatch):
+    from axes.handlers import proxy
+
+    clock = {"now": T0}
+    monkeypatch.setattr(proxy, "now", lambda: clock["now"])
+    staff("mika", "marketers")
+    assert settings.AXES_FAILURE_LIMIT == 10 and settings.AXES_COOLOFF_TIME == timedelta(minutes=30)
+    # given nine wrong passwords: still allowed to try
+    for _ in range(9):
+        assert login(client, "mika", "wrong").status_code == 200
+    # when the tenth is wrong
+    login(client, "mika", "wrong")
+    # then the right password is refused until the cool-off ends
+    clock["now"] = T0 + timedelta(minutes=29)
+    refused = login(client, "mika")
+    assert refused.status_code == 429
+    assert "_auth_user_id" not in client.session
+    # another user at the same IP is not locked (the lock is per user and IP)
+    staff("nori", "marketers")
+    assert login(Client(), "nori").status_code == 302
+    # after the cool-off the right password works again
+    clock["now"] = T0 + timedelta(minutes=61)
+    assert login(client, "mika").status_code == 302
+    assert client.session["_auth_user_id"]
+
+
+# --- second factor ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group,flags", [("operators", {}), ("approvers", {}), (None, {"is_superuser": True})])
+def test_a_role_that_requires_totp_cannot_reach_the_admin_without_it(client, staff, group, flags):
+    user = staff("olga", group, **flags)
+    assert login(client, "olga").status_code == 302
+    # the index and any other admin page send to the enrolment page
+    for url in ("/admin/", "/admin/common/auditlogentry/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/otp/enrol/?next=")
+    # the enrolment page shows a QR code (inline SVG) and the secret of a new, unconfirmed device
+    page = client.get("/admin/otp/enrol/?next=/admin/")
+    device = TOTPDevice.objects.get(user=user)
+    assert not device.confirmed
+    content = page.content.decode()
+    assert "<svg" in content
+    assert base64.b32encode(device.bin_key).decode() in content
+    # a wrong code confirms nothing
+    assert client.post("/admin/otp/enrol/", {"token": "000000" if code(device) != "000000" else "111111",
+                                             "next": "/admin/"}).status_code == 200
+    assert client.get("/admin/").status_code == 302
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 1
+    # the device's throttle refuses codes for a second after a failure: that second has passed
+    waited = datetime.now(UTC) - timedelta(seconds=5)
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_timestamp=waited)
+    # the right code confirms the device and opens the admin
+    confirmed = client.post("/admin/otp/enrol/", {"token": code(device), "next": "/admin/"})
+    assert (confirmed.status_code, confirmed["Location"]) == (302, "/admin/")
+    assert client.get("/admin/").status_code == 200
+    device.refresh_from_db()
+    assert device.confirmed
+    assert AuditLogEntry.objects.filter(action="user.otp_enrol", target_id=str(user.pk)).exists()
+
+
+def test_a_user_with_a_device_enters_a_code_after_the_password(client, staff):
+    user = staff("olga", "operators")
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    login(client, "olga")
+    response = client.get("/admin/campaigns/campaign/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/otp/verify/?next=/admin/campaigns/campaign/"
+    typo = client.post("/admin/otp/verify/", {"token": "12345a", "next": "/admin/"})
+    assert typo.status_code == 200 and "Enter the digits" in typo.content.decode()
+    assert client.get("/admin/").status_code == 302
+    verified = client.post("/admin/otp/verify/", {"token": code(device), "next": "/admin/campaigns/campaign/"})
+    assert (verified.status_code, verified["Location"]) == (302, "/admin/campaigns/campaign/")
+    assert client.get("/admin/").status_code == 200
+
+
+def test_a_marketer_without_a_device_reaches_the_admin(client, staff):
+    staff("mika", "marketers")
+    login(client, "mika")
+    assert client.get("/admin/").status_code == 200
+    # and may enrol (optional): the page says so
+    page = client.get("/admin/otp/enrol/").content.decode()
+    assert "<svg" in page and "Your role requires" not in page
+
+
+def test_a_marketer_with_a_device_must_enter_a_code(client, staff):
+    user = staff("mika", "marketers")
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    login(client, "mika")
+    assert client.get("/admin/")["Location"].startswith("/admin/otp/verify/")
+
+
+def test_the_next_parameter_cannot_leave_the_site(client, staff):
+    user = staff("olga", "operators")
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    login(client, "olga")
+    response = client.post("/admin/otp/verify/", {"token": code(device), "next": "https://evil.example/"})
+    assert response["Location"] == "/admin/"
+
+
+def test_force_login_of_the_test_suite_is_a_verified_session(admin_client):
+    # the root conftest's fixture: existing admin tests keep working with the second factor on
+    assert admin_client.get("/admin/").status_code == 200
+
+
+# --- production settings ----------------------------------------------------------------------------------
+
+
+def _production_env(**extra) -> dict:
+    return {
+        **os.environ, "DEBUG": "0", "DJANGO_SECRET_KEY": "deploy-check-" + "k8Zq2" * 12,
+        "ALLOWED_HOSTS": "ops.example.com", "PUBSUB_AUTH": "token", "PUBSUB_PUSH_TOKEN": "push-secret",
+        "BRAZE_WEBHOOK_TOKEN": "braze-secret", "LINE_CHANNEL_ACCESS_TOKEN": "line-token",
+        "LINE_CHANNEL_SECRET": "line-secret", "METRICS_TOKEN": "metrics-secret", "LOG_LEVEL": "ERROR", **extra,
+    }
+
+
+def test_check_deploy_is_clean():
+    done = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                          cwd=ROOT, env=_production_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WARNINGS" not in done.stderr and "System check identified no issues" in done.stdout
+
+
+def test_production_cookies_and_admin_prefix():
+    script = ("from django.conf import settings as s; from django.urls import reverse; "
+              "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
+              "s.CSRF_COOKIE_HTTPONLY, s.SESSION_COOKIE_SAMESITE, reverse('admin:index'), reverse('otp-enrol'))")
+    done = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT,
+                          env=_production_env(ADMIN_URL_PREFIX="backoffice-7f3a/"), capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1].split() == ["True", "True", "True", "True", "Lax", "/backoffice-7f3a/",
+                                   "/backoffice-7f3a/otp/enrol/"], done.stderr
+
+
+# --- role changes ---------------------------------------------------------------------------------------------
+
+
+def test_group_and_permission_changes_are_audited(staff):
+    user = staff("mika", "marketers")
+    operators = Group.objects.get(name="operators")
+    user.groups.add(operators)
+    operators.user_set.remove(user)
+    user.user_permissions.add(Permission.objects.get(codename="view_personal_data"))
+    user.is_superuser = True
+    user.save()
+    entries = list(AuditLogEntry.objects.filter(action="user.role_change", target_id=str(user.pk)).order_by("id"))
+    assert [e.after for e in entries] == [
+        {"is_superuser": False, "is_staff": True, "is_active": True},  # created as staff
+        {"groups": {"added": ["marketers"]}},
+        {"groups": {"added": ["operators"]}},
+        {"groups": {"removed": ["operators"]}},
+        {"user_permissions": {"added": ["common.view_personal_data"]}},
+        {"is_superuser": True},
+    ]
+    assert entries[-1].before == {"is_superuser": False}
+
+
+def test_a_role_change_in_the_user_admin_names_who_and_from_where(admin_client, staff):
+    user = staff("mika", "marketers")
+    operators = Group.objects.get(name="operators")
+    data = {"username": "mika", "first_name": "", "last_name": "", "email": "", "is_active": "on",
+            "is_staff": "on", "groups": [str(operators.pk)], "user_permissions": [],
+            "last_login_0": "", "last_login_1": "", "date_joined_0": "2026-12-01", "date_joined_1": "09:00:00"}
+    response = admin_client.post(f"/admin/auth/user/{user.pk}/change/", data, REMOTE_ADDR="10.1.2.3")
+    assert response.status_code == 302, response.content[:3000]
+    entries = AuditLogEntry.objects.filter(action="user.role_change", target_id=str(user.pk), actor="admin")
+    changes = sorted(str(e.after) for e in entries)
+    assert changes == [str({"groups": {"added": ["operators"]}}), str({"groups": {"removed": ["marketers"]}})]
+    assert {e.actor_ip for e in entries} == {"10.1.2.3"}
