@@ -252,6 +252,9 @@ class AudienceGroupAdmin(RunAudienceJobMixin, admin.ModelAdmin):
     list_filter = ["active"]
     readonly_fields = ["audience_group_id", "description", "active", "created_at", "expires_at"]
 
+    def has_add_permission(self, request):
+        return False  # groups are made by the audience job
+
 
 @admin.register(AudienceJob)
 class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
@@ -260,6 +263,9 @@ class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
     list_filter = ["status"]
     readonly_fields = ["audience_group", "description", "status", "line_job_id", "user_count", "created_at",
                        "finished_at"]
+
+    def has_add_permission(self, request):
+        return False  # "Run the audience job now" starts one
 
 
 @admin.register(WebhookEvent)
@@ -270,6 +276,9 @@ class WebhookEventAdmin(PiiMaskMixin, admin.ModelAdmin):
     search_fields = ["webhook_event_id"]
     fields = ["webhook_event_id", "event_type", "mode", "line_user_id", "outcome", "received_at"]
     readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # LINE sends them
 
     @admin.display(description="LINE user")
     def line_user_id_masked(self, obj):

@@ -60,6 +60,10 @@ class WebhookEvent(models.Model):
     outcome = models.CharField(max_length=200, blank=True, default="")
     received_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        # No LINE user ID here: the string shows in messages and the audit log, where IDs are not masked.
+        return f"{self.event_type} {self.webhook_event_id}"
+
 
 class MessageTemplate(models.Model):
     """LINE message objects with {placeholders}; validated against LINE's spec on save (services)."""
@@ -109,6 +113,9 @@ class LineRequest(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="line_request_due")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} to {self.recipient_count} ({self.status})"
 
 
 class OutboundMessage(models.Model):

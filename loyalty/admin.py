@@ -351,7 +351,7 @@ def _dashboard_rows():
     job = RecomputeJob.objects.select_related("rule_version").order_by("-pk").first()
     if job is not None:
         rows.append((f"Latest stage recomputation (rules v{job.rule_version.version})",
-                     f"{job.done}/{job.total} {job.get_status_display().lower()}",
+                     job.progress_label(),
                      f"/admin/loyalty/recomputejob/{job.pk}/change/"))
     return rows
 

@@ -8,6 +8,7 @@ day is stored per event.
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 
 
 class Kind(models.TextChoices):
@@ -117,7 +118,19 @@ class RecomputeJob(models.Model):
         indexes = [models.Index(fields=["status"], name="loyalty_recompute_status")]
 
     def __str__(self) -> str:
-        return f"recompute for v{self.rule_version.version}: {self.done}/{self.total} ({self.status})"
+        return gettext("Stage recomputation for rules v%(version)s: %(progress)s") % {
+            "version": self.rule_version.version, "progress": self.progress_label()}
+
+    def progress_label(self) -> str:
+        """'Done: 2,981 of 3,000 customers (99%), 412 changed stage': what an operator reads at a glance."""
+        status = self.get_status_display()
+        if self.total == 0:
+            if self.status == self.Status.DONE:
+                return gettext("Done: there were no customers to recompute")
+            return gettext("%(status)s: not started") % {"status": status}
+        return gettext("%(status)s: %(done)s of %(total)s customers (%(percent)d%%), %(changed)s changed stage") % {
+            "status": status, "done": f"{self.done:,}", "total": f"{self.total:,}",
+            "percent": self.done * 100 // self.total, "changed": f"{self.changed:,}"}
 
 
 class StageChange(models.Model):

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc as our own static files (/api/docs, /api/redoc): no CDN
     "django_otp",
     "django_otp.plugins.otp_totp",
     "axes",
@@ -239,6 +240,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Back-office APIs for campaigns, loyalty, LINE and payment history.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 # What the schema cannot learn from the views: 401 on every token-authenticated operation, the shared error
 # body, and the Pub/Sub push and Braze webhook (plain Django views) -- mercari_ops/common/openapi.py.

@@ -2,12 +2,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from mercari_ops.common import dashboard as ops_dashboard
 from mercari_ops.common import otp_admin
 from mercari_ops.common import views as common_views
 from mercari_ops.common.api import WhoAmIApi
+from mercari_ops.common.api_docs import redoc_view, swagger_view
 from mercari_ops.common.metrics import views as metrics_views
 
 urlpatterns = [
@@ -17,6 +19,9 @@ urlpatterns = [
     path("metrics", metrics_views.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
          name="api-schema"),
+    # Pages to read the schema, public like it, from our own static files (mercari_ops/common/api_docs.py).
+    path("api/docs", swagger_view, name="api-docs"),
+    path("api/redoc", redoc_view, name="api-redoc"),
     path("api/whoami", WhoAmIApi.as_view(), name="api-whoami"),
     # Hot machine-to-machine paths first: Django tries the patterns in order on every request.
     path("", include("mercari_ops.inbox.urls")),
@@ -28,6 +33,8 @@ urlpatterns = [
     # with DEBUG on; the admin and other pages keep Django's HTML 404.
     re_path(r"^(?:api|line|pubsub)/", common_views.machine_not_found, name="machine-not-found"),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
+    # The site has no page of its own: "/" (and the admin's "View site") is the admin.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     # The admin's second factor (mercari_ops/common/otp_admin.py) under the admin's own prefix (ADMIN_URL_PREFIX).
     path(f"{settings.ADMIN_URL_PREFIX}otp/", include(otp_admin.urlpatterns)),
     # The operations page (mercari_ops/common/dashboard.py): the metrics' figures and the last 24 hours.

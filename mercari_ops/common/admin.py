@@ -4,6 +4,7 @@ import json
 from django.contrib import admin
 from django.http import StreamingHttpResponse
 
+from . import beat_admin  # noqa: F401  (re-registers django-celery-beat's periodic tasks with our columns)
 from .admin_utils import pretty_json
 from .models import AuditLogEntry
 

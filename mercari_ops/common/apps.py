@@ -27,11 +27,14 @@ class CommonConfig(AppConfig):
 
     def ready(self):
         from django.contrib import admin
+        from django.urls import reverse_lazy
         from django.utils.module_loading import autodiscover_modules
 
         admin.site.site_header = _("Mercari Ops back-office")
         admin.site.site_title = _("Mercari Ops back-office")
         admin.site.index_title = _("Campaigns, loyalty, LINE and payment history")
+        # "View site" opens the admin's index: there is no public site ("/" redirects there too).
+        admin.site.site_url = reverse_lazy("admin:index")
         from . import dashboard  # noqa: F401  (registers the inbox panel)
         from .approvals import admin as approvals_admin  # noqa: F401  (the change requests' screens)
 

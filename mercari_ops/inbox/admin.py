@@ -3,16 +3,16 @@ from django.contrib import admin, messages
 from mercari_ops.common.admin_utils import pretty_json
 
 from . import approvals, services
+from .admin_pages import AgeColumnMixin, AgeListFilter, DeadLetterPageMixin
 from .models import DeadLetter, InboxEvent
 
 approvals.register()  # four eyes on mass replays and discards
 
 
 @admin.register(InboxEvent)
-class InboxEventAdmin(admin.ModelAdmin):
-    list_display = ("event_id", "topic", "status", "attempts", "waiting_on", "received_at", "processed_at",
-                    "short_error")
-    list_filter = ("status", "topic", ("received_at", admin.DateFieldListFilter))
+class InboxEventAdmin(AgeColumnMixin, admin.ModelAdmin):
+    list_display = ("event_id", "topic", "status", "short_error", "age", "attempts", "waiting_on", "processed_at")
+    list_filter = ("status", "topic", AgeListFilter)
     search_fields = ("=event_id", "=waiting_on", "=message_id")
     readonly_fields = ("topic", "event_id", "status", "payload_pretty", "waiting_on", "attempts",
                        "next_attempt_at", "last_error", "error_field", "message_id", "received_at",
@@ -53,15 +53,12 @@ class InboxEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ("id", "topic", "status", "field", "short_error", "times_received", "received_at",
+class DeadLetterAdmin(DeadLetterPageMixin, AgeColumnMixin, admin.ModelAdmin):
+    # Fields, form, and the Replay / Discard buttons of the change page: admin_pages.DeadLetterPageMixin.
+    list_display = ("id", "topic", "event_id", "status", "field", "short_error", "age", "times_received",
                     "last_received_at")
-    list_filter = ("status", "topic")
-    search_fields = ("error", "field")
-    readonly_fields = ("topic", "body_sha256", "error", "field", "status", "times_received", "received_at",
-                       "last_received_at", "resolved_at", "resolved_by")
-    fields = ("topic", "status", "error", "field", "raw_body", "times_received", "received_at",
-              "last_received_at", "resolved_at", "resolved_by", "body_sha256")
+    list_filter = ("status", "topic", AgeListFilter)
+    search_fields = ("=event_id", "error", "field")
     actions = ("replay", "discard")
 
     @admin.display(description="error")

@@ -29,6 +29,7 @@ from .operations import (
     database_reachable,
     dead_letter_body_edit,
     dead_letter_discard,
+    dead_letter_event_check,
     dead_letter_raw_body_edit,
     dead_letter_replay,
     inbox_event_discard,
@@ -41,7 +42,7 @@ from .operations import (
 
 __all__ = [
     "OVERSIZED_BODY_KEPT_BYTES", "Outcome", "Result", "database_reachable", "dead_letter_body_edit",
-    "dead_letter_discard", "dead_letter_raw_body_edit",
+    "dead_letter_discard", "dead_letter_event_check", "dead_letter_raw_body_edit",
     "dead_letter_record", "dead_letter_replay", "envelope_decode", "event_clean", "inbox_accept",
     "inbox_accept_alone", "inbox_accept_batch", "inbox_accept_group", "inbox_accept_stream", "inbox_event_discard",
     "inbox_event_replay", "inbox_process_due", "inbox_receive", "inbox_refuse_oversized",

@@ -124,6 +124,17 @@ def _open_letter_locked(letter_pk: int) -> DeadLetter:
     return letter
 
 
+def dead_letter_event_check(*, topic_name: str, event, attributes=None) -> None:
+    """ValidationFailed, naming the field, unless `event` passes the topic's schema (the push path's check)."""
+    topic = get_topic(topic_name)
+    if topic is None:
+        raise ValidationFailed(gettext("Unknown topic %(topic)r: there is no schema to check the event against.")
+                               % {"topic": topic_name}, "topic")
+    topic.schema.clean(event)
+    if attributes is not None:
+        attributes_clean(attributes)
+
+
 def dead_letter_body_edit(*, letter_pk: int, event: dict, by: str = "", attributes: dict | None = None,
                           request=None) -> DeadLetter:
     """Operator fix: put `event` (and `attributes`, when given) back into the letter's Pub/Sub envelope.
@@ -139,13 +150,7 @@ def dead_letter_body_edit(*, letter_pk: int, event: dict, by: str = "", attribut
         if decoded is None:
             raise ValidationFailed(gettext("The body is not a Pub/Sub envelope: edit the raw body instead."),
                                    "raw_body")
-        topic = get_topic(letter.topic)
-        if topic is None:
-            raise ValidationFailed(gettext("Unknown topic %(topic)r: there is no schema to check the event against.")
-                                   % {"topic": letter.topic}, "topic")
-        topic.schema.clean(event)
-        if attributes is not None:
-            attributes_clean(attributes)
+        dead_letter_event_check(topic_name=letter.topic, event=event, attributes=attributes)
         body = letter_body_encode(decoded, event=event, attributes=attributes)
         event_id = letter_event_id(body)
         audit_record(action="inbox.dead_letter_edit", target=letter, request=request, actor=by or None,
