@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignQuerySet(models.QuerySet):
@@ -129,6 +130,8 @@ class MerchantAlias(models.Model):
     payment_method = models.CharField(max_length=32, blank=True, default="", help_text="Empty = any method.")
 
     class Meta:
+        verbose_name = _("merchant alias")
+        verbose_name_plural = _("merchant aliases")  # Django's default adds an "s": "aliass"
         ordering = ["merchant_id", "payment_method"]
         constraints = [
             models.UniqueConstraint(fields=["merchant_id", "payment_method"], name="merchant_alias_unique"),
