@@ -74,8 +74,8 @@ def test_why_page_charts_24_months_against_thresholds_and_explains_in_words(admi
     charts = [ET.fromstring(chunk) for chunk in re.findall(r'<figure class="ops-chart".*?</figure>', html, re.S)]
     assert len(charts) == 2
     texts = ["".join(t.itertext()) for t in charts[0].iter(f"{SVG}text")]
-    assert "Gold (30): Purchase amount (¥): ¥50,000" in texts
-    assert "Platinum (40): Sales amount (¥): ¥50,000" in texts
+    assert "Gold (30): Purchase amount (¥) · Platinum (40): Sales amount (¥): ¥50,000" in texts  # one line, one label
+    assert "Platinum (40): Purchase amount (¥): ¥100,000" in texts
     assert "Silver (20): Purchases (count): 2" in ["".join(t.itertext()) for t in charts[1].iter(f"{SVG}text")]
     # readable WHY: met / not met, value against threshold, human metric names, stage names
     assert "Purchase amount (¥): ¥65,000 of ¥50,000, met" in html

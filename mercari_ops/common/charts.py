@@ -164,12 +164,20 @@ def line_chart(series, *, title: str, y_label: str, x_labels: Sequence[str], thr
     every = max(1, math.ceil(n / max(1, plot_w // 52)))
     body += [format_html('<text x="{}" y="{}" text-anchor="middle" fill="#333">{}</text>', _f(x_at(i)),
                          _f(height - bottom + 16), label) for i, label in enumerate(x_labels) if i % every == 0]
+    # Lines at the same value share one label; a label that would overprint another goes to the left end.
+    merged: dict[tuple, list[str]] = {}
     for label, value, colour, dash in references:
+        merged.setdefault((value, colour, dash), []).append(label)
+    placed: dict[str, list[float]] = {"end": [], "start": []}
+    for (value, colour, dash), labels in merged.items():
         y = y_at(value)
+        side = "end" if all(abs(y - other) >= 12 for other in placed["end"]) else "start"
+        placed[side].append(y)
         body.append(format_html(
             '<line class="reference" x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-dasharray="{}"/>'
-            '<text x="{}" y="{}" text-anchor="end" fill="{}">{}</text>', _f(left), _f(right), _f(y), _f(y), colour,
-            dash, _f(right - 2), _f(y - 3), colour, f"{label}: {value_format(value)}"))
+            '<text x="{}" y="{}" text-anchor="{}" fill="{}">{}</text>', _f(left), _f(right), _f(y), _f(y), colour,
+            dash, _f(right - 2 if side == "end" else left + 4), _f(y - 3), side, colour,
+            f"{' · '.join(labels)}: {value_format(value)}"))
     for index, (name, vs) in enumerate(data):
         colour = PALETTE[index % len(PALETTE)]
         runs, run = [], []
@@ -218,11 +226,11 @@ def bar_chart(categories: Sequence[str], series, *, title: str, y_label: str, st
     scale = _Scale(values or [0], height - top - bottom)
     left = _left_margin(scale, value_format)
     group = (right - left) / max(n, 1)
-    bar_w = group * 0.7 / (1 if stacked else k)
+    bar_w = min(group * 0.7 / (1 if stacked else k), 72)  # one category must not become a wall of colour
     body = _y_axis(scale, left=left, top=top, right=right, y_label=y_label, fmt=value_format)
     base = top + scale.pixels - scale.zero
     for i, category in enumerate(categories):
-        x0 = left + i * group + group * 0.15
+        x0 = left + i * group + (group - bar_w * (1 if stacked else k)) / 2
         stack = 0
         for j, (name, vs) in enumerate(data):
             v = value(vs, i)
