@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from mercari_ops.common import formatting
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month_shift
 from mercari_ops.common.errors import DomainError, ValidationFailed
@@ -293,7 +294,7 @@ class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_filter = ["status", "campaign", "month"]
     list_select_related = ["campaign"]
     readonly_fields = ["campaign", "month", "status", "progress", "error", "created_at", "started_at", "finished_at",
-                       "run_by", "result_json"]
+                       "run_by", "result_json", "excluded_json"]
     fields = readonly_fields
 
     @admin.display(description="progress (lines)")
@@ -302,11 +303,13 @@ class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         percent = obj.progress_percent
         return f"{obj.lines_done:,} / {total}" + ("" if percent is None else f" ({percent}%)")
 
+    @admin.display(description=_("recipients"))
     def recipients(self, obj):
-        return obj.result.get("recipients")
+        return formatting.number(obj.result.get("recipients"))
 
+    @admin.display(description=_("points"))
     def points(self, obj):
-        return obj.result.get("points")
+        return formatting.points(obj.result.get("points"))
 
     @admin.display(description="")
     def open_link(self, obj):
@@ -316,3 +319,7 @@ class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     @admin.display(description="result")
     def result_json(self, obj):
         return pretty_json(obj.result)
+
+    @admin.display(description=_("excluded lines by reason"))
+    def excluded_json(self, obj):
+        return pretty_json(obj.excluded)
