@@ -63,10 +63,14 @@ def assert_nowhere(secret: str, records, lines) -> None:
     assert not [line for line in lines if secret in json.dumps(line, ensure_ascii=False)]
 
 
-def _broker_messages(queue: str) -> list[dict]:
+def _broker_take(queue: str, task: str) -> list[dict]:
+    """The messages of `task` waiting in `queue` of the test broker, taken off it as a worker would."""
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
     try:
-        return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+        raws = [raw for raw in client.lrange(queue, 0, -1) if json.loads(raw)["headers"]["task"] == task]
+        for raw in raws:
+            client.lrem(queue, 1, raw)
+        return [json.loads(raw) for raw in raws]
     finally:
         client.close()
 
@@ -146,14 +150,11 @@ def test_request_id_follows_a_task_into_the_worker(logs):
     response = RequestIdMiddleware(view)(RequestFactory().get("/admin/", HTTP_X_REQUEST_ID="req-task-1"))
     assert response["X-Request-ID"] == "req-task-1"
     response.close()  # the server closes the answer: request_finished ends the request's context
-    queued = [m for m in _broker_messages("default") if m["headers"]["task"] == "tests.log_probe"]
+    queued = _broker_take("default", "tests.log_probe")
     assert len(queued) == 1 and queued[0]["headers"][TASK_HEADER] == "req-task-1"
     # when a worker runs the message (Celery's own worker request, from the raw message)
     from celery.worker.request import Request
 
-    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5)
-    client.delete("default")
-    client.close()
     with app.connection_for_read() as connection:
         channel = connection.default_channel
         message = channel.Message(queued[0], channel=channel)
