@@ -252,3 +252,35 @@ def test_readyz_is_503_when_the_broker_is_down(client, settings):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["broker"] is False
+
+
+def test_metrics_serve_gives_this_machines_counters_to_a_scraper_with_the_token(settings, tmp_path):
+    # given: a worker process counted a failure in the folder
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "METRICS_TOKEN": "serve-token"}
+    subprocess.run([sys.executable, "-c", "import django; django.setup()\n"
+                    "from mercari_ops.common.metrics.core import TASK_FAILURES\n"
+                    "TASK_FAILURES.labels('tests.served').inc()\n"], check=True, env=env, timeout=60)
+    server = subprocess.Popen([sys.executable, "manage.py", "metrics_serve", "--port", str(port), "--bind",
+                               "127.0.0.1"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "metrics of" in server.stdout.readline()  # listening
+        url = f"http://127.0.0.1:{port}/metrics"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer serve-token"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    # then: the counter, and no scrape gauge (the web serves those)
+    assert value(text, "mercari_ops_celery_task_failures_total", task="tests.served") == 1
+    assert "mercari_ops_database_up" not in text
