@@ -15,6 +15,9 @@
     var box = document.getElementById("campaign-estimate");
     if (!box) { return; }
     var form = box.closest("form");
+    // Next to the rates it depends on most: after the stage-rates inline (the admin puts fieldsets first).
+    var panel = box.closest("fieldset"), ratesGroup = document.getElementById("rates-group");
+    if (panel && ratesGroup) { ratesGroup.parentNode.insertBefore(panel, ratesGroup.nextSibling); }
     var result = document.getElementById("campaign-estimate-result");
     var merchantList = document.getElementById("sample-merchant-list");
     var merchantUrl = box.getAttribute("data-merchant-url");
@@ -82,8 +85,9 @@
         if (answer.status === 200) {
           show(data.eligible ? "ok" : "zero", data.text, data.points);
         } else {
-          show(answer.status === 400 ? "invalid" : "failed",
-               (data.field ? data.field + ": " : "") + (data.error || answer.status), undefined, data.field);
+          // the message names its field already (campaigns/rules.py); data-field has it alone
+          show(answer.status === 400 ? "invalid" : "failed", data.error || String(answer.status), undefined,
+               data.field);
         }
       }).catch(function () {
         if (mine === sent) { show("failed", box.getAttribute("data-failed") || "estimate unavailable"); }
