@@ -326,6 +326,9 @@ def run() -> int:
         from mercari_ops.common.metrics.process import stale_files_remove
 
         stale_files_remove()  # the metrics' multiprocess folder: files of the last run's processes go
+        from mercari_ops.common.metrics.process import stale_files_remove
+
+        stale_files_remove()  # the metrics' multiprocess folder: files of the last run's processes go
         try:
             return processes_run(procfile_read(ROOT / "Procfile", env), env)
         finally:
@@ -354,6 +357,7 @@ def test(pytest_args: list[str]) -> int:
         if own_servers:
             env["DATABASE_URL"] = _test_database_url(urls["DATABASE_URL"])
         # This run's own metrics folder: concurrent runs never add up each other's counters.
+        (VAR_DIR / "test").mkdir(parents=True, exist_ok=True)  # absent when the three URLs were given
         metrics_dir = Path(env.get("PROMETHEUS_MULTIPROC_DIR")
                            or tempfile.mkdtemp(prefix="metrics-", dir=VAR_DIR / "test"))
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
