@@ -326,9 +326,6 @@ def run() -> int:
         from mercari_ops.common.metrics.process import stale_files_remove
 
         stale_files_remove()  # the metrics' multiprocess folder: files of the last run's processes go
-        from mercari_ops.common.metrics.process import stale_files_remove
-
-        stale_files_remove()  # the metrics' multiprocess folder: files of the last run's processes go
         try:
             return processes_run(procfile_read(ROOT / "Procfile", env), env)
         finally:
