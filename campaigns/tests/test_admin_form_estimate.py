@@ -238,3 +238,15 @@ def test_the_form_carries_the_pickers_and_the_estimate_and_still_saves(marketer,
         "rates-0-rate": "1.0", "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0"})
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Campaign.objects.get().payment_filters == {"merchant": {"shop_id": ["shop-77"]}}
+
+
+def test_a_sample_paid_outside_the_period_earns_nothing(marketer):
+    starts_at, ends_at = _period()
+    campaign = _form_values(INNER, starts_at, ends_at)
+    sample = {"amount": 3000, "channel": "mercari", "stage": 10, "card_status": 2}
+    inside = _post(marketer, {"campaign": campaign, "sample": {**sample, "paid_at": _split(starts_at)}}).json()
+    outside = _post(marketer, {"campaign": campaign, "sample": {**sample, "paid_at": _split(ends_at)}}).json()
+    assert inside["points"] == 30
+    assert (outside["points"], outside["reason"]) == (0, "outside_campaign_period")
+    bad = _post(marketer, {"campaign": campaign, "sample": {**sample, "paid_at": ["yesterday", ""]}})
+    assert (bad.status_code, bad.json()["field"]) == (400, "sample.paid_at")

@@ -51,6 +51,7 @@
 
     function body() {
       var merchant = document.getElementById("sample-merchant").value.trim();
+      var paidOn = document.getElementById("sample-paid-on").value;  // YYYY-MM-DD whatever the locale; noon
       return {
         campaign: {name: field("name"), starts_at: moment("starts_at"), ends_at: moment("ends_at"),
                    upper_limit: field("upper_limit"), user_filters: field("user_filters"),
@@ -58,7 +59,7 @@
         sample: {amount: number("sample-amount"), channel: document.getElementById("sample-channel").value,
                  stage: number("sample-stage"), card_status: number("sample-card-status"),
                  payment_method: document.getElementById("sample-payment-method").value,
-                 master_id: merchant || null}
+                 master_id: merchant || null, paid_at: paidOn ? [paidOn, "12:00:00"] : null}
       };
     }
 
