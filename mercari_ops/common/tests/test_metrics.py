@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -284,3 +285,27 @@ def test_metrics_serve_gives_this_machines_counters_to_a_scraper_with_the_token(
     # then: the counter, and no scrape gauge (the web serves those)
     assert value(text, "mercari_ops_celery_task_failures_total", task="tests.served") == 1
     assert "mercari_ops_database_up" not in text
+
+
+def test_gunicorn_hooks_clean_the_folder_at_start_and_mark_dead_workers(tmp_path, monkeypatch):
+    import runpy
+    from types import SimpleNamespace
+
+    from mercari_ops.common.metrics.process import ENV_VARIABLE
+
+    # given: the folder holds a dead process's counter and live-gauge files
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for kind in ("counter", "gauge_livesum"):
+        (tmp_path / f"{kind}_{dead.pid}.db").write_bytes(b"x")
+    monkeypatch.setenv(ENV_VARIABLE, str(tmp_path))
+    hooks = runpy.run_path(str(Path(__file__).resolve().parents[3] / "gunicorn.conf.py"))
+    # when: the master starts
+    hooks["on_starting"](server=None)
+    # then: nothing of the dead process is left
+    assert list(tmp_path.iterdir()) == []
+    # and a worker that exits has its live gauges removed (its counters stay until the next start)
+    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"x")
+    (tmp_path / "counter_4242.db").write_bytes(b"x")
+    hooks["child_exit"](server=None, worker=SimpleNamespace(pid=4242))
+    assert [p.name for p in tmp_path.iterdir()] == ["counter_4242.db"]
