@@ -62,13 +62,16 @@ def _campaigns(now: datetime) -> int:
     return created
 
 
-def _card_status_events() -> list[dict]:
+def _card_status_events(now: datetime) -> list[dict]:
+    changed_at = (now - timedelta(days=320)).astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     events = []
     for number in range(1, 3001):
         rng = random.Random(f"card-{number}")
         status = rng.choices([1, 2, 3, 9], weights=[5, 25, 65, 5])[0]
+        if number == 1:
+            status = 3  # c-00001, the README's customer: a card in good standing, so the estimate example earns
         events.append({"event_id": f"demo-cs-{number:05d}", "customer_id": f"c-{number:05d}",
-                       "mercard_status": status, "changed_at": "2026-01-15T00:00:00Z"})
+                       "mercard_status": status, "changed_at": changed_at})
     return events
 
 
@@ -106,11 +109,11 @@ def _ingest(topic_name: str, events: list[dict], batch: int = 500) -> int:
     return new
 
 
-def seed(*, stdout) -> str:
-    now = timezone.now()
+def seed(*, stdout, now: datetime | None = None) -> str:
+    now = now or timezone.now()
     merchants = merchant_master_import_csv(text=merchant_csv())
     campaigns = _campaigns(now)
-    statuses = _ingest("card-status", _card_status_events())
+    statuses = _ingest("card-status", _card_status_events(now))
     last_month = _month_start(now, -1)
     bills = _ingest("card-bill-settled", _bill_events(last_month, now))
     report = month_settle(month=business_month_label(last_month), only_pending=True)

@@ -3,7 +3,7 @@ a plain Merpay payment and an outside card transaction, delivered partly out of 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -51,9 +51,9 @@ def _events(customer_id: str, index: int, now) -> list[dict]:
     return events
 
 
-def seed(*, stdout) -> str:
+def seed(*, stdout, now: datetime | None = None) -> str:
     topic = get_topic(TOPIC)
-    now = timezone.now().replace(microsecond=0)
+    now = (now or timezone.now()).replace(microsecond=0)
     counts = {outcome: 0 for outcome in Outcome}
     for index, customer_id in enumerate(CUSTOMERS):
         for raw in _events(customer_id, index, now):

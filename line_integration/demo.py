@@ -8,6 +8,7 @@ audience jobs moving. Seeding works whether or not the sandbox is running.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -22,8 +23,8 @@ def demo_line_user_id(customer_id: str) -> str:
     return "U" + hashlib.md5(f"demo:{customer_id}".encode()).hexdigest()
 
 
-def seed(*, stdout) -> str:
-    now = timezone.now()
+def seed(*, stdout, now: datetime | None = None) -> str:
+    now = now or timezone.now()
     with transaction.atomic():
         if not MessageTemplate.objects.filter(name="saved_search_new_items").exists():
             template_save(name="saved_search_new_items", description="New items for a saved search",

@@ -2,6 +2,9 @@
 
 Activities go through the real inbox batch path (same validation, dedupe and handler as
 `ingest_jsonl`), with deterministic event IDs, so running the seed again adds nothing.
+c-00001 is the README's customer: a fixed history that makes them Silver whatever the day
+(`SHOWCASE`, all within the last six months), so the README's loyalty and estimate examples
+answer the same figures on every machine.
 """
 
 from __future__ import annotations
@@ -28,14 +31,30 @@ DEMO_RULES = {
     ],
 }
 
+SHOWCASE_CUSTOMER = "c-00001"
+# kind -> [(days ago, amount)]: buy 41,200 yen in 6 purchases (Silver: 20,000 and 3), 3 sales, 2 payments.
+SHOWCASE = {
+    "buy": [(170, 4800), (130, 6200), (80, 9800), (45, 5400), (20, 8600), (3, 6400)],
+    "sell": [(150, 3500), (60, 12000), (10, 2400)],
+    "pay": [(100, 1980), (30, 5600)],
+}
+
 # (share of customers, purchases, sales, payments, typical amount) per profile
 PROFILES = [(0.55, (0, 4), (0, 2), (0, 3), 3000), (0.25, (3, 10), (0, 6), (2, 8), 8000),
             (0.12, (8, 25), (5, 30), (5, 20), 12000), (0.08, (20, 40), (15, 40), (10, 30), 15000)]
 
 
+def _showcase_events(now: datetime) -> list[dict]:
+    return [{"event_id": f"demo-{SHOWCASE_CUSTOMER}-{kind}-{n}", "customer_id": SHOWCASE_CUSTOMER, "kind": kind,
+             "amount": amount, "occurred_at": (now - timedelta(days=days)).isoformat().replace("+00:00", "Z")}
+            for kind, rows in SHOWCASE.items() for n, (days, amount) in enumerate(rows)]
+
+
 def _events_for(number: int, now: datetime) -> list[dict]:
-    rng = random.Random(number)
     customer_id = f"c-{number:05d}"
+    if customer_id == SHOWCASE_CUSTOMER:
+        return _showcase_events(now)
+    rng = random.Random(number)
     pick = rng.random()
     profile = PROFILES[-1]
     for candidate in PROFILES:
@@ -62,7 +81,7 @@ def _events_for(number: int, now: datetime) -> list[dict]:
     return events
 
 
-def seed(*, stdout, customers: int = 3000) -> str:
+def seed(*, stdout, customers: int = 3000, now: datetime | None = None) -> str:
     from .services import recompute_job_run, rules_version_publish, stage_pin_set
 
     added = []
@@ -71,7 +90,7 @@ def seed(*, stdout, customers: int = 3000) -> str:
         recompute_job_run(job_id=version.recompute_jobs.get().pk)
         added.append("stage rules v1")
     topic = get_topic(TOPIC)
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     processed = 0
     batch: list[dict] = []
     for number in range(1, customers + 1):
@@ -84,7 +103,7 @@ def seed(*, stdout, customers: int = 3000) -> str:
     pinned = Customer.objects.filter(customer_id="c-00002").first()
     if pinned is not None and not StagePin.objects.filter(customer=pinned).exists():
         stage_pin_set(customer_id="c-00002", floor=30, reason="demo: goodwill after a support case",
-                      expires_at=datetime.now(UTC) + timedelta(days=90), by="demo")
+                      expires_at=now + timedelta(days=90), by="demo")
         added.append("1 pin")
     if not added:
         return "added nothing (already seeded)"

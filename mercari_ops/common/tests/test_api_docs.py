@@ -16,6 +16,9 @@ def test_docs_page_answers_without_a_session_and_loads_only_our_files(url, scrip
     status, headers, content = wsgi_call(url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert "Set-Cookie" not in headers
+    # the browser may load nothing from another server (ReDoc's bundle would fetch its logo from a CDN)
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "img-src 'self' data:" in csp and "http" not in csp
     page = content.decode()
     assert "/api/schema/" in page
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page), "a file from another server"
