@@ -4,7 +4,7 @@ reason, and a campaign's points granted per day against its cap. Charts are serv
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.db.models import DecimalField, ExpressionWrapper, F, Sum
 from django.db.models.functions import Floor, TruncDate
@@ -37,7 +37,8 @@ REASON_LABELS = {
     rules.OUTSIDE_PERIOD: _("Paid outside the month"),
     "unexplained": _("Unexplained (please report)"),
 }
-CHART_DAYS = 62  # a campaign's daily chart shows at most its last two months
+CHART_DAYS = 62  # a campaign's daily chart shows at most two months
+SETTLE_LAG_DAYS = 62  # a campaign's last bills settle in the month after it ends
 
 
 def reason_label(code: str) -> str:
@@ -75,36 +76,38 @@ def backtest_display(run: CampaignBacktest) -> dict:
     return display
 
 
-def campaign_points_per_day(*, campaign: Campaign) -> dict[date, tuple[int, int]]:
+def campaign_points_per_day(*, campaign: Campaign, start: date, end: date) -> dict[date, tuple[int, int]]:
     """{business day: (points granted, points the same rewards would have given without the cap)} from the
-    campaign's rewards (reversed ones left out), by the day they were granted; one GROUP BY query."""
+    campaign's rewards granted from `start` to `end` (business days, inclusive; reversed ones left out).
+    One GROUP BY query over those days only (the reward_created index), never the campaign's whole history."""
     zone = business_zone()
     uncapped = Floor(ExpressionWrapper(F("amount") * F("rate") / 100, output_field=DecimalField()))
-    rows = (CampaignReward.objects.filter(campaign=campaign, reversed_at__isnull=True)
+    rows = (CampaignReward.objects.filter(campaign=campaign, reversed_at__isnull=True,
+                                          created_at__gte=datetime.combine(start, time.min, tzinfo=zone),
+                                          created_at__lt=datetime.combine(end + timedelta(days=1), time.min,
+                                                                          tzinfo=zone))
             .annotate(day=TruncDate("created_at", tzinfo=zone)).values("day")
             .annotate(granted=Sum("points"), uncapped=Sum(uncapped)).order_by("day"))
     return {row["day"]: (int(row["granted"] or 0), int(row["uncapped"] or 0)) for row in rows}
 
 
 def campaign_points_chart(campaign: Campaign, *, now: datetime | None = None) -> SafeString | str:
-    """Points granted per day (business days, zeros included) over the last CHART_DAYS days up to today, or
-    up to the last grant of a campaign settled long ago; with a per-customer cap, also what the same rewards
-    would have given without it, and how many customers reached it. Bills settle after the month they bill,
-    so the grants of a campaign come mostly after its end."""
+    """Points granted per day (business days, zeros included) over the last CHART_DAYS days up to today, or,
+    for a campaign long over, up to SETTLE_LAG_DAYS after its end: its bills settle in the month after the
+    one they bill, so its grants come mostly after it ends. With a per-customer cap, also what the same
+    rewards would have given without it, and how many customers reached it."""
     if campaign.pk is None:
         return "\u2014"
-    per_day = campaign_points_per_day(campaign=campaign)
-    end = business_date(now or timezone.now())
-    if per_day and max(per_day) < end - timedelta(days=CHART_DAYS - 1):
-        end = max(per_day)
+    end = min(business_date(now or timezone.now()), business_date(campaign.ends_at) + timedelta(days=SETTLE_LAG_DAYS))
     start = max(business_date(campaign.starts_at), end - timedelta(days=CHART_DAYS - 1))
     if end < start:
         return gettext("The campaign has not started: nothing granted yet.")
+    per_day = campaign_points_per_day(campaign=campaign, start=start, end=end)
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     series = [(gettext("Points granted"), [per_day.get(day, (0, 0))[0] for day in days])]
-    desc = gettext("%(total)s granted in all, %(shown)s on the days shown.") % {
-        "total": points(sum(granted for granted, _u in per_day.values())),
-        "shown": points(sum(per_day.get(day, (0, 0))[0] for day in days))}
+    desc = gettext("%(total)s granted from %(start)s to %(end)s.") % {
+        "total": points(sum(granted for granted, _u in per_day.values())), "start": start.isoformat(),
+        "end": end.isoformat()}
     if campaign.upper_limit is not None:
         series.append((gettext("Without the cap"), [per_day.get(day, (0, 0))[1] for day in days]))
         at_cap = CampaignBudget.objects.filter(campaign=campaign, points__gte=campaign.upper_limit).count()
