@@ -28,6 +28,13 @@ def client():
     return Client(HTTP_ACCEPT_LANGUAGE="en")
 
 
+@pytest.fixture
+def admin_client(db, admin_user, client):
+    """pytest-django's admin_client on the English test client above."""
+    client.force_login(admin_user)
+    return client
+
+
 @pytest.fixture(autouse=True)
 def _inbox_push_without_group_commit(settings):
     """Pushes run in the test's own transaction; group commit has its own transactional tests."""
