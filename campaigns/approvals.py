@@ -8,7 +8,8 @@ The fingerprint is the campaign's snapshot (fields, status, rates) and version: 
 makes it stale. The version history (CampaignVersion) written by the apply names the request and its approver.
 The approver's figures are the campaign's latest backtest (a month can hold a million lines, too many for a
 request): `campaign_change_request` queues one over last month when none is there yet, and the request page
-reads it again while the request is pending.
+reads it again while an activation is pending. A change is also simulated as proposed over that month, at
+request time, when the month has at most CHANGE_REQUEST_SYNC_BACKTEST_MAX_LINES bill lines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -26,8 +29,14 @@ from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month
 from mercari_ops.common.errors import NotFound
 from mercari_ops.common.models import ChangeRequest
 
-from .models import Campaign, CampaignBacktest
-from .services import campaign_activate, campaign_backtest_queue, campaign_snapshot, campaign_update
+from .models import Bill, Campaign, CampaignBacktest
+from .services import (
+    campaign_activate,
+    campaign_backtest_compute,
+    campaign_backtest_queue,
+    campaign_snapshot,
+    campaign_update,
+)
 
 ACTIVATE = "campaign.activate"
 CHANGE = "campaign.change"
@@ -81,15 +90,19 @@ def _apply_activate(*, change: ChangeRequest) -> None:
                       note=_version_note(change, "activated"))
 
 
-def _apply_change(*, change: ChangeRequest) -> None:
-    fields = dict(change.payload.get("fields", {}))
+def _apply_payload(campaign_id: int, payload: dict, *, by: str, note: str) -> None:
+    fields = dict(payload.get("fields", {}))
     for name in DATETIME_FIELDS:
         if name in fields:
             fields[name] = datetime.fromisoformat(fields[name])
-    rates = change.payload.get("rates")
-    campaign_update(campaign_id=int(change.target_id), by=change.requested_by,
-                    rates=None if rates is None else [tuple(rate) for rate in rates],
-                    note=_version_note(change, "changed"), **fields)
+    rates = payload.get("rates")
+    campaign_update(campaign_id=campaign_id, by=by, rates=None if rates is None else [tuple(r) for r in rates],
+                    note=note, **fields)
+
+
+def _apply_change(*, change: ChangeRequest) -> None:
+    _apply_payload(int(change.target_id), change.payload, by=change.requested_by,
+                   note=_version_note(change, "changed"))
 
 
 def backtest_figures(*, target_id: str, payload: dict) -> dict:
@@ -113,6 +126,47 @@ def backtest_figures(*, target_id: str, payload: dict) -> dict:
         figures["newer"] = _("a newer backtest is queued or running")
     if result.get("by_stage"):
         figures["by_stage"] = result["by_stage"]
+    return figures
+
+
+class _Rollback(Exception):
+    """Raised to undo the proposal applied only to simulate it."""
+
+
+def _proposed_backtest(campaign_id: int, payload: dict, month: str) -> dict | None:
+    """The backtest of the proposed campaign, run here when the month is small enough; nothing is kept (the
+    proposal is applied inside a savepoint that is rolled back). None when the month is too big for a request."""
+    lines = Bill.objects.filter(billing_month=month).aggregate(lines=Sum("line_count"))["lines"] or 0
+    if lines > settings.CHANGE_REQUEST_SYNC_BACKTEST_MAX_LINES:
+        return None
+    result: dict = {}
+    try:
+        with transaction.atomic():
+            _apply_payload(campaign_id, payload, by="", note="")
+            result = campaign_backtest_compute(campaign_id=campaign_id, month=month)
+            raise _Rollback
+    except _Rollback:
+        pass
+    return result
+
+
+def change_figures(*, target_id: str, payload: dict) -> dict:
+    """For a change: the latest backtest of the campaign as it is, and the same month simulated as proposed."""
+    figures = backtest_figures(target_id=target_id, payload=payload)
+    latest = (CampaignBacktest.objects.filter(campaign_id=int(target_id), status=CampaignBacktest.Status.DONE)
+              .order_by("-finished_at", "-pk").first())
+    month = latest.month if latest else month_shift(business_month(timezone.now()), -1).strftime(MONTH_FORMAT)
+    proposed = _proposed_backtest(int(target_id), payload, month)
+    if proposed is None:
+        figures["proposed"] = _("not simulated: %(month)s has too many bill lines for a request") % {"month": month}
+        return figures
+    now = latest.result if latest else {}
+    figures["scope"] = _("now: the campaign as stored; proposed: the same month with this change applied")
+    figures["comparison"] = [{"figure": key, "now": now.get(key), "proposed": proposed.get(key)}
+                             for key in ("recipients", "points", "rewards", "cap_hits", "customers_at_cap",
+                                         "lines_rewarded")]
+    figures["comparison_month"] = month
+    figures["proposed_by_stage"] = proposed.get("by_stage", [])
     return figures
 
 
@@ -155,4 +209,4 @@ def register() -> None:
                          preview=backtest_figures, live_preview=True)
     register_change_kind(CHANGE, label=gettext_lazy("Change a campaign that is not a draft"),
                          target_type=TARGET_TYPE, describe=_describe_change, fingerprint=_fingerprint,
-                         apply=_apply_change, preview=backtest_figures, live_preview=True)
+                         apply=_apply_change, preview=change_figures)

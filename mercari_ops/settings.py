@@ -393,6 +393,8 @@ LOYALTY_API_RECENT_CHANGES = env.int("LOYALTY_API_RECENT_CHANGES", default=10)
 
 # Four eyes: a re-send, replay or discard of more items than this needs an approver (change request).
 CHANGE_REQUEST_MASS_THRESHOLD = env.int("CHANGE_REQUEST_MASS_THRESHOLD", default=100)
+# A change of a live campaign is backtested as proposed, in the request, when last month has at most this many lines.
+CHANGE_REQUEST_SYNC_BACKTEST_MAX_LINES = env.int("CHANGE_REQUEST_SYNC_BACKTEST_MAX_LINES", default=20000)
 
 # Freeze the loaded application out of the cyclic GC when the WSGI entry point loads (read-serving pools
 # on sync workers: estimate, history). Off by default: it slowed the threaded ingestion pool.

@@ -180,3 +180,24 @@ def test_emergency_end_is_immediate_and_audited(client, people, campaigns):
     entry = AuditLogEntry.objects.get(action="campaign.end")
     assert (entry.actor, entry.actor_ip, entry.target_id) == ("mika", "10.9.8.7", str(inner.pk))
     assert (entry.before["status"], entry.after["status"]) == ("active", "ended")
+
+
+def test_a_change_request_simulates_the_proposal_and_keeps_nothing(client, people, backtest_draft, campaigns):
+    from django.utils import timezone as tz
+
+    from campaigns.services import campaign_backtest_compute
+
+    inner, _ = campaigns
+    now = campaign_backtest_compute(campaign_id=inner.pk, month="2026-10")
+    CampaignBacktest.objects.create(campaign=inner, month="2026-10", status="done", result=now, finished_at=tz.now())
+    client.post(f"/admin/campaigns/campaign/{inner.pk}/change/", change_form(inner, **{"rates-0-rate": "5.0"}))
+    change = ChangeRequest.objects.get(kind="campaign.change")
+    comparison = {row["figure"]: row for row in change.preview["comparison"]}
+    assert comparison["points"]["now"] == now["points"] > 0
+    assert comparison["points"]["proposed"] > now["points"]  # stage 10 earns 5% instead of 1%
+    # the simulation left the campaign, its rates and its history as they were
+    inner.refresh_from_db()
+    assert (str(inner.rates.order_by("stage_from")[0].rate), inner.version) == ("1.0", 1)
+    assert not CampaignVersion.objects.filter(campaign=inner, version=2).exists()
+    page = client.get(f"/admin/common/changerequest/{change.pk}/change/").content.decode()
+    assert "proposed" in page and str(comparison["points"]["proposed"]) in page
