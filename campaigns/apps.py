@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
-    verbose_name = "Campaigns and cashback"
+    verbose_name = _("Campaigns and cashback")
     # Models marketers may edit / only view (see mercari_ops/common/roles.py).
     marketer_models: list[str] = ["campaign", "campaignstagerate", "merchantmaster", "merchantalias",
                                   "campaignbacktest"]
