@@ -65,7 +65,7 @@ campaign_create(name="bench-inner", starts_at=now - timedelta(days=1), ends_at=n
 campaign_create(name="bench-outer", starts_at=now - timedelta(days=1), ends_at=now + timedelta(days=30),
                 status="active", rates=[(10, 49, "0.5")], user_filters={"mercard_status": [2, 3]}, upper_limit=300,
                 payment_filters={"mercari_outer_payment": True, "merchant": {"shop_id": ["shop-1"], "invert": True}})
-print("TOKEN", service_token_create(name="bench-estimate"))
+print("TOKEN", service_token_create(name="bench-estimate", scopes=["estimate"]))
 """
 
 _PACED = """

@@ -192,7 +192,7 @@ def main() -> None:
     loaded = load(args.entries)
     campaign = campaign_ensure() if args.with_campaign else campaign_remove()
     direct, deep_cursor = in_process(args.samples)
-    token = manage("create_service_token", "bench-history", env=env).stdout.strip()
+    token = manage("create_service_token", "bench-history", "--scopes", "history_read", env=env).stdout.strip()
     auth = {"Authorization": f"Token {token}"}
     django_side = wsgi_in_process(token, deep_cursor)
     url = f"/api/history/customers/{CUSTOMER}/payments?page_size={PAGE}"
