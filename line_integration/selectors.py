@@ -55,7 +55,9 @@ def line_ops_charts(*, hours: list[datetime]) -> list[Chart]:
     the outbound backlog. Rows are found by primary key from the window's first one (`id_since`): the time
     columns have no index, and the page must not read the whole table."""
     since = hours[0]
-    oldest = since - timedelta(hours=settings.LINE_SEND_MAX_AGE_HOURS)  # a request is retried at most this long
+    # Requests made up to an hour before the window and sent in it are counted; older ones (retried through a
+    # long outage) are not: the page must not read a second day of rows for them.
+    oldest = since - timedelta(hours=1)
     labels = hour_labels(hours)
     index = {hour: i for i, hour in enumerate(hours)}
 
@@ -101,14 +103,16 @@ def line_ops_charts(*, hours: list[datetime]) -> list[Chart]:
 def _backlog_per_hour(hours: list[datetime], oldest: datetime) -> list[int]:
     """Queued-and-not-yet-sent messages at the end of each hour: those left from before the window, plus the
     ones created, minus the ones sent, hour by hour (two grouped reads instead of one count per hour)."""
+    status = OutboundMessage.Status
+    since = hours[0]
     first = id_since(OutboundMessage.objects.all(), field_name="created_at", since=oldest)
     if first is None:
-        return [0] * len(hours)
-    since = hours[0]
-    status = OutboundMessage.Status
+        return [OutboundMessage.objects.filter(status__in=[status.QUEUED, status.PLANNED]).count()] * len(hours)
     messages = OutboundMessage.objects.order_by().filter(pk__gte=first).exclude(status__in=[status.SKIPPED,
                                                                                            status.FAILED])
-    left = messages.filter(created_at__lt=since).filter(Q(sent_at__isnull=True) | Q(sent_at__gte=since)).count()
+    # Still queued from before the window (the status index finds them, however old), or sent in it.
+    left = (OutboundMessage.objects.filter(status__in=[status.QUEUED, status.PLANNED], created_at__lt=since).count()
+            + messages.filter(created_at__lt=since, sent_at__gte=since).count())
     change = [0] * len(hours)
     index = {hour: i for i, hour in enumerate(hours)}
     for column, sign in (("created_at", 1), ("sent_at", -1)):

@@ -101,3 +101,21 @@ def test_id_since_finds_the_first_recent_row_across_gaps():
         assert id_since(rows, field_name="received_at", since=since) == expected
     assert id_since(rows, field_name="received_at", since=start + timedelta(hours=31)) is None
     assert id_since(InboxEvent.objects.none(), field_name="received_at", since=start) is None
+
+
+def test_finished_hours_are_counted_once(django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    hours = hours_window()
+    _events("loyalty-activity", ["processed"] * 3, hours[-3] + timedelta(minutes=10))
+    _events("loyalty-activity", ["processed"] * 2, hours[-1])
+    current_first = InboxEvent.objects.filter(received_at__gte=hours[-1]).order_by("pk").values_list("pk", flat=True)[0]
+    first = inbox_charts(hours=hours)
+    with CaptureQueriesContext(connection) as queries:
+        again = inbox_charts(hours=hours)
+    assert dict(first[0].series)["accepted"] == dict(again[0].series)["accepted"]
+    assert dict(again[0].series)["accepted"][-3:] == [3, 0, 2]
+    grouped = [q["sql"] for q in queries.captured_queries if "GROUP BY" in q["sql"] and "received_at" in q["sql"]
+               and "status" not in q["sql"]]
+    assert len(grouped) == 1 and f'"id" >= {current_first}' in grouped[0]  # only the current hour read again
