@@ -2,6 +2,7 @@
 waiting events and dead letters of the payment-events topic, and repayment requests."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -9,6 +10,8 @@ from django.utils.html import format_html
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.errors import DomainError
+from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
+from mercari_ops.common.roles import can_see_pii
 from mercari_ops.inbox.admin import DeadLetterAdmin, InboxEventAdmin
 from mercari_ops.inbox.models import InboxEvent
 
@@ -37,7 +40,8 @@ class PaymentTransitionInline(admin.TabularInline):
 
 
 @admin.register(PaymentEntry)
-class PaymentEntryAdmin(admin.ModelAdmin):
+class PaymentEntryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("amount", "title", "attributes", "attributes_pretty")  # payment details
     list_display = ("payment_id", "customer_link", "type", "state", "amount", "occurred_at", "parent_payment")
     list_filter = ("type", "state")
     search_fields = ("=payment_id", "=customer_id")
@@ -76,6 +80,9 @@ class PaymentEntryAdmin(admin.ModelAdmin):
 
     def customer_history_view(self, request, customer_id: str):
         """The customer's history exactly as the API (and so the app) returns it, page by page."""
+        # Who may open the entries list, and only with the personal-data permission: the page is all details.
+        if not (self.has_view_permission(request) and can_see_pii(request.user)):
+            raise PermissionDenied
         error, page = None, {"entries": [], "next_cursor": None}
         try:
             page = selectors.history_page(customer_id=customer_id, cursor=request.GET.get("cursor") or None)
@@ -120,7 +127,8 @@ class PaymentDeadLetterAdmin(DeadLetterAdmin):
 
 
 @admin.register(RepaymentRequest)
-class RepaymentRequestAdmin(admin.ModelAdmin):
+class RepaymentRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("amount", "response", "response_pretty")
     list_display = ("public_id", "payment", "amount", "status", "attempts", "created_at", "sent_at", "last_error")
     list_filter = ("status",)
     search_fields = ("=idempotency_key", "=entry__payment_id", "=entry__customer_id")

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_chart
 from mercari_ops.common.errors import ValidationFailed
-from mercari_ops.common.roles import can_see_pii, mask
+from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 
 from . import approvals as line_approvals
 from . import selectors, services
@@ -30,31 +30,6 @@ from .models import (
 from .services.templates import messages_validate
 
 line_approvals.register()  # four eyes on mass sends
-
-
-class PiiMaskMixin:
-    """Show `pii_fields` raw to operators only; marketers see the *_masked column instead."""
-
-    pii_fields: tuple[str, ...] = ()
-
-    def _swap(self, request, names):
-        if can_see_pii(request.user):
-            return names
-        return [f"{n}_masked" if n in self.pii_fields else n for n in names]
-
-    def get_list_display(self, request):
-        return self._swap(request, super().get_list_display(request))
-
-    def get_fields(self, request, obj=None):
-        return self._swap(request, super().get_fields(request, obj))
-
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
-        return fields + [f"{n}_masked" for n in self.pii_fields]
-
-    def get_search_fields(self, request):
-        fields = super().get_search_fields(request)
-        return fields if can_see_pii(request.user) else [f for f in fields if f not in self.pii_fields]
 
 
 class MessageTemplateForm(forms.ModelForm):
@@ -91,8 +66,8 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(PiiMaskMixin, admin.ModelAdmin):
-    pii_fields = ("line_user_id",)
+class OutboundMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("line_user_id", "params", "params_pretty")  # params fill templates ("Hi {name}")
     list_display = ["id", "campaign_id", "dispatch_id", "user_id", "line_user_id", "template", "kind", "status",
                     "reason", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
@@ -107,17 +82,15 @@ class OutboundMessageAdmin(PiiMaskMixin, admin.ModelAdmin):
     def params_pretty(self, obj):
         return pretty_json(obj.params)
 
-    @admin.display(description="LINE user")
-    def line_user_id_masked(self, obj):
-        return mask(obj.line_user_id)
-
     def has_add_permission(self, request):
         return False
 
 
 @admin.register(CampaignDelivery)
-class CampaignDeliveryAdmin(admin.ModelAdmin):
+class CampaignDeliveryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     """Deliveries per Braze campaign (a read-only report)."""
+
+    personal_fields = ("line_user_id", "params")  # the change page is an outbound message's
 
     def changelist_view(self, request, extra_context=None):
         context = {**self.admin_site.each_context(request), "title": "Deliveries per Braze campaign",
@@ -131,7 +104,8 @@ class CampaignDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(LineRequest)
-class LineRequestAdmin(admin.ModelAdmin):
+class LineRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("body", "body_pretty")  # the body carries LINE user IDs
     list_display = ["id", "kind", "status", "recipient_count", "attempts", "last_status", "last_error",
                     "next_attempt_at", "sent_at"]
     list_filter = ["status", "kind", "last_status"]
@@ -145,29 +119,19 @@ class LineRequestAdmin(admin.ModelAdmin):
     def body_pretty(self, obj):
         return pretty_json(obj.body)
 
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(self.readonly_fields)
-        if not can_see_pii(request.user):
-            fields.remove("body_pretty")  # the body carries LINE user IDs
-        return fields
-
     def has_add_permission(self, request):
         return False
 
 
 @admin.register(LineUser)
-class LineUserAdmin(PiiMaskMixin, admin.ModelAdmin):
-    pii_fields = ("line_user_id",)
+class LineUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("line_user_id",)
     list_display = ["customer_id", "line_user_id", "status", "rich_menu_id", "linked_at", "blocked_at"]
     list_filter = ["status"]
     search_fields = ["customer_id", "line_user_id"]
     fields = ["line_user_id", "customer_id", "status", "rich_menu_id", "linked_at", "blocked_at"]
     readonly_fields = fields
     actions = ["send_test_message"]
-
-    @admin.display(description="LINE user")
-    def line_user_id_masked(self, obj):
-        return mask(obj.line_user_id)
 
     @admin.action(description="Send a test message to the selected linked users", permissions=["change"])
     def send_test_message(self, request, queryset):
@@ -184,18 +148,14 @@ class LineUserAdmin(PiiMaskMixin, admin.ModelAdmin):
 
 
 @admin.register(LineLinkageUser)
-class LineLinkageUserAdmin(PiiMaskMixin, admin.ModelAdmin):
-    pii_fields = ("line_id",)
+class LineLinkageUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("line_id",)
     list_display = ["id", "line_id", "line_audience_status", "job", "created", "updated"]
     list_filter = ["line_audience_status"]
     search_fields = ["line_id"]
     fields = ["line_id", "line_audience_status", "job", "created", "updated"]
     readonly_fields = fields
     show_full_result_count = False
-
-    @admin.display(description="LineID")
-    def line_id_masked(self, obj):
-        return mask(obj.line_id)
 
     def changelist_view(self, request, extra_context=None):
         counts = selectors.linkage_status_counts()
@@ -269,8 +229,8 @@ class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(PiiMaskMixin, admin.ModelAdmin):
-    pii_fields = ("line_user_id",)
+class WebhookEventAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+    personal_fields = ("line_user_id",)
     list_display = ["webhook_event_id", "event_type", "mode", "line_user_id", "outcome", "received_at"]
     list_filter = ["event_type", "mode"]
     search_fields = ["webhook_event_id"]
@@ -279,10 +239,6 @@ class WebhookEventAdmin(PiiMaskMixin, admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # LINE sends them
-
-    @admin.display(description="LINE user")
-    def line_user_id_masked(self, obj):
-        return mask(obj.line_user_id)
 
 
 # The admin's operations page: LINE traffic of the last 24 hours (mercari_ops/common/dashboard.py).

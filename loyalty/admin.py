@@ -16,6 +16,8 @@ from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
+from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
+from mercari_ops.common.roles import can_see_pii
 
 from . import services
 from .admin_preview import rules_preview_urls
@@ -52,7 +54,9 @@ def _table(headers, rows):
 
 
 @admin.register(Customer)
-class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CustomerAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    # A customer's spending totals (and the pages showing them) are payment details; pin reasons are free text.
+    personal_fields = ("window_totals", "recent_changes", "pin_history", "why_link")
     list_display = ("customer_id", "stage_name", "rules_stage_name", "pin_floor_name", "pin_expires_at",
                     "stage_changed_at", "why_link")
     list_filter = (stage_list_filter("stage", _("stage")), stage_list_filter("rules_stage", _("rules stage")))
@@ -109,7 +113,7 @@ class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def why_view(self, request, pk):
         customer = get_object_or_404(Customer, pk=pk)
-        if not self.has_view_permission(request, customer):
+        if not (self.has_view_permission(request, customer) and can_see_pii(request.user)):
             raise PermissionDenied
         page = customer_why_context(customer=customer)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "customer": customer,
@@ -119,7 +123,9 @@ class CustomerAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(MonthlyTotal)
-class MonthlyTotalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class MonthlyTotalAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    personal_fields = ("amount", "count")
+    personal_str = True  # "c-00001 pay 2026-11: 12800 yen / 3"
     list_display = ("customer", "kind", "month", "amount", "count")
     list_filter = ("kind",)
     search_fields = ("=customer__customer_id",)
@@ -259,7 +265,8 @@ class RecomputeJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(StageChange)
-class StageChangeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class StageChangeAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
+    personal_fields = ("reason", "reason_pretty")  # the totals that crossed the thresholds
     list_display = ("at", "customer", "from_stage", "to_stage", "cause", "rule_version")
     list_filter = ("cause", "to_stage")
     search_fields = ("=customer__customer_id",)
@@ -293,8 +300,10 @@ class PinForm(forms.ModelForm):
 
 
 @admin.register(StagePin)
-class StagePinAdmin(admin.ModelAdmin):
+class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     """Operators pin a floor (reason + expiry); pins are never edited or deleted, only revoked."""
+
+    personal_fields = ("reason", "revoke_reason")  # free text about one customer
 
     list_display = ("customer", "floor", "reason", "expires_at", "created_by", "created_at", "state",
                     "revoked_by")

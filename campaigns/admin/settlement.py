@@ -1,5 +1,8 @@
 from django.contrib import admin, messages
 
+from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
+from mercari_ops.common.roles import can_see_pii
+
 from ..models import (
     Bill,
     BillLine,
@@ -20,7 +23,8 @@ REWARD_CSV = ["campaign_id", "campaign_version", "customer_id", "payment_id", "b
 
 
 @admin.register(CampaignReward)
-class CampaignRewardAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class CampaignRewardAdmin(PersonalDataAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
+    personal_fields = ("amount",)  # the customer's payment amount; points and rate stay visible
     list_display = ["payment_id", "customer_id", "campaign", "campaign_version", "stage", "rate", "amount", "points",
                     "capped", "settled_at", "reversed_at"]
     list_filter = ["campaign", "capped", "stage", ("settled_at", admin.DateFieldListFilter),
@@ -32,17 +36,20 @@ class CampaignRewardAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
     @admin.action(description="Export selected rewards as CSV")
     def export_csv(self, request, queryset):
+        raw = can_see_pii(request.user)
         rows = (
             [r.campaign_id, r.campaign_version, r.customer_id, r.payment_id, r.bill.bill_id, r.stage, r.rate,
-             r.amount, r.points, r.capped, r.settled_at.isoformat(), r.created_at.isoformat(),
+             r.amount if raw else "", r.points, r.capped, r.settled_at.isoformat(), r.created_at.isoformat(),
              r.reversed_at.isoformat() if r.reversed_at else "", r.grant.status if r.grant_id else ""]
             for r in queryset.select_related("bill", "grant").order_by("pk").iterator(chunk_size=2000)
         )
         return csv_response("campaign_rewards.csv", REWARD_CSV, rows)
 
 
-class BillLineInline(ReadOnlyAdmin, admin.TabularInline):
+class BillLineInline(PersonalDataAdminMixin, ReadOnlyAdmin, admin.TabularInline):
     model = BillLine
+    personal_fields = ("amount", "merchant_id")
+    personal_rows = True  # one customer's payments, amounts in each row's title too
     extra = 0
     fields = ["payment_id", "amount", "merchant_id", "payment_method", "channel", "paid_at"]
     readonly_fields = fields
@@ -135,7 +142,8 @@ class PointsLedgerEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
 
 @admin.register(CustomerNotification)
-class CustomerNotificationAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+class CustomerNotificationAdmin(PersonalDataAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
+    personal_fields = ("text",)  # the message as sent, names included
     list_display = ["customer_id", "text", "created_at"]
     search_fields = ["=customer_id"]
     show_full_result_count = False

@@ -16,7 +16,8 @@ model they reach (`?entry__amount=` on repayments is refused because payment ent
 one declaration per model, enforced wherever the model is reachable.
 
 An inline whose rows are personal as a whole (their `__str__` included) sets `personal_rows = True`
-and is left out for those users.
+and is left out for those users; an admin whose model's `__str__` shows personal data sets
+`personal_str = True` and its change and history pages are titled "<model> #<pk>" for them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Iterable
 from django.contrib.admin.utils import flatten_fieldsets, label_for_field
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models.constants import LOOKUP_SEP
+from django.utils.translation import gettext as _
 
 from .roles import can_see_pii, mask
 
@@ -74,7 +76,8 @@ class PersonalDataAdminMixin:
     """Put before `admin.ModelAdmin` / `admin.TabularInline`; declare `personal_fields`."""
 
     personal_fields: tuple[str, ...] = ()
-    personal_rows: bool = False
+    personal_rows: bool = False  # inlines: every row is personal (its title too): left out without the permission
+    personal_str: bool = False  # the model's __str__ shows personal data: page titles name "<model> #<pk>" instead
 
     # -- the rule ---------------------------------------------------------------------------------------
 
@@ -143,8 +146,13 @@ class PersonalDataAdminMixin:
         if self.personal_data_visible(request):
             return readonly
         declared = list(self.fields or ()) + list(flatten_fieldsets(self.fieldsets or ()))
+        if not declared:  # Django's default form shows every model field the admin does not exclude
+            excluded = set(super().get_exclude(request, obj) or ())
+            declared = [name for name in self.personal_fields
+                        if _model_path_exists(self.model, name) and name not in excluded]
         masked = [f"{name}{MASKED_SUFFIX}" for name in declared if self._touches(name)]
-        return [*self._swap(readonly), *(name for name in masked if name not in readonly)]
+        swapped = self._swap(readonly)
+        return [*swapped, *(name for name in masked if name not in swapped)]
 
     def get_exclude(self, request, obj=None):
         exclude = super().get_exclude(request, obj)
@@ -153,6 +161,24 @@ class PersonalDataAdminMixin:
         # The raw value never reaches the form (not even as an initial value); masked names are displays.
         personal = [name for name in self.personal_fields if _model_path_exists(self.model, name)]
         return [*(exclude or ()), *personal, *(f"{name}{MASKED_SUFFIX}" for name in self.personal_fields)]
+
+    def _neutral_str(self, obj) -> str:
+        return f"{self.model._meta.verbose_name} #{obj.pk}"
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and self.personal_str and not self.personal_data_visible(request):
+            context["subtitle"] = self._neutral_str(obj)
+            context["original"] = _NeutralStr(obj, self._neutral_str(obj))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def history_view(self, request, object_id, extra_context=None):
+        response = super().history_view(request, object_id, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        obj = context.get("object")
+        if obj is not None and self.personal_str and not self.personal_data_visible(request):
+            context["title"] = _("Change history: %s") % self._neutral_str(obj)
+            context["object"] = _NeutralStr(obj, self._neutral_str(obj))
+        return response
 
     def has_view_permission(self, request, obj=None):
         if self.personal_rows and not self.personal_data_visible(request):
@@ -244,6 +270,19 @@ def _personal_data_changelist(base):
             return order_field
 
     return PersonalDataChangeList
+
+
+class _NeutralStr:
+    """The object for templates (pk, URLs) with a title that names no personal value."""
+
+    def __init__(self, obj, text: str):
+        self._obj, self._text = obj, text
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __getattr__(self, name: str):
+        return getattr(self._obj, name)
 
 
 def _model_path_exists(model, path: str) -> bool:

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 
 from . import approvals, services
 from .admin_pages import AgeColumnMixin, AgeListFilter, DeadLetterPageMixin
@@ -10,7 +11,8 @@ approvals.register()  # four eyes on mass replays and discards
 
 
 @admin.register(InboxEvent)
-class InboxEventAdmin(AgeColumnMixin, admin.ModelAdmin):
+class InboxEventAdmin(PersonalDataAdminMixin, AgeColumnMixin, admin.ModelAdmin):
+    personal_fields = ("payload", "payload_pretty")  # events carry LINE IDs, names, payment details
     list_display = ("event_id", "topic", "status", "short_error", "age", "attempts", "waiting_on", "processed_at")
     list_filter = ("status", "topic", AgeListFilter)
     search_fields = ("=event_id", "=waiting_on", "=message_id")
@@ -53,7 +55,8 @@ class InboxEventAdmin(AgeColumnMixin, admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(DeadLetterPageMixin, AgeColumnMixin, admin.ModelAdmin):
+class DeadLetterAdmin(PersonalDataAdminMixin, DeadLetterPageMixin, AgeColumnMixin, admin.ModelAdmin):
+    personal_fields = ("raw_body", "raw_body_pretty", "event_pretty", "event_json", "attributes_json")
     # Fields, form, and the Replay / Discard buttons of the change page: admin_pages.DeadLetterPageMixin.
     list_display = ("id", "topic", "event_id", "status", "field", "short_error", "age", "times_received",
                     "last_received_at")
