@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from ..admin_utils import pretty_json
+from ..dashboard import register_panel
 from ..errors import DomainError
 from ..models import ChangeRequest
 from .registry import change_kind_get
@@ -172,3 +173,12 @@ class ChangeRequestAdmin(admin.ModelAdmin):
                          "may_withdraw": pending and own,
                          "own_pending": pending and own and can_approve(request.user)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _dashboard_rows():
+    pending = ChangeRequest.objects.filter(status=ChangeRequest.Status.PENDING).count()
+    return [(_("Change requests waiting for an approver"), pending,
+             reverse("admin:common_changerequest_changelist") + "?status__exact=pending")]
+
+
+register_panel(_("Four eyes"), _dashboard_rows)

@@ -190,3 +190,11 @@ def test_the_requester_posting_approve_gets_an_error_and_nothing_changes(client,
     assert "cannot decide your own change request" in response.content.decode()
     change.refresh_from_db()
     assert change.status == "pending"
+
+
+def test_the_admin_index_counts_requests_waiting_for_an_approver(client, roles, target):
+    request_rename(target, by="mika")
+    client.force_login(get_user_model().objects.create_superuser("root", password="pw-123456789"))
+    page = client.get("/admin/").content.decode()
+    assert "Change requests waiting for an approver" in page
+    assert "/admin/common/changerequest/?status__exact=pending" in page
