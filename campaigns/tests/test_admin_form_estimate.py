@@ -250,3 +250,14 @@ def test_a_sample_paid_outside_the_period_earns_nothing(marketer):
     assert (outside["points"], outside["reason"]) == (0, "outside_campaign_period")
     bad = _post(marketer, {"campaign": campaign, "sample": {**sample, "paid_at": ["yesterday", ""]}})
     assert (bad.status_code, bad.json()["field"]) == (400, "sample.paid_at")
+
+
+def test_the_change_page_of_a_saved_campaign_carries_them_too(marketer, merchants):
+    starts_at, ends_at = _period()
+    campaign = campaign_create(name="saved", starts_at=starts_at, ends_at=ends_at, rates=INNER["rates"],
+                               user_filters=INNER["user_filters"], payment_filters=INNER["payment_filters"])
+    page = marketer.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="campaign-estimate"' in html and 'id="filter-picker-payment_filters"' in html
+    assert "mercard_status" in html  # the saved JSON is in the textarea the picker reads
