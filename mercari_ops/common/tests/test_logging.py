@@ -86,6 +86,7 @@ def test_request_id_is_made_when_absent_or_unsafe(meta):
     assert len(made) == 16 and int(made, 16) >= 0 and made != request_id_from(meta)
 
 
+@pytest.mark.django_db  # closing the answer sends request_finished, whose receivers touch the connection
 def test_middleware_answers_the_id_and_logs_under_it(caplog):
     def view(request):
         logging.getLogger("tests.view").warning("inside")
@@ -97,3 +98,21 @@ def test_middleware_answers_the_id_and_logs_under_it(caplog):
     assert response["X-Request-ID"] == "req-mw"
     assert [r.request_id for r in caplog.records if r.name == "tests.view"] == ["req-mw"]
     assert request_id_var.get() is None  # cleared when the response closed
+
+
+@pytest.mark.django_db
+def test_both_wsgi_stacks_answer_a_request_id(test_topic):
+    """Through the real WSGI application: a push runs on MACHINE_MIDDLEWARE, the admin on MIDDLEWARE."""
+    from django.conf import settings
+
+    from conftest import push_body
+    from mercari_ops.common.tests.wsgi_client import wsgi_call
+
+    name, _calls, _register = test_topic
+    status, headers, _ = wsgi_call(f"/pubsub/push/{name}", method="POST", body=push_body({"event_id": "w-1"}),
+                                   headers={"Authorization": f"Bearer {settings.PUBSUB_PUSH_TOKEN}",
+                                            "X-Cloud-Trace-Context": "abc123def/7;o=1"})
+    assert (status, headers["X-Request-ID"]) == (204, "abc123def")
+    status, headers, _ = wsgi_call("/admin/login/")
+    assert status == 200 and len(headers["X-Request-ID"]) == 16
+    assert request_id_var.get() is None  # the answers were closed: nothing left for this thread's next lines
