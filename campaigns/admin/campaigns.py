@@ -8,7 +8,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common import formatting
@@ -30,16 +33,22 @@ from .charts import backtest_display, campaign_points_chart
 from .common import ReadOnlyAdmin
 from .form_tools import CampaignFormToolsMixin, FilterPickerWidget
 
-FILTER_HELP = format_html(
-    "<pre style='font-size:11px'>{}</pre>",
+FILTER_SCHEMA = (
     'user_filters:    {"mercard_status": [2, 3], "stage": {"min": 10, "max": 40}}\n'
     'payment_filters: {"mercari_inner_payment": true, "mercari_outer_payment": false,\n'
     '                  "merchant": {"shop_id": ["<master id>", ...], "invert": true},\n'
     '                  "payment_methods": ["mercard", "id", "apple_pay"],\n'
     '                  "excluded_categories": ["e_money_charge"]}\n'
-    "Every key is optional; unknown keys are rejected. If neither inner nor outer is given both qualify;\n"
-    "if one is given, the other is false. shop_id names merchant master IDs (Merchant masters).",
 )
+
+
+def _filter_help() -> SafeString:
+    return format_html("<pre style='font-size:11px'>{}{}</pre>", FILTER_SCHEMA, gettext(
+        "Every key is optional; unknown keys are rejected. If neither inner nor outer is given both qualify;\n"
+        "if one is given, the other is false. shop_id names merchant master IDs (Merchant masters)."))
+
+
+FILTER_HELP = lazy(_filter_help, SafeString)()  # in the language of the request that renders the form
 
 
 def _field_of(dotted: str | None, default: str | None = None) -> str | None:
@@ -52,7 +61,7 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ["name", "status", "starts_at", "ends_at", "upper_limit", "user_filters", "payment_filters"]
-        help_texts = {"user_filters": FILTER_HELP, "payment_filters": "Schema: see user filters above."}
+        help_texts = {"user_filters": FILTER_HELP, "payment_filters": _("Schema: see user filters above.")}
         widgets = {"user_filters": FilterPickerWidget("user"), "payment_filters": FilterPickerWidget("payment")}
 
     class Media:
@@ -104,11 +113,11 @@ class VersionInline(ReadOnlyAdmin, admin.TabularInline):
     readonly_fields = fields
     ordering = ["-version"]
 
-    @admin.display(description="before")
+    @admin.display(description=_("before"))
     def before_json(self, obj):
         return pretty_json(obj.before)
 
-    @admin.display(description="after")
+    @admin.display(description=_("after"))
     def after_json(self, obj):
         return pretty_json(obj.after)
 
@@ -117,24 +126,28 @@ class VersionInline(ReadOnlyAdmin, admin.TabularInline):
 class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
     form = CampaignForm
     inlines = [StageRateInline, VersionInline]
-    list_display = ["name", "status", "starts_at", "ends_at", "upper_limit", "version", "rates_text",
+    list_display = ["name", "status", "starts_at", "ends_at", "upper_limit_points", "version", "rates_text",
                     "backtest_link"]
     list_filter = ["status"]
     search_fields = ["name"]
     readonly_fields = ["version", "created_at", "updated_at", "sample_estimate_panel", "points_per_day"]
     fieldsets = [
         (None, {"fields": ["name", "status", ("starts_at", "ends_at"), "upper_limit"]}),
-        ("Filters", {"fields": ["user_filters", "payment_filters"]}),
+        (_("Filters"), {"fields": ["user_filters", "payment_filters"]}),
         (_("Estimate for a sample purchase"), {"fields": ["sample_estimate_panel"]}),
         (_("Points granted"), {"fields": ["points_per_day"]}),
-        ("History", {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
+        (_("History"), {"fields": ["version", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
     actions = ["activate", "end", "backtest"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("rates")
 
-    @admin.display(description="rates")
+    @admin.display(description=_("upper limit"), ordering="upper_limit")
+    def upper_limit_points(self, obj):
+        return formatting.points(obj.upper_limit)
+
+    @admin.display(description=_("rates"))
     def rates_text(self, obj):
         return ", ".join(f"{r.stage_from}-{r.stage_to}: {r.rate}%" for r in obj.rates.all())
 
@@ -142,9 +155,10 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
     def points_per_day(self, obj):
         return campaign_points_chart(obj)
 
-    @admin.display(description="backtest")
+    @admin.display(description=_("backtest"))
     def backtest_link(self, obj):
-        return format_html('<a href="{}">simulate</a>', reverse("admin:campaigns_campaign_backtest", args=[obj.pk]))
+        return format_html('<a href="{}">{}</a>', reverse("admin:campaigns_campaign_backtest", args=[obj.pk]),
+                           gettext("simulate"))
 
     def get_readonly_fields(self, request, obj=None):
         # status moves only through the actions: activate (an approver decides) and end (emergency stop)
@@ -154,7 +168,7 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         return [*fieldsets, four_eyes.CHANGE_REQUESTS_FIELDSET] if obj is not None else fieldsets
 
-    @admin.display(description="change requests")
+    @admin.display(description=_("change requests"))
     def change_requests_table(self, obj):
         return four_eyes.change_requests_table(obj)
 
@@ -189,7 +203,7 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
             super().delete_model(request, obj)
             catalog_changed()
 
-    def _each(self, request, queryset, service, verb):
+    def _each(self, request, queryset, service, done_message):
         done = 0
         for campaign in queryset:
             try:
@@ -198,19 +212,20 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
             except DomainError as exc:
                 self.message_user(request, f"{campaign.name}: {exc.message}", messages.ERROR)
         if done:
-            self.message_user(request, f"{done} campaign(s) {verb}.", messages.SUCCESS)
+            self.message_user(request, done_message(done), messages.SUCCESS)
 
-    @admin.action(description="Request activation of the selected drafts (an approver decides)",
+    @admin.action(description=_("Request activation of the selected drafts (an approver decides)"),
                   permissions=["change"])
     def activate(self, request, queryset):
         four_eyes.activation_request(self, request, queryset)
 
-    @admin.action(description="End selected campaigns now (emergency stop; their bills still settle)",
+    @admin.action(description=_("End selected campaigns now (emergency stop; their bills still settle)"),
                   permissions=["change"])
     def end(self, request, queryset):
-        self._each(request, queryset, functools.partial(campaign_end, request=request), "ended")
+        self._each(request, queryset, functools.partial(campaign_end, request=request),
+                   lambda n: gettext("%(n)d campaign(s) ended.") % {"n": n})
 
-    @admin.action(description="Backtest (simulate over a past month)")
+    @admin.action(description=_("Backtest (simulate over a past month)"))
     def backtest(self, request, queryset):
         return redirect(reverse("admin:campaigns_campaign_backtest", args=[queryset.first().pk]))
 
@@ -239,12 +254,12 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
             except ValidationFailed as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
-                self.message_user(request, f"Backtest over {month} queued; this page follows its progress.",
-                                  messages.SUCCESS)
+                self.message_user(request, gettext("Backtest over %(month)s queued; this page follows its "
+                                                   "progress.") % {"month": month}, messages.SUCCESS)
                 return redirect("admin:campaigns_campaign_backtest_result", campaign.pk, run.pk)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Backtest: {campaign.name}",
+            "title": gettext("Backtest: %(name)s") % {"name": campaign.name},
             "opts": self.model._meta,
             "campaign": campaign,
             "month": month,
@@ -258,7 +273,7 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
         run = get_object_or_404(CampaignBacktest, pk=backtest_id, campaign=campaign)
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Backtest: {campaign.name} over {run.month}",
+            "title": gettext("Backtest: %(name)s over %(month)s") % {"name": campaign.name, "month": run.month},
             "opts": self.model._meta,
             "campaign": campaign,
             "run": run,
@@ -278,11 +293,11 @@ class CampaignVersionAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("campaign")
 
-    @admin.display(description="before")
+    @admin.display(description=_("before"))
     def before_json(self, obj):
         return pretty_json(obj.before)
 
-    @admin.display(description="after")
+    @admin.display(description=_("after"))
     def after_json(self, obj):
         return pretty_json(obj.after)
 
@@ -297,7 +312,7 @@ class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
                        "run_by", "result_json", "excluded_json"]
     fields = readonly_fields
 
-    @admin.display(description="progress (lines)")
+    @admin.display(description=_("progress (lines)"))
     def progress(self, obj):
         total = "?" if obj.lines_total is None else f"{obj.lines_total:,}"
         percent = obj.progress_percent
@@ -313,10 +328,10 @@ class CampaignBacktestAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
     @admin.display(description="")
     def open_link(self, obj):
-        return format_html('<a href="{}">open</a>', reverse("admin:campaigns_campaign_backtest_result",
-                                                            args=[obj.campaign_id, obj.pk]))
+        return format_html('<a href="{}">{}</a>', reverse("admin:campaigns_campaign_backtest_result",
+                                                          args=[obj.campaign_id, obj.pk]), gettext("open"))
 
-    @admin.display(description="result")
+    @admin.display(description=_("result"))
     def result_json(self, obj):
         return pretty_json(obj.result)
 

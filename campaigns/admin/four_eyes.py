@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -84,7 +85,8 @@ def activation_request(admin, request, queryset) -> None:
             made.append(campaign_change_request(campaign_id=campaign.pk, kind=ACTIVATE, payload={},
                                                 by=request.user.get_username(), request=request))
         except DomainError as exc:
-            admin.message_user(request, f"{campaign.name}: {exc.message}", messages.ERROR)
+            admin.message_user(request, _("%(name)s: %(problem)s") % {"name": campaign.name, "problem": exc.message},
+                               messages.ERROR)
     if made:
         admin.message_user(request, _("Activation requested (%(ids)s): another person with the approver role "
                                       "must approve before the campaign goes live.")
@@ -98,7 +100,8 @@ def change_requests_table(obj) -> str:
     body = format_html_join("", '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
                                 "<td>{}</td><td>{}</td></tr>",
                             ((reverse("admin:common_changerequest_change", args=[c.pk]), c.pk, c.summary,
-                              c.get_status_display(), c.requested_by, f"{c.requested_at:%Y-%m-%d %H:%M}",
+                              c.get_status_display(), c.requested_by,
+                              f"{timezone.localtime(c.requested_at):%Y-%m-%d %H:%M}",
                               c.decided_by or "\u2014", c.decision_note or c.error or "") for c in rows))
     head = format_html_join("", "<th>{}</th>", ((h,) for h in (
         "#", _("change"), _("status"), _("requested by"), _("at"), _("decided by"), _("note"))))

@@ -5,7 +5,11 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import lazy
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.errors import ValidationFailed
 
@@ -54,23 +58,28 @@ class AliasInline(admin.TabularInline):
     fields = ["merchant_id", "payment_method"]
 
 
-FORMAT_HELP = format_html(
-    "Header <code>{}</code> (merchant_id and master_id required, any order). One row per merchant ID and "
-    "payment method (empty = any method); empty master_name, is_marketplace or category leave the master's "
-    "value as it is. is_marketplace: {} or {} (any case). At most {} MB. A file with any problem stores "
-    "nothing; files over {} rows are imported in the background.",
-    ",".join(MERCHANT_CSV_COLUMNS), "/".join(TRUE_SPELLINGS), "/".join(FALSE_SPELLINGS),
-    MAX_FILE_BYTES // (1024 * 1024), f"{INLINE_ROWS:,}",
-)
+def _format_help() -> SafeString:
+    return format_html(
+        gettext("Header <code>{}</code> (merchant_id and master_id required, any order). One row per merchant ID "
+                "and payment method (empty = any method); empty master_name, is_marketplace or category leave the "
+                "master's value as it is. is_marketplace: {} or {} (any case). At most {} MB. A file with any "
+                "problem stores nothing; files over {} rows are imported in the background."),
+        ",".join(MERCHANT_CSV_COLUMNS), "/".join(TRUE_SPELLINGS), "/".join(FALSE_SPELLINGS),
+        MAX_FILE_BYTES // (1024 * 1024), f"{INLINE_ROWS:,}",
+    )
+
+
+FORMAT_HELP = lazy(_format_help, SafeString)()  # in the language of the request that renders the form
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text=FORMAT_HELP)
+    file = forms.FileField(label=_("File"), help_text=FORMAT_HELP)
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_FILE_BYTES:
-            raise forms.ValidationError(f"The file is {upload.size:,} bytes; at most {MAX_FILE_BYTES:,} are accepted.")
+            raise forms.ValidationError(gettext("The file is %(size)s bytes; at most %(max)s are accepted.")
+                                        % {"size": f"{upload.size:,}", "max": f"{MAX_FILE_BYTES:,}"})
         return upload
 
 
@@ -87,7 +96,7 @@ class MerchantMasterAdmin(CatalogInvalidating, admin.ModelAdmin):
 
         return super().get_queryset(request).annotate(alias_total=Count("aliases"))
 
-    @admin.display(description="merchant IDs", ordering="alias_total")
+    @admin.display(description=_("merchant IDs"), ordering="alias_total")
     def alias_count(self, obj):
         return obj.alias_total
 
@@ -110,19 +119,22 @@ class MerchantMasterAdmin(CatalogInvalidating, admin.ModelAdmin):
                                                 by=request.user.get_username())
             except MerchantCsvInvalid as exc:
                 refused = exc
-                self.message_user(request, f"Import refused, nothing changed: {exc.problem_count} "
-                                           f"problem{'s' if exc.problem_count > 1 else ''} in the file",
-                                  messages.ERROR)
+                self.message_user(request, ngettext("Import refused, nothing changed: %(n)d problem in the file",
+                                                    "Import refused, nothing changed: %(n)d problems in the file",
+                                                    exc.problem_count) % {"n": exc.problem_count}, messages.ERROR)
             except ValidationFailed as exc:
-                self.message_user(request, f"Import refused, nothing changed: {exc.message}", messages.ERROR)
+                self.message_user(request, gettext("Import refused, nothing changed: %(problem)s")
+                                  % {"problem": exc.message}, messages.ERROR)
             else:
                 if started.job is not None:
-                    self.message_user(request, f"{started.job.rows_total:,} rows checked and queued for import",
-                                      messages.SUCCESS)
+                    self.message_user(request, gettext("%(n)s rows checked and queued for import")
+                                      % {"n": f"{started.job.rows_total:,}"}, messages.SUCCESS)
                     return redirect("admin:campaigns_merchantmaster_import_job", started.job.pk)
-                self.message_user(request, f"Imported: {started.counts}", messages.SUCCESS)
+                self.message_user(request, gettext("Imported: %(counts)s") % {"counts": started.counts},
+                                  messages.SUCCESS)
                 return redirect("admin:campaigns_merchantmaster_changelist")
-        context = {**self.admin_site.each_context(request), "title": "Import merchant master CSV", "form": form,
+        context = {**self.admin_site.each_context(request), "title": gettext("Import merchant master CSV"),
+                   "form": form,
                    "opts": self.model._meta, "refused": refused, "problems_kept": PROBLEMS_KEPT,
                    "jobs": MerchantImportJob.objects.defer("csv_text")[:10]}
         return TemplateResponse(request, "admin/campaigns/import_csv.html", context)
@@ -131,7 +143,8 @@ class MerchantMasterAdmin(CatalogInvalidating, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         job = get_object_or_404(MerchantImportJob.objects.defer("csv_text"), pk=job_id)
-        context = {**self.admin_site.each_context(request), "title": f"Merchant master import {job.pk}",
+        context = {**self.admin_site.each_context(request),
+                   "title": gettext("Merchant master import %(id)s") % {"id": job.pk},
                    "opts": self.model._meta, "job": job,
                    "finished": job.status in (MerchantImportJob.Status.DONE, MerchantImportJob.Status.FAILED)}
         return TemplateResponse(request, "admin/campaigns/import_job.html", context)
@@ -151,23 +164,25 @@ class MerchantImportJobAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).defer("csv_text")
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, obj):
         percent = obj.progress_percent
-        return f"{obj.rows_done:,} / {obj.rows_total:,} rows" + (f" ({percent}%)" if percent is not None else "")
+        return (gettext("%(done)s / %(total)s rows") % {"done": f"{obj.rows_done:,}", "total": f"{obj.rows_total:,}"}
+                + (f" ({percent}%)" if percent is not None else ""))
 
-    @admin.display(description="page")
+    @admin.display(description=_("page"))
     def page(self, obj):
-        return format_html('<a href="{}">open</a>', reverse("admin:campaigns_merchantmaster_import_job",
-                                                            args=[obj.pk]))
+        return format_html('<a href="{}">{}</a>', reverse("admin:campaigns_merchantmaster_import_job",
+                                                          args=[obj.pk]), gettext("open"))
 
     def has_import_permission(self, request) -> bool:
         return request.user.has_perm("campaigns.add_merchantmaster")
 
-    @admin.action(description="Run the selected failed imports again", permissions=["import"])
+    @admin.action(description=_("Run the selected failed imports again"), permissions=["import"])
     def run_again(self, request, queryset):
         queued = sum(merchant_import_job_retry(job_id=pk) for pk in queryset.values_list("pk", flat=True))
-        self.message_user(request, f"{queued} import(s) queued again (only failed ones are)", messages.SUCCESS)
+        self.message_user(request, gettext("%(n)d import(s) queued again (only failed ones are)") % {"n": queued},
+                          messages.SUCCESS)
 
 
 @admin.register(MerchantAlias)

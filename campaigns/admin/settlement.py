@@ -1,5 +1,9 @@
 from django.contrib import admin, messages
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
+from loyalty.selectors import stage_label, stage_labels
+from mercari_ops.common import formatting
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 from mercari_ops.common.roles import can_see_pii
 
@@ -24,9 +28,9 @@ REWARD_CSV = ["campaign_id", "campaign_version", "customer_id", "payment_id", "b
 
 @admin.register(CampaignReward)
 class CampaignRewardAdmin(PersonalDataAdminMixin, ReadOnlyAdmin, admin.ModelAdmin):
-    personal_fields = ("amount",)  # the customer's payment amount; points and rate stay visible
-    list_display = ["payment_id", "customer_id", "campaign", "campaign_version", "stage", "rate", "amount", "points",
-                    "capped", "settled_at", "reversed_at"]
+    personal_fields = ("amount", "amount_yen")  # the customer's payment amount; points and rate stay visible
+    list_display = ["payment_id", "customer_id", "campaign", "campaign_version", "stage_name", "rate", "amount_yen",
+                    "points_pt", "capped", "settled_at", "reversed_at"]
     list_filter = ["campaign", "capped", "stage", ("settled_at", admin.DateFieldListFilter),
                    ("reversed_at", admin.EmptyFieldListFilter)]
     search_fields = ["=customer_id", "=payment_id", "=bill__bill_id"]
@@ -34,7 +38,26 @@ class CampaignRewardAdmin(PersonalDataAdminMixin, ReadOnlyAdmin, admin.ModelAdmi
     show_full_result_count = False
     actions = ["export_csv"]
 
-    @admin.action(description="Export selected rewards as CSV")
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        labels = stage_labels({reward.stage for reward in changelist.result_list})  # one read of the rules per page
+        for reward in changelist.result_list:
+            reward.stage_text = labels[reward.stage]
+        return changelist
+
+    @admin.display(description=_("stage"), ordering="stage")
+    def stage_name(self, obj):
+        return getattr(obj, "stage_text", None) or stage_label(obj.stage)
+
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_yen(self, obj):
+        return formatting.yen(obj.amount)
+
+    @admin.display(description=_("points"), ordering="points")
+    def points_pt(self, obj):
+        return formatting.points(obj.points)
+
+    @admin.action(description=_("Export selected rewards as CSV"))
     def export_csv(self, request, queryset):
         raw = can_see_pii(request.user)
         rows = (
@@ -65,50 +88,56 @@ class BillAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ["settle_now", "retry_settlement"]
 
-    @admin.display(description="Why set aside")
+    @admin.display(description=_("Why set aside"))
     def dead_reason_short(self, obj) -> str:
         return obj.dead_reason[:120] if obj.status == Bill.Status.DEAD else ""
 
-    @admin.action(description="Settle selected bills now (idempotent)", permissions=["operate"])
+    @admin.action(description=_("Settle selected bills now (idempotent)"), permissions=["operate"])
     def settle_now(self, request, queryset):
         report, _ = bills_settle(bill_ids=list(queryset.values_list("pk", flat=True)[:1000]))
-        self.message_user(request, f"Settled: {report.as_dict()}",
+        self.message_user(request, gettext("Settled: %(report)s") % {"report": report.as_dict()},
                           messages.WARNING if report.bills_dead else messages.SUCCESS)
 
-    @admin.action(description="Retry settlement of selected bills set aside (after a fix)", permissions=["operate"])
+    @admin.action(description=_("Retry settlement of selected bills set aside (after a fix)"),
+                  permissions=["operate"])
     def retry_settlement(self, request, queryset):
         ids = list(queryset.filter(status=Bill.Status.DEAD).values_list("pk", flat=True)[:1000])
         if not ids:
-            self.message_user(request, "None of the selected bills is set aside.", messages.WARNING)
+            self.message_user(request, gettext("None of the selected bills is set aside."), messages.WARNING)
             return
         report = dead_bills_retry(bill_ids=ids)
         settled = report.bills - report.bills_dead
         if report.bills_dead:
             reasons = "; ".join(f"{bill_id}: {reason[:200]}" for bill_id, reason in report.dead[:5])
-            self.message_user(request, f"{settled} settled, {report.bills_dead} still cannot settle: {reasons}",
-                              messages.WARNING)
+            self.message_user(request, gettext("%(settled)d settled, %(dead)d still cannot settle: %(reasons)s")
+                              % {"settled": settled, "dead": report.bills_dead, "reasons": reasons}, messages.WARNING)
         else:
-            self.message_user(request, f"{settled} settled ({report.lines_rewarded} lines rewarded, "
-                                       f"{report.grants} grants).", messages.SUCCESS)
+            self.message_user(request, gettext("%(settled)d settled (%(lines)d lines rewarded, %(grants)d grants).")
+                              % {"settled": settled, "lines": report.lines_rewarded, "grants": report.grants},
+                              messages.SUCCESS)
 
 
 @admin.register(PointsGrant)
 class PointsGrantAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
-    list_display = ["idempotency_key", "customer_id", "points", "status", "attempts", "next_attempt_at", "sent_at",
+    list_display = ["idempotency_key", "customer_id", "points_pt", "status", "attempts", "next_attempt_at", "sent_at",
                     "notified_via", "last_error"]
     list_filter = ["status", "notified_via"]
     search_fields = ["=customer_id", "=idempotency_key"]
     show_full_result_count = False
     actions = ["deliver_now"]
 
-    @admin.action(description="Try delivering selected pending grants now", permissions=["operate"])
+    @admin.display(description=_("points"), ordering="points")
+    def points_pt(self, obj):
+        return formatting.points(obj.points)
+
+    @admin.action(description=_("Try delivering selected pending grants now"), permissions=["operate"])
     def deliver_now(self, request, queryset):
         from django.utils import timezone
 
         ids = list(queryset.filter(status=PointsGrant.Status.PENDING).values_list("pk", flat=True)[:5000])
         counts = grants_deliver(grant_ids=ids, now=timezone.now() + timezone.timedelta(days=3650))
-        self.message_user(request, f"Delivery: {counts}", messages.SUCCESS if not counts["retry"] else
-                          messages.WARNING)
+        self.message_user(request, gettext("Delivery: %(counts)s") % {"counts": counts},
+                          messages.SUCCESS if not counts["retry"] else messages.WARNING)
 
 
 @admin.register(PointsServiceBreaker)
@@ -120,25 +149,30 @@ class PointsServiceBreakerAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.Model
     readonly_fields = list_display
     actions = ["close_now"]
 
-    @admin.display(description="State")
+    @admin.display(description=_("State"))
     def state(self, obj) -> str:
         from django.utils import timezone
 
         if obj.open_until is None:
-            return "closed: delivering"
-        return "open: paused" if obj.open_until > timezone.now() else "half-open: next run probes"
+            return gettext("closed: delivering")
+        return gettext("open: paused") if obj.open_until > timezone.now() else gettext("half-open: next run probes")
 
-    @admin.action(description="Try the points service on the next run (close the breaker)", permissions=["operate"])
+    @admin.action(description=_("Try the points service on the next run (close the breaker)"),
+                  permissions=["operate"])
     def close_now(self, request, queryset):
         points_breaker_close()
-        self.message_user(request, "The next delivery run sends at once.", messages.SUCCESS)
+        self.message_user(request, gettext("The next delivery run sends at once."), messages.SUCCESS)
 
 
 @admin.register(PointsLedgerEntry)
 class PointsLedgerEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
-    list_display = ["idempotency_key", "customer_id", "points", "reason", "created_at"]
+    list_display = ["idempotency_key", "customer_id", "points_pt", "reason", "created_at"]
     search_fields = ["=customer_id", "=idempotency_key"]
     show_full_result_count = False
+
+    @admin.display(description=_("points"), ordering="points")
+    def points_pt(self, obj):
+        return formatting.points(obj.points)
 
 
 @admin.register(CustomerNotification)
