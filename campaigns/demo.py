@@ -18,8 +18,9 @@ from mercari_ops.inbox.services import event_clean, inbox_accept_batch
 from .models import Campaign
 from .services import campaign_create, grants_deliver_all, merchant_master_import_csv, month_settle
 
-MARKETPLACE_NAME = "Marketplace purchases: 1.0% to 4.0% by stage"
-OUTSIDE_NAME = "Purchases outside the marketplace (listed shops excluded)"
+# Demo content is Japanese, as the marketers and customers who read it are.
+MARKETPLACE_NAME = "メルカリでのお買い物 ステージ別 1.0%〜4.0% ポイント還元"
+OUTSIDE_NAME = "メルカリ外でのお買い物 0.5% ポイント還元（対象外店舗あり）"
 SHOPS = 50
 EXCLUDED_SHOPS = ["shop-049", "shop-050"]
 BILL_CUSTOMERS = 1000
@@ -32,11 +33,11 @@ def _month_start(at: datetime, shift: int = 0) -> datetime:
 
 def merchant_csv() -> str:
     rows = ["merchant_id,payment_method,master_id,master_name,is_marketplace,category",
-            "m-mercari,,mercari,Mercari marketplace,1,",
+            "m-mercari,,mercari,メルカリ,1,",
             "m-mercari-id,id,mercari,,,", "m-mercari-ap,apple_pay,mercari,,,", "m-mercari-gp,google_pay,mercari,,,",
-            "m-charge,,emoney-charge,Merpay balance charge,0,e_money_charge"]
+            "m-charge,,emoney-charge,メルペイ残高チャージ,0,e_money_charge"]
     for n in range(1, SHOPS + 1):
-        rows.append(f"m-s{n:03d},,shop-{n:03d},Shop {n},0,")
+        rows.append(f"m-s{n:03d},,shop-{n:03d},加盟店 {n},0,")
         rows.append(f"m-s{n:03d}-id,id,shop-{n:03d},,,")
     return "\n".join(rows) + "\n"
 

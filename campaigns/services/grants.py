@@ -24,7 +24,8 @@ import requests
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from line_integration.selectors import line_users_linked
 from line_integration.services import line_notify
@@ -128,8 +129,16 @@ def _breaker_record(breaker: PointsServiceBreaker, outcome: _Outcome, *, now) ->
     PointsServiceBreaker.objects.filter(pk=breaker.pk).update(**values)
 
 
+CUSTOMER_LANGUAGE = "ja"  # customers read Japanese, whatever language the worker or an operator's request runs in
+
+
 def notification_text(*, points: int, month: str) -> str:
-    return f"{points:,} points from your {month} Mercard bill have been added. Thank you for using Mercard!"
+    """The customer's message about a grant (`month` YYYY-MM; the Japanese text writes it 2026年11月)."""
+    year, _, month_number = month.partition("-")
+    with translation.override(CUSTOMER_LANGUAGE):
+        return gettext("%(points)s points from your %(month)s Mercard bill have been added. "
+                       "Thank you for using Mercard!") % {
+            "points": f"{points:,}", "month": month, "year": year, "month_number": month_number.lstrip("0")}
 
 
 def _grants_update(pks: list[int], **values) -> None:
