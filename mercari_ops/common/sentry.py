@@ -75,7 +75,7 @@ def before_send(event: dict, hint: dict | None = None) -> dict:
                              "params": [FILTERED for _ in logentry.get("params") or []],
                              **({"formatted": line_ids_mask(logentry["formatted"])} if "formatted" in logentry
                                 else {})}
-    for key in ("extra", "contexts", "tags", "breadcrumbs", "message"):
+    for key in ("extra", "contexts", "tags", "breadcrumbs", "message", "spans"):  # spans: outbound URLs, SQL
         if key in event:
             event[key] = _scrub(event[key])
     return event

@@ -40,6 +40,8 @@ def _event() -> dict:
         "tags": {"topic": "payment-events", "line_user_id": LINE_USER},
         "breadcrumbs": {"values": [{"category": "query", "message": "SELECT 1", "data": {"params": [CUSTOMER]}},
                                    {"category": "log", "message": f"sent to {LINE_USER}"}]},
+        "spans": [{"op": "http.client", "description": f"POST /v2/bot/user/{LINE_USER}/linkToken",
+                   "data": {"url": f"http://line/v2/bot/user/{LINE_USER}/linkToken", "customer_id": CUSTOMER}}],
     }
 
 
@@ -57,6 +59,8 @@ def test_before_send_removes_bodies_secrets_and_personal_ids():
     assert scrubbed["logentry"] == {"message": "line_notify failed for %s", "params": [FILTERED]}
     assert scrubbed["extra"] == {"customer_id": FILTERED, "count": 3, "note": "user <line-id>"}
     assert scrubbed["tags"] == {"topic": "payment-events", "line_user_id": FILTERED}
+    assert scrubbed["spans"] == [{"op": "http.client", "description": "POST /v2/bot/user/<line-id>/linkToken",
+                                  "data": FILTERED}]
 
 
 def test_before_send_leaves_the_input_event_alone():
