@@ -205,9 +205,9 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
         change = getattr(request, "_rules_change", None)
         if change is None:
             return HttpResponseRedirect(reverse("admin:loyalty_stageruleversion_changelist"))
-        self.message_user(request, f"Publishing these rules is change request #{change.pk}: they take effect "
-                                   "(and every customer is re-staged) when another person with the approver role "
-                                   "approves it. The request page shows how many customers would move.",
+        self.message_user(request, _("Publishing these rules is change request #%(id)s: they take effect (and every "
+                                     "customer is re-staged) when another person with the approver role approves "
+                                     "it. The request page shows how many customers would move.") % {"id": change.pk},
                           messages.WARNING)
         return HttpResponseRedirect(reverse("admin:common_changerequest_change", args=[change.pk]))
 
