@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from django.utils.translation import gettext
+
 from mercari_ops.common.errors import ValidationFailed
 
 # Why a payment earns nothing (the estimate's `reason`, the settlement report's buckets).
@@ -60,16 +62,16 @@ def rate_tenths(rate: Decimal | str | int | float) -> int:
     try:
         value = Decimal(str(rate))
     except InvalidOperation:
-        raise ValidationFailed(f"rate {rate!r} is not a number", "rate") from None
+        raise ValidationFailed(gettext("rate %(rate)s is not a number") % {"rate": repr(rate)}, "rate") from None
     if not value.is_finite():
-        raise ValidationFailed("rate must be a finite number", "rate")
+        raise ValidationFailed(gettext("rate must be a finite number"), "rate")
     if value < 0:
-        raise ValidationFailed(f"rate must not be negative (got {value})", "rate")
+        raise ValidationFailed(gettext("rate must not be negative (got %(value)s)") % {"value": value}, "rate")
     if value > 100:
-        raise ValidationFailed(f"rate must be at most 100 percent (got {value})", "rate")
+        raise ValidationFailed(gettext("rate must be at most 100 percent (got %(value)s)") % {"value": value}, "rate")
     tenths = value * 10
     if tenths != tenths.to_integral_value():
-        raise ValidationFailed(f"rate takes one decimal at most (got {value})", "rate")
+        raise ValidationFailed(gettext("rate takes one decimal at most (got %(value)s)") % {"value": value}, "rate")
     return int(tenths)
 
 
@@ -93,25 +95,26 @@ def _fail(message: str, field: str):
 def _unknown_keys(value: dict, allowed: Iterable[str], prefix: str) -> None:
     for key in value:
         if key not in allowed:
-            _fail(f"unknown key {prefix}.{key}; allowed: {', '.join(allowed)}", f"{prefix}.{key}")
+            _fail(gettext("unknown key %(key)s; allowed: %(allowed)s")
+                  % {"key": f"{prefix}.{key}", "allowed": ", ".join(allowed)}, f"{prefix}.{key}")
 
 
 def _str_list(value, field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        _fail(f"{field} must be a list of non-empty strings", field)
+        _fail(gettext("%(field)s must be a list of non-empty strings") % {"field": field}, field)
     return value
 
 
 def _int_list(value, field: str) -> list[int]:
     if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
                                                            for v in value):
-        _fail(f"{field} must be a non-empty list of integers", field)
+        _fail(gettext("%(field)s must be a non-empty list of integers") % {"field": field}, field)
     return value
 
 
 def _bool(value, field: str) -> bool:
     if not isinstance(value, bool):
-        _fail(f"{field} must be true or false", field)
+        _fail(gettext("%(field)s must be true or false") % {"field": field}, field)
     return value
 
 
@@ -120,20 +123,24 @@ def user_filters_validate(value) -> dict:
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
-        _fail(f"{prefix} must be a JSON object", prefix)
+        _fail(gettext("%(field)s must be a JSON object") % {"field": prefix}, prefix)
     _unknown_keys(value, USER_FILTER_KEYS, prefix)
     if "mercard_status" in value:
         _int_list(value["mercard_status"], f"{prefix}.mercard_status")
     if "stage" in value:
         stage = value["stage"]
         if not isinstance(stage, dict):
-            _fail(f"{prefix}.stage must be an object with min and/or max", f"{prefix}.stage")
+            _fail(gettext("%(field)s must be an object with min and/or max") % {"field": f"{prefix}.stage"},
+                  f"{prefix}.stage")
         _unknown_keys(stage, STAGE_KEYS, f"{prefix}.stage")
         for key in STAGE_KEYS:
             if key in stage and (isinstance(stage[key], bool) or not isinstance(stage[key], int) or stage[key] < 0):
-                _fail(f"{prefix}.stage.{key} must be a non-negative integer", f"{prefix}.stage.{key}")
+                _fail(gettext("%(field)s must be a non-negative integer") % {"field": f"{prefix}.stage.{key}"},
+                      f"{prefix}.stage.{key}")
         if stage.get("min", 0) > stage.get("max", 10**6):
-            _fail(f"{prefix}.stage.min must not be above {prefix}.stage.max", f"{prefix}.stage.min")
+            _fail(gettext("%(min)s must not be above %(max)s") % {"min": f"{prefix}.stage.min",
+                                                                   "max": f"{prefix}.stage.max"},
+                  f"{prefix}.stage.min")
     return value
 
 
@@ -142,29 +149,31 @@ def payment_filters_validate(value) -> dict:
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
-        _fail(f"{prefix} must be a JSON object", prefix)
+        _fail(gettext("%(field)s must be a JSON object") % {"field": prefix}, prefix)
     _unknown_keys(value, PAYMENT_FILTER_KEYS, prefix)
     for key in ("mercari_inner_payment", "mercari_outer_payment"):
         if key in value:
             _bool(value[key], f"{prefix}.{key}")
     inner, outer = _channel_flags(value)
     if not inner and not outer:
-        _fail(f"{prefix}: mercari_inner_payment and mercari_outer_payment are both false, nothing would qualify",
-              f"{prefix}.mercari_inner_payment")
+        _fail(gettext("%(field)s: mercari_inner_payment and mercari_outer_payment are both false, nothing would "
+                      "qualify") % {"field": prefix}, f"{prefix}.mercari_inner_payment")
     if "merchant" in value:
         merchant = value["merchant"]
         if not isinstance(merchant, dict):
-            _fail(f"{prefix}.merchant must be an object with shop_id and invert", f"{prefix}.merchant")
+            _fail(gettext("%(field)s must be an object with shop_id and invert") % {"field": f"{prefix}.merchant"},
+                  f"{prefix}.merchant")
         _unknown_keys(merchant, MERCHANT_KEYS, f"{prefix}.merchant")
         if "shop_id" not in merchant:
-            _fail(f"{prefix}.merchant.shop_id is required (a list of merchant master IDs)",
-                  f"{prefix}.merchant.shop_id")
+            _fail(gettext("%(field)s is required (a list of merchant master IDs)")
+                  % {"field": f"{prefix}.merchant.shop_id"}, f"{prefix}.merchant.shop_id")
         _str_list(merchant["shop_id"], f"{prefix}.merchant.shop_id")
         if "invert" in merchant:
             _bool(merchant["invert"], f"{prefix}.merchant.invert")
     if "payment_methods" in value:
         if not _str_list(value["payment_methods"], f"{prefix}.payment_methods"):
-            _fail(f"{prefix}.payment_methods must not be empty", f"{prefix}.payment_methods")
+            _fail(gettext("%(field)s must not be empty") % {"field": f"{prefix}.payment_methods"},
+                  f"{prefix}.payment_methods")
     if "excluded_categories" in value:
         _str_list(value["excluded_categories"], f"{prefix}.excluded_categories")
     return value
@@ -173,12 +182,14 @@ def payment_filters_validate(value) -> dict:
 def stage_rates_validate(rates: list[tuple[int, int, object]]) -> None:
     """Every rate valid, every range ordered, no two ranges of one campaign overlapping."""
     if not rates:
-        _fail("a campaign needs at least one stage rate", "rates")
+        _fail(gettext("a campaign needs at least one stage rate"), "rates")
     for index, (start, end, rate) in enumerate(rates):
         if start is None or end is None:
-            _fail(f"rates.{index}: stage_from and stage_to are required", f"rates.{index}.stage_from")
+            _fail(gettext("rates.%(index)s: stage_from and stage_to are required") % {"index": index},
+                  f"rates.{index}.stage_from")
         if end < start:
-            _fail(f"rates.{index}: stage_to {end} is below stage_from {start}", f"rates.{index}.stage_to")
+            _fail(gettext("rates.%(index)s: stage_to %(end)s is below stage_from %(start)s")
+                  % {"index": index, "end": end, "start": start}, f"rates.{index}.stage_to")
         try:
             rate_tenths(rate)
         except ValidationFailed as exc:
@@ -186,22 +197,23 @@ def stage_rates_validate(rates: list[tuple[int, int, object]]) -> None:
     ordered = sorted(enumerate(rates), key=lambda item: item[1][0])
     for (_, previous), (index, current) in zip(ordered, ordered[1:], strict=False):
         if current[0] <= previous[1]:
-            _fail(f"stage ranges {previous[0]}-{previous[1]} and {current[0]}-{current[1]} overlap",
+            _fail(gettext("stage ranges %(first)s and %(second)s overlap")
+                  % {"first": f"{previous[0]}-{previous[1]}", "second": f"{current[0]}-{current[1]}"},
                   f"rates.{index}.stage_from")
 
 
 def period_validate(starts_at: datetime | None, ends_at: datetime | None) -> None:
     if starts_at is None:
-        _fail("starts_at is required", "starts_at")
+        _fail(gettext("starts_at is required"), "starts_at")
     if ends_at is None:
-        _fail("ends_at is required", "ends_at")
+        _fail(gettext("ends_at is required"), "ends_at")
     if ends_at <= starts_at:
-        _fail("ends_at must be after starts_at", "ends_at")
+        _fail(gettext("ends_at must be after starts_at"), "ends_at")
 
 
 def upper_limit_validate(value) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        _fail("upper_limit must be a non-negative integer of points (or empty for no cap)", "upper_limit")
+        _fail(gettext("upper_limit must be a non-negative integer of points (or empty for no cap)"), "upper_limit")
 
 
 def _channel_flags(payment_filters: dict) -> tuple[bool, bool]:

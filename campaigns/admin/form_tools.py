@@ -101,7 +101,7 @@ def _moment(value, field: str) -> datetime | None:
             return forms.DateTimeField().clean(value)
     except ValidationError:
         pass
-    raise ValidationFailed(f"{field} is not a valid date and time", field)
+    raise ValidationFailed(gettext("%(field)s is not a valid date and time") % {"field": field}, field)
 
 
 def _json_object(value, field: str):
@@ -126,17 +126,17 @@ def _whole(value, field: str, *, blank_ok: bool = False) -> int | None:
     if value is None and blank_ok:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed(f"{field} must be a whole number", field)
+        raise ValidationFailed(gettext("%(field)s must be a whole number") % {"field": field}, field)
     return value
 
 
 def campaign_rule_from_form(values: dict) -> rules.CampaignRule:
     """The unsaved campaign as the pure rule settlement would evaluate; ValidationFailed names the bad field."""
     if not isinstance(values, dict):
-        raise ValidationFailed("campaign must be an object", "campaign")
+        raise ValidationFailed(gettext("campaign must be an object"), "campaign")
     raw_rates = values.get("rates") or []
     if not isinstance(raw_rates, list) or not all(isinstance(r, dict) for r in raw_rates):
-        raise ValidationFailed("rates must be a list of {stage_from, stage_to, rate}", "rates")
+        raise ValidationFailed(gettext("rates must be a list of {stage_from, stage_to, rate}"), "rates")
     rates = [(_whole(r.get("stage_from"), f"rates.{i}.stage_from"), _whole(r.get("stage_to"), f"rates.{i}.stage_to"),
               r.get("rate")) for i, r in enumerate(raw_rates)]
     starts_at = _moment(values.get("starts_at"), "starts_at")

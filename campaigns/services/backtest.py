@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from mercari_ops.common.business_time import month_bounds
 from mercari_ops.common.enqueue import enqueue, enqueue_after_commit
@@ -47,7 +48,7 @@ def campaign_backtest_queue(*, campaign_id: int, month: str, by: str = "") -> Ca
     from ..tasks import campaign_backtest_task
 
     if not MONTH.fullmatch(month or ""):
-        raise ValidationFailed(f"month must be YYYY-MM, got {month!r}", "month")
+        raise ValidationFailed(gettext("month must be YYYY-MM, got %(month)s") % {"month": repr(month)}, "month")
     campaign = Campaign.objects.get(pk=campaign_id)
     run = CampaignBacktest.objects.create(campaign=campaign, month=month, run_by=by)
     enqueue_after_commit(campaign_backtest_task, run.pk)  # broker down: campaign_backtests_requeue_stale

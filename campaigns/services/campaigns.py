@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from mercari_ops.common.audit import audit_record
 from mercari_ops.common.errors import Conflict, ValidationFailed
@@ -34,7 +35,7 @@ def campaign_validate(*, name: str, starts_at, ends_at, user_filters, payment_fi
                       rates: list[tuple[int, int, object]] | None) -> None:
     """Every rule a campaign must satisfy; raises ValidationFailed naming the bad field or key."""
     if not name or not str(name).strip():
-        raise ValidationFailed("name is required", "name")
+        raise ValidationFailed(gettext("name is required"), "name")
     rules.period_validate(starts_at, ends_at)
     rules.user_filters_validate(user_filters)
     rules.payment_filters_validate(payment_filters)
@@ -125,7 +126,7 @@ def campaign_activate(*, campaign_id: int, by: str = "", note: str = "activated"
     if campaign.status == Campaign.Status.ACTIVE:
         return campaign
     if campaign.status == Campaign.Status.ENDED:
-        raise Conflict("an ended campaign cannot be activated again; copy it instead", "status")
+        raise Conflict(gettext("an ended campaign cannot be activated again; copy it instead"), "status")
     before = campaign_snapshot(campaign)
     campaign_validate(name=campaign.name, starts_at=campaign.starts_at, ends_at=campaign.ends_at,
                       user_filters=campaign.user_filters, payment_filters=campaign.payment_filters,

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.utils import translation
 
 from campaigns import rules
 from campaigns.rules import CampaignRule, MerchantInfo, points_calculate, rate_tenths
@@ -14,6 +15,13 @@ MARKET = MerchantInfo("mercari", True, "")
 SHOP = MerchantInfo("shop-77", False, "")
 EXCLUDED_SHOP = MerchantInfo("shop-88", False, "")
 CHARGE = MerchantInfo("charge-1", False, "e_money_charge")
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """The messages below are the English ones (the API's; the admin shows them in the user's language)."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.mark.parametrize("amount, rate, expected", [
