@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from mercari_ops.common.metrics import ScrapeGauge, counter, histogram, scrape_area_register
@@ -37,16 +37,17 @@ _BACKLOG = [InboxEvent.Status.WAITING, InboxEvent.Status.RETRY, InboxEvent.Statu
 
 
 def read() -> dict:
-    """Four indexed queries: inbox_needs_operator, inbox_waiting_since (twice), dead_letter_status_topic."""
+    """Three indexed queries: inbox_needs_operator, inbox_waiting_since, dead_letter_status_topic."""
     now = timezone.now()
     backlog = {(topic, status): 0.0 for topic in topic_names() for status in _BACKLOG}
     rows = (InboxEvent.objects.filter(status__in=_BACKLOG).order_by().values_list("topic", "status")
             .annotate(n=Count("*")))
     for topic, status, n in rows:
         backlog[(topic, status)] = float(n)
-    waiting = InboxEvent.objects.filter(status=InboxEvent.Status.WAITING).order_by()
-    oldest = waiting.aggregate(oldest=Min("received_at"))["oldest"]
     cutoff = now - timedelta(seconds=settings.INBOX_WAITING_ALERT_SECONDS)
+    waiting = InboxEvent.objects.filter(status=InboxEvent.Status.WAITING).order_by().aggregate(
+        oldest=Min("received_at"), over=Count("id", filter=Q(received_at__lt=cutoff)))
+    oldest = waiting["oldest"]
     letters = {(topic,): 0.0 for topic in [*topic_names(), "unknown"]}
     for topic, n in (DeadLetter.objects.filter(status=DeadLetter.Status.OPEN).order_by()
                      .values_list("topic").annotate(n=Count("*"))):
@@ -54,7 +55,7 @@ def read() -> dict:
     return {
         "mercari_ops_inbox_backlog_events": backlog,
         "mercari_ops_inbox_waiting_oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0,
-        "mercari_ops_inbox_waiting_over_alert_events": float(waiting.filter(received_at__lt=cutoff).count()),
+        "mercari_ops_inbox_waiting_over_alert_events": float(waiting["over"]),
         "mercari_ops_inbox_dead_letters_open": letters,
     }
 
