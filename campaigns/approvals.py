@@ -116,7 +116,7 @@ def backtest_figures(*, target_id: str, payload: dict) -> dict:
     result = run.result or {}
     figures = {
         "backtest": _("run #%(id)s over %(month)s, finished %(at)s") % {
-            "id": run.pk, "month": run.month, "at": f"{run.finished_at:%Y-%m-%d %H:%M} UTC"},
+            "id": run.pk, "month": run.month, "at": f"{timezone.localtime(run.finished_at):%Y-%m-%d %H:%M}"},
         "scope": _("the campaign as stored now; a proposed change of rates or filters is not simulated"),
     }
     for key in ("recipients", "points", "rewards", "cap_hits", "customers_at_cap", "lines", "lines_rewarded"):
