@@ -23,6 +23,7 @@ from .process import multiproc_dir
 multiproc_dir()  # before prometheus_client is imported: it picks multiprocess mode from the environment
 
 from django.conf import settings  # noqa: E402
+from django.db import InterfaceError, OperationalError  # noqa: E402
 from prometheus_client import Counter, Histogram  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 
@@ -140,17 +141,22 @@ def snapshot() -> dict[str, GaugeValue]:
     """Every scrape gauge now: {name: value} or {name: {(label values...): value}}.
 
     An area whose read fails (the database down) is left out and reported by mercari_ops_metrics_collector_up
-    {area} = 0, so the rest (mercari_ops_database_up among them) still answers.
+    {area} = 0, so the rest (mercari_ops_database_up among them) still answers. After one area found the
+    database unreachable the following ones are not read (each would wait for its connect timeout again).
     """
     values: dict[str, GaugeValue] = {}
     up: dict[tuple[str, ...], float] = {}
     duration: dict[tuple[str, ...], float] = {}
+    unreachable = False  # once the database is down, later areas do not each wait for it again
     for name, area in list(_areas.items()):
         started = time.perf_counter()
         try:
+            if unreachable:
+                raise OperationalError("the database was unreachable earlier in this scrape")
             read = area.read()
-        except Exception:
-            logger.warning("metrics: the scrape gauges of %s could not be read", name, exc_info=True)
+        except Exception as exc:
+            unreachable = unreachable or isinstance(exc, (OperationalError, InterfaceError))
+            logger.warning("metrics: the scrape gauges of %s could not be read: %r", name, exc)
             up[(name,)] = 0.0
         else:
             up[(name,)] = 1.0

@@ -309,3 +309,23 @@ def test_gunicorn_hooks_clean_the_folder_at_start_and_mark_dead_workers(tmp_path
     (tmp_path / "counter_4242.db").write_bytes(b"x")
     hooks["child_exit"](server=None, worker=SimpleNamespace(pid=4242))
     assert [p.name for p in tmp_path.iterdir()] == ["counter_4242.db"]
+
+
+def test_with_the_database_down_the_scrape_still_answers_and_says_so(tmp_path):
+    # given: a web process whose database server is not there (nothing listens on port 1)
+    env = {**os.environ, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/mops_dead",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    script = ("import django; django.setup()\n"
+              "from mercari_ops.common.metrics.registry import exposition\n"
+              "print(exposition().decode())\n")
+    # when
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    # then
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert value(done.stdout, "mercari_ops_database_up") == 0
+    assert value(done.stdout, "mercari_ops_redis_up") == 1
+    for area in ("inbox", "campaigns", "line", "loyalty", "history"):
+        assert value(done.stdout, "mercari_ops_metrics_collector_up", area=area) == 0
+    assert "the database was unreachable earlier in this scrape" in done.stderr  # one connect attempt, not six
+    assert time.monotonic() - started < 30
