@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from rest_framework.authtoken.models import TokenProxy
 
 from .models import ServiceToken
 from .services import service_token_create, service_token_revoke
@@ -30,6 +31,12 @@ class ServiceTokenAddForm(forms.ModelForm):
     class Meta:
         model = ServiceToken
         fields = ("service", "scopes", "expires_at")
+
+    def clean_service(self) -> str:
+        service = self.cleaned_data["service"].strip()
+        if not service or any(c.isspace() for c in service):
+            raise forms.ValidationError(_("One word, e.g. marketplace-item-page."))
+        return service
 
 
 class TokenStateFilter(admin.SimpleListFilter):
@@ -101,3 +108,9 @@ class ServiceTokenAdmin(admin.ModelAdmin):
         revoked = sum(service_token_revoke(token=token, request=request) for token in queryset)
         self.message_user(request, ngettext("%d token revoked.", "%d tokens revoked.", revoked) % revoked,
                           messages.SUCCESS)
+
+
+# DRF's own token screen would issue raw keys that no longer authenticate anything (the table is emptied by
+# common/0004): service tokens are made here only.
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)

@@ -280,6 +280,14 @@ def test_admin_creates_a_token_and_shows_the_key_once(operator_client):
     assert (entry.actor, entry.actor_ip) == ("olga", "127.0.0.1")
 
 
+def test_admin_refuses_a_service_name_with_spaces_and_has_no_drf_token_screen(operator_client):
+    response = operator_client.post("/admin/common/servicetoken/add/", {"service": "item page",
+                                                                        "scopes": ["estimate"]})
+    assert response.status_code == 200 and "One word" in response.content.decode()
+    assert not ServiceToken.objects.exists()
+    assert operator_client.get("/admin/authtoken/tokenproxy/").status_code == 404
+
+
 def test_admin_revoke_action_is_audited(operator_client):
     key = service_token_create(name="item-page", scopes=["estimate"])
     token = ServiceToken.objects.get(service="item-page")
