@@ -5,11 +5,17 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.errors import DomainError
+from mercari_ops.common.formatting import points, yen
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 from mercari_ops.common.roles import can_see_pii
 from mercari_ops.inbox.admin import DeadLetterAdmin, InboxEventAdmin
@@ -19,12 +25,31 @@ from . import selectors
 from .canonical import TOPIC
 from .models import (
     DeadPaymentEvent,
+    EntryState,
+    EntryType,
     PaymentDeadLetter,
     PaymentEntry,
     PaymentTransition,
     RepaymentRequest,
     WaitingPaymentEvent,
 )
+
+
+def _local(text: str | None) -> str:
+    """An ISO time of the history API (UTC) in the business time zone, as the admin shows its own fields."""
+    at = parse_datetime(text) if text else None
+    return date_format(timezone.localtime(at), "SHORT_DATETIME_FORMAT") if at else (text or "")
+
+
+def _entries_for_page(entries: list[dict]) -> list[dict]:
+    """The API's entries with what a person reads: names of types and states, yen, points, local times."""
+    types, states = dict(EntryType.choices), dict(EntryState.choices)
+    return [{**entry, "when": _local(entry["occurred_at"]), "type_label": types.get(entry["type"], entry["type"]),
+             "state_label": states.get(entry["state"], entry["state"]), "amount_yen": yen(entry["amount"]),
+             "actions": [{**action, "amount_yen": yen(action.get("amount"))} for action in entry["actions"]],
+             "cashback_points": points(entry["cashback"]["points"])
+             if entry.get("cashback") and entry["cashback"].get("eligible") else None,
+             "children": _entries_for_page(entry["children"])} for entry in entries]
 
 
 class PaymentTransitionInline(admin.TabularInline):
@@ -41,13 +66,13 @@ class PaymentTransitionInline(admin.TabularInline):
 
 @admin.register(PaymentEntry)
 class PaymentEntryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
-    personal_fields = ("amount", "title", "attributes", "attributes_pretty")  # payment details
-    list_display = ("payment_id", "customer_link", "type", "state", "amount", "occurred_at", "parent_payment")
+    personal_fields = ("amount", "amount_yen", "title", "attributes", "attributes_pretty")  # payment details
+    list_display = ("payment_id", "customer_link", "type", "state", "amount_yen", "occurred_at", "parent_payment")
     list_filter = ("type", "state")
     search_fields = ("=payment_id", "=customer_id")
-    readonly_fields = ("payment_id", "customer_link", "type", "parent", "root", "amount", "state", "state_at",
+    readonly_fields = ("payment_id", "customer_link", "type", "parent", "root", "amount_yen", "state", "state_at",
                        "occurred_at", "title", "attributes_pretty", "event_id", "created_at", "updated_at")
-    exclude = ("attributes", "customer_id")
+    exclude = ("attributes", "customer_id", "amount")
     inlines = [PaymentTransitionInline]
     list_per_page = 50
     show_full_result_count = False  # millions of rows: no COUNT(*)
@@ -61,16 +86,20 @@ class PaymentEntryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="customer")
+    @admin.display(description=_("customer"))
     def customer_link(self, obj):
         url = reverse("admin:history_customer", args=[obj.customer_id])
         return format_html('<a href="{}">{}</a>', url, obj.customer_id)
 
-    @admin.display(description="parent")
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_yen(self, obj):
+        return yen(obj.amount)
+
+    @admin.display(description=_("parent"))
     def parent_payment(self, obj):
         return obj.parent.payment_id if obj.parent else "\u2014"
 
-    @admin.display(description="attributes")
+    @admin.display(description=_("attributes"))
     def attributes_pretty(self, obj):
         return pretty_json(obj.attributes)
 
@@ -88,8 +117,10 @@ class PaymentEntryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
             page = selectors.history_page(customer_id=customer_id, cursor=request.GET.get("cursor") or None)
         except DomainError as exc:
             error = exc.message
-        context = {**self.admin_site.each_context(request), "title": f"Payment history of {customer_id}",
-                   "customer_id": customer_id, "page": page, "error": error, "opts": self.model._meta}
+        context = {**self.admin_site.each_context(request),
+                   "title": gettext("Payment history of %(customer)s") % {"customer": customer_id},
+                   "customer_id": customer_id, "entries": _entries_for_page(page["entries"]), "page": page,
+                   "error": error, "opts": self.model._meta}
         return render(request, "admin/history/customer_history.html", context)
 
 
@@ -128,22 +159,27 @@ class PaymentDeadLetterAdmin(DeadLetterAdmin):
 
 @admin.register(RepaymentRequest)
 class RepaymentRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
-    personal_fields = ("amount", "response", "response_pretty")
-    list_display = ("public_id", "payment", "amount", "status", "attempts", "created_at", "sent_at", "last_error")
+    personal_fields = ("amount", "amount_yen", "response", "response_pretty")
+    list_display = ("public_id", "payment", "amount_yen", "status", "attempts", "created_at", "sent_at",
+                    "last_error")
     list_filter = ("status",)
     search_fields = ("=idempotency_key", "=entry__payment_id", "=entry__customer_id")
-    readonly_fields = ("public_id", "idempotency_key", "entry", "amount", "status", "response_pretty", "attempts",
-                       "next_attempt_at", "last_error", "requested_by", "created_at", "sent_at")
-    exclude = ("response",)
+    readonly_fields = ("public_id", "idempotency_key", "entry", "amount_yen", "status", "response_pretty",
+                       "attempts", "next_attempt_at", "last_error", "requested_by", "created_at", "sent_at")
+    exclude = ("response", "amount")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("entry")
 
-    @admin.display(description="payment")
+    @admin.display(description=_("payment"))
     def payment(self, obj):
         return obj.entry.payment_id
 
-    @admin.display(description="answer given")
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_yen(self, obj):
+        return yen(obj.amount)
+
+    @admin.display(description=_("answer given"))
     def response_pretty(self, obj):
         return pretty_json(obj.response)
 
@@ -153,15 +189,16 @@ class RepaymentRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
 def _dashboard_rows():
     return [
-        ("Payment events waiting for their parent",
+        (gettext("Payment events waiting for their parent"),
          WaitingPaymentEvent.objects.filter(topic=TOPIC, status=InboxEvent.Status.WAITING).count(),
          "/admin/history/waitingpaymentevent/"),
-        ("Payment events dead", DeadPaymentEvent.objects.filter(topic=TOPIC, status=InboxEvent.Status.DEAD).count(),
+        (gettext("Payment events dead"),
+         DeadPaymentEvent.objects.filter(topic=TOPIC, status=InboxEvent.Status.DEAD).count(),
          "/admin/history/deadpaymentevent/"),
-        ("Repayment requests not yet delivered",
+        (gettext("Repayment requests not yet delivered"),
          RepaymentRequest.objects.filter(status=RepaymentRequest.Status.PENDING).count(),
          "/admin/history/repaymentrequest/?status__exact=pending"),
     ]
 
 
-register_panel("Payment history", _dashboard_rows)
+register_panel(_("Payment history"), _dashboard_rows)

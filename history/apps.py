@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class HistoryConfig(AppConfig):
     name = "history"
-    verbose_name = "Payment history"
+    verbose_name = _("Payment history")
     # Models marketers may edit / only view (see mercari_ops/common/roles.py); operators see everything.
     marketer_models: list[str] = []
     marketer_view_models: list[str] = []

@@ -13,8 +13,9 @@ from mercari_ops.inbox.services import Outcome, event_clean, inbox_accept
 from .canonical import TOPIC
 
 CUSTOMERS = [f"c-{n:05d}" for n in range(1, 6)]
-ITEMS = [("Vintage camera", 12800), ("Sneakers", 6400), ("Board game", 3200), ("Desk lamp", 2500),
-         ("Novel set", 1800)]
+# Item names as customers (Japanese) see them in their history.
+ITEMS = [("ヴィンテージカメラ", 12800), ("スニーカー", 6400), ("ボードゲーム", 3200), ("デスクライト", 2500),
+         ("小説セット", 1800)]
 
 
 def _events(customer_id: str, index: int, now) -> list[dict]:

@@ -9,13 +9,17 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.approvals import change_requests_pending_count
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
+from mercari_ops.common.formatting import number, yen
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 from mercari_ops.common.roles import can_see_pii
 
@@ -32,7 +36,7 @@ from .customer_page import (
 )
 from .models import Customer, MonthlyTotal, RecomputeJob, StageChange, StagePin, StageRuleVersion
 from .rules import definition_validate
-from .selectors import customer_explain, rules_active
+from .selectors import customer_explain, rules_active, stage_label
 
 
 class ReadOnlyMixin:
@@ -51,6 +55,11 @@ def _table(headers, rows):
     body = format_html_join("", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),)
                                                  for row in rows))
     return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+def _local(at) -> str:
+    """A time in the business time zone (TIME_ZONE), as the admin writes its own fields."""
+    return date_format(timezone.localtime(at), "SHORT_DATETIME_FORMAT") if at else ""
 
 
 @admin.register(Customer)
@@ -83,33 +92,39 @@ class CustomerAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
         return [path("<int:pk>/why/", self.admin_site.admin_view(self.why_view), name="loyalty_customer_why")] + \
             super().get_urls()
 
-    @admin.display(description="why this stage")
+    @admin.display(description=_("why this stage"))
     def why_link(self, obj):
-        return format_html('<a href="{}">why this stage</a>', reverse("admin:loyalty_customer_why", args=[obj.pk]))
+        return format_html('<a href="{}">{}</a>', reverse("admin:loyalty_customer_why", args=[obj.pk]),
+                           gettext("why this stage"))
 
-    @admin.display(description="totals per window")
+    @admin.display(description=_("totals per window"))
     def window_totals(self, obj):
         explain = customer_explain(customer=obj)
         names = explain["metric_names"]
-        rows = [(f"rules window (last {explain['ruleset'].window_months} months, from "
-                 f"{explain['window_from']:%Y-%m})", *[metric_value(m, explain["metrics"][m]) for m in names]),
-                ("lifetime", *[metric_value(m, explain["lifetime"][m]) for m in names])]
-        return _table(["window", *[metric_label(m) for m in names]], rows)
+        window = gettext("rules window (last %(months)s months, from %(start)s)") % {
+            "months": explain["ruleset"].window_months, "start": f"{explain['window_from']:%Y-%m}"}
+        rows = [(window, *[metric_value(m, explain["metrics"][m]) for m in names]),
+                (gettext("lifetime"), *[metric_value(m, explain["lifetime"][m]) for m in names])]
+        return _table([gettext("window"), *[metric_label(m) for m in names]], rows)
 
-    @admin.display(description="recent stage changes")
+    @admin.display(description=_("recent stage changes"))
     def recent_changes(self, obj):
         changes = obj.stage_changes.order_by("-at", "-id")[:20]
         ruleset = rules_active()
-        return _table(["at", "from", "to", "cause", "rules version", "reason"],
-                      [(c.at, stage_label_cheap(c.from_stage), stage_label_cheap(c.to_stage), c.get_cause_display(),
-                        c.rule_version, change_reason_html(c.reason, ruleset=ruleset)) for c in changes])
+        headers = [gettext("at"), gettext("from"), gettext("to"), gettext("cause"), gettext("rules version"),
+                   gettext("reason")]
+        return _table(headers, [(_local(c.at), stage_label_cheap(c.from_stage), stage_label_cheap(c.to_stage),
+                                 c.get_cause_display(), c.rule_version, change_reason_html(c.reason, ruleset=ruleset))
+                                for c in changes])
 
-    @admin.display(description="pins")
+    @admin.display(description=_("pins"))
     def pin_history(self, obj):
-        return _table(["floor", "reason", "expires", "by", "at", "revoked"],
-                      [(stage_label_cheap(p.floor), p.reason, p.expires_at, p.created_by, p.created_at,
-                        f"{p.revoked_at:%Y-%m-%d %H:%M} by {p.revoked_by}" if p.revoked_at else "")
-                       for p in obj.pins.order_by("-created_at")[:20]])
+        headers = [gettext("floor"), gettext("reason"), gettext("expires"), gettext("by"), gettext("at"),
+                   gettext("revoked")]
+        return _table(headers, [
+            (stage_label_cheap(p.floor), p.reason, _local(p.expires_at), p.created_by, _local(p.created_at),
+             gettext("%(at)s by %(by)s") % {"at": _local(p.revoked_at), "by": p.revoked_by} if p.revoked_at else "")
+            for p in obj.pins.order_by("-created_at")[:20]])
 
     def why_view(self, request, pk):
         customer = get_object_or_404(Customer, pk=pk)
@@ -124,20 +139,28 @@ class CustomerAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(MonthlyTotal)
 class MonthlyTotalAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
-    personal_fields = ("amount", "count")
-    personal_str = True  # "c-00001 pay 2026-11: 12800 yen / 3"
-    list_display = ("customer", "kind", "month", "amount", "count")
+    personal_fields = ("amount", "count", "amount_yen", "count_number")
+    personal_str = True  # "c-00001 Paid 2026-11: ¥12,800 / 3"
+    list_display = ("customer", "kind", "month", "amount_yen", "count_number")
     list_filter = ("kind",)
     search_fields = ("=customer__customer_id",)
     list_select_related = ("customer",)
     show_full_result_count = False
 
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_yen(self, obj):
+        return yen(obj.amount)
+
+    @admin.display(description=_("count"), ordering="count")
+    def count_number(self, obj):
+        return number(obj.count)
+
 
 class RulesForm(forms.ModelForm):
-    definition = forms.JSONField(widget=forms.Textarea(attrs={"rows": 30, "cols": 100}),
-                                 help_text="window_months; stages in ascending order, each with name, combine "
-                                           "('all': every threshold met, 'any': at least one) and thresholds over "
-                                           "buy/sell/pay _amount/_count. The lowest stage has no thresholds.")
+    definition = forms.JSONField(label=_("definition"), widget=forms.Textarea(attrs={"rows": 30, "cols": 100}),
+                                 help_text=_("window_months; stages in ascending order, each with name, combine "
+                                             "('all': every threshold met, 'any': at least one) and thresholds over "
+                                             "buy/sell/pay _amount/_count. The lowest stage has no thresholds."))
 
     class Meta:
         model = StageRuleVersion
@@ -185,6 +208,14 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else ()  # the add form takes the requester's note
 
+    def changelist_view(self, request, extra_context=None):
+        # the rules' history also holds the proposals: pending, rejected, stale (change requests)
+        url = reverse("admin:common_changerequest_changelist") + "?kind=stage_rules.publish"
+        pending = change_requests_pending_count(target_type="loyalty.stageruleversion")
+        waiting = _("Proposals waiting for an approver: %(n)s.") % {"n": pending}
+        subtitle = format_html('{} <a href="{}">{}</a>', waiting, url, _("All rules change requests"))
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": subtitle})
+
     def save_model(self, request, obj, form, change):
         """Four eyes: saving asks an approver to publish (loyalty/approvals.py); nothing is published here."""
         try:
@@ -211,32 +242,27 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
                           messages.WARNING)
         return HttpResponseRedirect(reverse("admin:common_changerequest_change", args=[change.pk]))
 
-    @admin.display(description="stages")
+    @admin.display(description=_("stages"))
     def stages_summary(self, obj):
-        return ", ".join(f"{s['stage']} {s['name']}" for s in obj.definition["stages"])
+        return ", ".join(f"{s['name']} ({s['stage']})" for s in obj.definition["stages"])
 
-    @admin.display(description="after (this version)")
+    @admin.display(description=_("after (this version)"))
     def after(self, obj):
         return pretty_json(obj.definition)
 
-    @admin.display(description="before (replaced version)")
+    @admin.display(description=_("before (replaced version)"))
     def before(self, obj):
         return pretty_json(obj.previous_definition)
 
-    @admin.display(description="recomputation")
+    @admin.display(description=_("recomputation"))
     def recompute_progress(self, obj):
         job = obj.recompute_jobs.order_by("-created_at").first()
-        return _progress(job) if job else "\u2014"
-
-
-def _progress(job: RecomputeJob) -> str:
-    percent = 100 if not job.total else min(100, round(100 * job.done / job.total))
-    return f"{job.get_status_display()}: {job.done}/{job.total} ({percent}%), {job.changed} changed"
+        return job.progress_label() if job else "\u2014"
 
 
 @admin.register(RecomputeJob)
 class RecomputeJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("id", "rule_version", "status", "progress", "changed", "created_at", "started_at",
+    list_display = ("id", "rule_version", "status", "progress", "changed_number", "created_at", "started_at",
                     "heartbeat_at", "finished_at")
     list_filter = ("status",)
     list_select_related = ("rule_version",)
@@ -244,49 +270,80 @@ class RecomputeJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
                        "started_at", "heartbeat_at", "finished_at")
     actions = ("resume",)
 
-    @admin.display(description="progress (done/total)")
+    @admin.display(description=_("progress"))
     def progress(self, obj):
-        return _progress(obj)
+        return obj.progress_label()
+
+    @admin.display(description=_("stages changed"), ordering="changed")
+    def changed_number(self, obj):
+        return number(obj.changed)
 
     def has_resume_permission(self, request):
         return request.user.has_perm("loyalty.change_recomputejob")
 
-    @admin.action(description="Resume the selected unfinished jobs now (in the background)", permissions=["resume"])
+    @admin.action(description=_("Resume the selected unfinished jobs now (in the background)"),
+                  permissions=["resume"])
     def resume(self, request, queryset):
         from .tasks import recompute
 
         ids = list(queryset.exclude(status__in=["done", "superseded"]).values_list("pk", flat=True))
         queued = sum(enqueue(recompute, pk) for pk in ids)
         if queued < len(ids):  # the broker is down: loyalty.recompute_resume picks them up when it is back
-            self.message_user(request, f"Queued {queued} of {len(ids)} job(s); the others are resumed "
-                                       "automatically once the task queue answers again.", messages.WARNING)
+            self.message_user(request, gettext(
+                "Queued %(queued)d of %(total)d job(s); the others are resumed automatically once the task queue "
+                "answers again.") % {"queued": queued, "total": len(ids)}, messages.WARNING)
         else:
-            self.message_user(request, f"Queued {len(ids)} job(s).")
+            self.message_user(request, gettext("Queued %(n)d job(s).") % {"n": len(ids)})
 
 
 @admin.register(StageChange)
 class StageChangeAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     personal_fields = ("reason", "reason_pretty")  # the totals that crossed the thresholds
-    list_display = ("at", "customer", "from_stage", "to_stage", "cause", "rule_version")
-    list_filter = ("cause", "to_stage")
+    list_display = ("at", "customer", "from_stage_name", "to_stage_name", "cause", "rule_version")
+    list_filter = ("cause", stage_list_filter("to_stage", _("to stage")))
     search_fields = ("=customer__customer_id",)
     list_select_related = ("customer",)
     show_full_result_count = False
-    readonly_fields = ("customer", "from_stage", "to_stage", "from_rules_stage", "to_rules_stage", "cause",
-                       "rule_version", "at", "reason_pretty")
+    readonly_fields = ("customer", "from_stage_name", "to_stage_name", "from_rules_stage_name",
+                       "to_rules_stage_name", "cause", "rule_version", "at", "reason_pretty")
     fields = readonly_fields
 
-    @admin.display(description="why")
+    @admin.display(description=_("from stage"), ordering="from_stage")
+    def from_stage_name(self, obj):
+        return stage_label_cheap(obj.from_stage)
+
+    @admin.display(description=_("to stage"), ordering="to_stage")
+    def to_stage_name(self, obj):
+        return stage_label_cheap(obj.to_stage)
+
+    @admin.display(description=_("from rules stage"))
+    def from_rules_stage_name(self, obj):
+        return stage_label_cheap(obj.from_rules_stage)
+
+    @admin.display(description=_("to rules stage"))
+    def to_rules_stage_name(self, obj):
+        return stage_label_cheap(obj.to_rules_stage)
+
+    @admin.display(description=_("why"))
     def reason_pretty(self, obj):
-        return pretty_json(obj.reason)
+        return change_reason_html(obj.reason, ruleset=rules_active())
 
 
 class PinForm(forms.ModelForm):
-    customer_ref = forms.CharField(label="customer ID", max_length=64)
+    customer_ref = forms.CharField(label=_("customer ID"), max_length=64)
+    # the service's field names -> this form's
+    FIELDS = {"customer_id": "customer_ref", "floor": "floor", "reason": "reason", "expires_at": "expires_at"}
 
     class Meta:
         model = StagePin
         fields = ("floor", "reason", "expires_at")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        ruleset = rules_active()  # the floor is one of the stages in force, offered by name
+        self.fields["floor"] = forms.TypedChoiceField(
+            label=_("floor stage"), coerce=int,
+            choices=[(rule.stage, stage_label(rule.stage, ruleset=ruleset)) for rule in ruleset.stages])
 
     def clean(self):
         data = super().clean()
@@ -295,7 +352,7 @@ class PinForm(forms.ModelForm):
                 services.stage_pin_validate(customer_id=data["customer_ref"], floor=data["floor"],
                                             reason=data["reason"], expires_at=data["expires_at"], by="admin")
             except DomainError as exc:
-                raise forms.ValidationError(f"{exc.field}: {exc.message}") from None
+                self.add_error(self.FIELDS.get(exc.field), exc.message)  # the message is in the page's language
         return data
 
 
@@ -305,9 +362,9 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
     personal_fields = ("reason", "revoke_reason")  # free text about one customer
 
-    list_display = ("customer", "floor", "reason", "expires_at", "created_by", "created_at", "state",
+    list_display = ("customer", "floor_name", "reason", "expires_at", "created_by", "created_at", "state",
                     "revoked_by")
-    list_filter = ("floor",)
+    list_filter = (stage_list_filter("floor", _("floor stage")),)
     search_fields = ("=customer__customer_id",)
     list_select_related = ("customer",)
     actions = ("revoke",)
@@ -320,7 +377,7 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("customer_ref", "floor", "reason", "expires_at")
-        return ("customer", "floor", "reason", "expires_at", "created_by", "created_at", "revoked_at",
+        return ("customer", "floor_name", "reason", "expires_at", "created_by", "created_at", "revoked_at",
                 "revoked_by", "revoke_reason")
 
     def get_readonly_fields(self, request, obj=None):
@@ -329,11 +386,15 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="state")
+    @admin.display(description=_("floor stage"), ordering="floor")
+    def floor_name(self, obj):
+        return stage_label_cheap(obj.floor)
+
+    @admin.display(description=_("state"))
     def state(self, obj):
         if obj.revoked_at:
-            return "revoked"
-        return "active" if obj.expires_at > timezone.now() else "expired"
+            return gettext("revoked")
+        return gettext("active") if obj.expires_at > timezone.now() else gettext("expired")
 
     def save_model(self, request, obj, form, change):
         pin = services.stage_pin_set(customer_id=form.cleaned_data["customer_ref"],
@@ -344,13 +405,13 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     def has_revoke_permission(self, request):
         return request.user.has_perm("loyalty.change_stagepin")
 
-    @admin.action(description="Revoke the selected pins", permissions=["revoke"])
+    @admin.action(description=_("Revoke the selected pins"), permissions=["revoke"])
     def revoke(self, request, queryset):
         n = 0
         for pk in queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True):
             services.stage_pin_revoke(pin_id=pk, by=request.user.get_username(), reason="revoked in the admin")
             n += 1
-        self.message_user(request, f"Revoked {n} pin(s).")
+        self.message_user(request, gettext("Revoked %(n)d pin(s).") % {"n": n})
 
 
 def _dashboard_rows():
@@ -359,10 +420,11 @@ def _dashboard_rows():
     rows = []
     job = RecomputeJob.objects.select_related("rule_version").order_by("-pk").first()
     if job is not None:
-        rows.append((f"Latest stage recomputation (rules v{job.rule_version.version})",
+        rows.append((gettext("Latest stage recomputation (rules v%(version)s)") % {
+                         "version": job.rule_version.version},
                      job.progress_label(),
                      f"/admin/loyalty/recomputejob/{job.pk}/change/"))
     return rows
 
 
-register_panel("Loyalty", _dashboard_rows)
+register_panel(_("Loyalty stages"), _dashboard_rows)

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
-    verbose_name = "Loyalty stages"
+    verbose_name = _("Loyalty stages")
     # Models marketers may edit / only view (see mercari_ops/common/roles.py). Pins are operators' only.
     marketer_models: list[str] = ["stageruleversion"]
     marketer_view_models: list[str] = ["customer", "monthlytotal", "stagechange", "stagepin", "recomputejob"]

@@ -86,7 +86,7 @@ def seed(*, stdout, customers: int = 3000, now: datetime | None = None) -> str:
 
     added = []
     if not StageRuleVersion.objects.exists():
-        version = rules_version_publish(definition=DEMO_RULES, by="demo", note="demo rules")
+        version = rules_version_publish(definition=DEMO_RULES, by="demo", note="デモ用のステージ判定ルール")
         recompute_job_run(job_id=version.recompute_jobs.get().pk)
         added.append("stage rules v1")
     topic = get_topic(TOPIC)
@@ -102,7 +102,7 @@ def seed(*, stdout, customers: int = 3000, now: datetime | None = None) -> str:
         added.append(f"{processed} activities for {customers} customers")
     pinned = Customer.objects.filter(customer_id="c-00002").first()
     if pinned is not None and not StagePin.objects.filter(customer=pinned).exists():
-        stage_pin_set(customer_id="c-00002", floor=30, reason="demo: goodwill after a support case",
+        stage_pin_set(customer_id="c-00002", floor=30, reason="デモ: サポート対応のお詫びとして固定",
                       expires_at=now + timedelta(days=90), by="demo")
         added.append("1 pin")
     if not added:

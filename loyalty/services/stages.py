@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from mercari_ops.common.errors import ValidationFailed
 
@@ -152,15 +153,17 @@ def stage_pin_validate(*, customer_id: str, floor: int, reason: str, expires_at:
     now = now or timezone.now()
     ruleset = ruleset or selectors.rules_active()
     if not customer_id or len(customer_id) > 64:
-        raise ValidationFailed("customer_id must be 1 to 64 characters", "customer_id")
+        # gettext: the admin form shows these in the page's language; the API path is always English
+        raise ValidationFailed(gettext("customer_id must be 1 to 64 characters"), "customer_id")
     if ruleset.rule(floor) is None:
-        raise ValidationFailed(f"floor must be one of the stages {[r.stage for r in ruleset.stages]}", "floor")
+        raise ValidationFailed(gettext("floor must be one of the stages %(stages)s") % {
+            "stages": [r.stage for r in ruleset.stages]}, "floor")
     if not reason or not reason.strip():
-        raise ValidationFailed("a reason is required", "reason")
+        raise ValidationFailed(gettext("a reason is required"), "reason")
     if expires_at <= now:
-        raise ValidationFailed("expires_at must be in the future", "expires_at")
+        raise ValidationFailed(gettext("expires_at must be in the future"), "expires_at")
     if not by:
-        raise ValidationFailed("the operator's name is required", "by")
+        raise ValidationFailed(gettext("the operator's name is required"), "by")
 
 
 @transaction.atomic
