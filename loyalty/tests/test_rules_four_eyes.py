@@ -106,3 +106,12 @@ def test_saving_the_rules_unchanged_answers_a_message_not_a_500(client, people, 
     assert response.status_code == 200
     assert "same as the current version" in response.content.decode()
     assert not ChangeRequest.objects.exists() and StageRuleVersion.objects.count() == 1
+
+
+def test_the_rules_history_links_the_proposals(client, people, customers):
+    client.post(ADD, {"definition": json.dumps(SILVER_EASIER)})
+    page = client.get("/admin/loyalty/stageruleversion/").content.decode()
+    assert "Proposals waiting for an approver: 1." in page
+    assert "/admin/common/changerequest/?kind=stage_rules.publish" in page
+    listing = client.get("/admin/common/changerequest/?kind=stage_rules.publish").content.decode()
+    assert f"/admin/common/changerequest/{ChangeRequest.objects.get().pk}/change/" in listing
