@@ -9,13 +9,17 @@ answer the same figures on every machine.
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count
 
+from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.inbox.models import DeadLetter
 from mercari_ops.inbox.registry import get_topic
-from mercari_ops.inbox.services import Outcome, event_clean, inbox_accept_batch
+from mercari_ops.inbox.services import Outcome, event_clean, inbox_accept_batch, inbox_receive
 
 from .models import Customer, StagePin, StageRuleVersion
 from .topic import TOPIC
@@ -81,6 +85,26 @@ def _events_for(number: int, now: datetime) -> list[dict]:
     return events
 
 
+GIFT_EVENT_ID = "demo-c-00003-gift-1"
+
+
+def _dead_letter_for_operators(now: datetime) -> int:
+    """A push the schema refuses (`kind: gift`), sent as Pub/Sub sends it: the dead letter an operator opens,
+    fixes (kind "buy") and replays from its page in the admin (Event inbox -> dead letters)."""
+    if DeadLetter.objects.filter(topic=TOPIC, event_id=GIFT_EVENT_ID).exists():
+        return 0
+    event = {"event_id": GIFT_EVENT_ID, "customer_id": "c-00003", "kind": "gift", "amount": 2500,
+             "occurred_at": (now - timedelta(days=2)).isoformat().replace("+00:00", "Z")}
+    body = {"message": {"data": base64.b64encode(json.dumps(event).encode()).decode(), "messageId": "demo-gift-1",
+                        "attributes": {"source": "marketplace"}},
+            "subscription": "projects/demo/subscriptions/loyalty-activity-push"}
+    try:
+        inbox_receive(topic_name=TOPIC, body=json.dumps(body).encode())
+    except ValidationFailed:
+        return 1  # refused and kept as a dead letter, as intended
+    return 0
+
+
 def seed(*, stdout, customers: int = 3000, now: datetime | None = None) -> str:
     from .services import recompute_job_run, rules_version_publish, stage_pin_set
 
@@ -100,6 +124,8 @@ def seed(*, stdout, customers: int = 3000, now: datetime | None = None) -> str:
             batch = []
     if processed:
         added.append(f"{processed} activities for {customers} customers")
+    if _dead_letter_for_operators(now):
+        added.append("1 dead letter (kind: gift)")
     pinned = Customer.objects.filter(customer_id="c-00002").first()
     if pinned is not None and not StagePin.objects.filter(customer=pinned).exists():
         stage_pin_set(customer_id="c-00002", floor=30, reason="デモ: サポート対応のお詫びとして固定",
