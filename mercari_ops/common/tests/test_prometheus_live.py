@@ -1,7 +1,7 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) scrapes the live web, whose /metrics includes the Celery
-worker's counters (one machine, one PROMETHEUS_MULTIPROC_DIR); after a Pub/Sub push, a Braze burst and a
-settlement run by the worker, the expected series move in Prometheus' own answers (its HTTP API, polled until a
-deadline: never a fixed sleep).
+worker's counters (one machine, one PROMETHEUS_MULTIPROC_DIR), and beat records its ticks; after a Pub/Sub
+push, a Braze burst and a settlement run by the worker, the expected series move in Prometheus' own answers
+(its HTTP API, polled until a deadline: never a fixed sleep).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _http(url: str, *, data: bytes | None = None, headers: dict | None = None) -
 
 @pytest.fixture
 def stack(transactional_db, tmp_path):
-    """gunicorn (2 workers) and a Celery worker on this test's database, sharing one metrics folder."""
+    """gunicorn (2 workers), a Celery worker and beat on this test's database, sharing one metrics folder."""
     base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
     web_port = _free_port()
     env = {
@@ -85,14 +85,18 @@ def stack(transactional_db, tmp_path):
         [str(BIN / "celery"), "-A", "mercari_ops", "worker", "--queues", "events,line,settlement,default",
          "--pool", "solo", "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env)
+    beat = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "mercari_ops", "beat", "--loglevel", "WARNING", "--scheduler",
+         "mercari_ops.common.metrics.beat:TickingScheduler", "--pidfile", str(tmp_path / "beat.pid")],
+        cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{web_port}"
     try:
         _wait_until(lambda: _http(f"{url}/livez")[0] == 200, what="gunicorn answering /livez", processes=[web])
-        yield {"url": url, "port": web_port, "processes": [web, worker]}
+        yield {"url": url, "port": web_port, "processes": [web, worker, beat]}
     finally:
-        for process in (worker, web):
+        for process in (beat, worker, web):
             process.terminate()
-        for process in (worker, web):
+        for process in (beat, worker, web):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -194,6 +198,8 @@ def test_prometheus_sees_a_push_a_braze_burst_and_a_settlement_move(stack, prome
         "sum(mercari_ops_campaigns_points_granted_total)": 100,  # 1.0% of 10,000 yen at stage 10
         'sum(mercari_ops_celery_task_duration_seconds_count{task="campaigns.settle_bills"})': 1,
     }
+    started = time.time()
+    expected["mercari_ops_celery_beat_last_tick_timestamp_seconds"] = started - 60  # beat ticks (its own record)
     for promql, at_least in expected.items():
         seen = _wait_until(lambda q=promql, n=at_least: (query(api, q) or 0) >= n and query(api, q),
                            what=f"{promql} >= {at_least}", processes=processes)
