@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy
@@ -25,8 +26,10 @@ from .models import (
     LineUser,
     MessageTemplate,
     OutboundMessage,
+    SendingPause,
     WebhookEvent,
 )
+from .services.pause import sending_pause_set
 from .services.templates import messages_validate
 
 line_approvals.register()  # four eyes on mass sends
@@ -243,3 +246,24 @@ class WebhookEventAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
 # The admin's operations page: LINE traffic of the last 24 hours (mercari_ops/common/dashboard.py).
 register_chart(gettext_lazy("LINE"), selectors.line_ops_charts)
+
+
+@admin.register(SendingPause)
+class SendingPauseAdmin(admin.ModelAdmin):
+    """The emergency stop: one page, one person, audited (no change request: stopping must never wait)."""
+
+    fields = ("paused", "reason", "changed_by", "changed_at")
+    readonly_fields = ("changed_by", "changed_at")
+
+    def changelist_view(self, request, extra_context=None):
+        SendingPause.objects.get_or_create(pk=1)
+        return redirect(reverse("admin:line_integration_sendingpause_change", args=[1]))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        sending_pause_set(paused=obj.paused, reason=obj.reason, by=request.user.get_username(), request=request)

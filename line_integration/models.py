@@ -3,6 +3,7 @@
 import uuid
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class LineUser(models.Model):
@@ -226,3 +227,21 @@ class CampaignDelivery(OutboundMessage):
         proxy = True
         verbose_name = "delivery per Braze campaign"
         verbose_name_plural = "deliveries per Braze campaign"
+
+
+class SendingPause(models.Model):
+    """The emergency stop of every LINE send: one row (pk 1). Paused, senders stop at their next batch and queued
+    messages wait; nothing is dropped. One person's action, audited (services/pause.py)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    paused = models.BooleanField(_("paused"), default=False)
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+    changed_by = models.CharField(_("changed by"), max_length=150, blank=True)
+    changed_at = models.DateTimeField(_("changed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("LINE sending switch")
+        verbose_name_plural = _("LINE sending switch")
+
+    def __str__(self):
+        return str(_("LINE sending paused") if self.paused else _("LINE sending on"))

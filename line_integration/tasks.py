@@ -9,6 +9,7 @@ from mercari_ops.common.periodic import periodic_task
 from mercari_ops.common.ratelimit import concurrency_limiter
 
 from . import services
+from .services.pause import sending_paused
 from .services.sender import work_pending
 
 
@@ -24,7 +25,7 @@ def line_send_due():
         result = services.sender_run(seconds=settings.LINE_SENDER_TASK_SECONDS)
     finally:
         limiter.release("line:sender", token)
-    if work_pending():
+    if work_pending() and not sending_paused():
         line_send_due.delay()
     return result
 
@@ -33,7 +34,7 @@ def line_send_due():
 def line_kick_senders():
     """Start senders when anything is due, so no accepted message is stranded; retry rich-menu changes."""
     started = 0
-    if work_pending():
+    if work_pending() and not sending_paused():
         for _ in range(settings.LINE_SENDER_CONCURRENCY):
             line_send_due.delay()
             started += 1

@@ -33,6 +33,7 @@ from ..clients import (
 from ..models import LineRequest, OutboundMessage
 from . import delivery_sql, pacing
 from .pacing import _rate_wait
+from .pause import sending_paused
 from .planning import _messages_set, _Outgoing, _plan, _requests_insert, _safe_render
 
 
@@ -191,7 +192,7 @@ def sender_run(*, seconds: float | None = None, until_idle: bool = True) -> dict
     with ThreadPoolExecutor(max_workers=settings.LINE_SEND_THREADS) as pool:
         in_flight = None
         while True:
-            running = time.monotonic() < deadline
+            running = time.monotonic() < deadline and not sending_paused()
             batch, planned = _batch_start(pool, batch_size, plan=True) if running else (None, 0)
             totals["planned"] += planned
             if batch is None and in_flight is None:
@@ -223,6 +224,8 @@ def message_send_now(*, message_id: int) -> dict:
 
     If LINE is busy or down, the request stays pending and the sender retries it with the same key.
     """
+    if sending_paused():  # stays queued: the senders plan it once sending resumes
+        return {"claimed": 0, "paused": 1}
     now = timezone.now()
     with transaction.atomic():
         row = delivery_sql.queued_claim_one(message_id=message_id)
