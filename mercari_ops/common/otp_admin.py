@@ -9,6 +9,7 @@ once they have a device they enter codes like everyone else. `admin.site` stays 
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 
 import segno
 from django import forms
@@ -17,7 +18,6 @@ from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -67,8 +67,8 @@ class AdminSecondFactorMiddleware:
             admin_request.reset(token)
 
 
-def _to(name: str, request: HttpRequest) -> HttpResponseRedirect:
-    return HttpResponseRedirect(f"{reverse(name)}?next={request.get_full_path()}")
+def _to(name: str, request: HttpRequest, next_url: str | None = None) -> HttpResponseRedirect:
+    return HttpResponseRedirect(f"{reverse(name)}?next={quote(next_url or request.get_full_path(), safe='/')}")
 
 
 def _next(request: HttpRequest) -> str:
@@ -99,7 +99,7 @@ def enrol(request: HttpRequest) -> HttpResponse:
     """Enrol a TOTP device: scan the QR code (or type the secret), then confirm with one code."""
     user = request.user
     if user_has_device(user):
-        return redirect(f"{reverse('otp-verify')}?next={_next(request)}")
+        return _to("otp-verify", request, _next(request))
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("id").first()
     if device is None:
         device = TOTPDevice.objects.create(user=user, name="admin", confirmed=False)
@@ -125,7 +125,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     """The second step of the admin login: a code from the user's confirmed device."""
     user = request.user
     if not user_has_device(user):
-        return redirect(f"{reverse('otp-enrol')}?next={_next(request)}")
+        return _to("otp-enrol", request, _next(request))
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         device = match_token(user, form.cleaned_data["token"])

@@ -148,6 +148,19 @@ def test_a_marketer_with_a_device_must_enter_a_code(client, staff):
     assert client.get("/admin/")["Location"].startswith("/admin/otp/verify/")
 
 
+def test_the_page_asked_for_is_reached_after_the_code_query_string_included(client, staff):
+    user = staff("olga", "operators")
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    login(client, "olga")
+    asked = "/admin/common/auditlogentry/?action=token.revoke&actor=olga"
+    sent_to = client.get(asked)["Location"]
+    assert sent_to == "/admin/otp/verify/?next=/admin/common/auditlogentry/%3Faction%3Dtoken.revoke%26actor%3Dolga"
+    form = client.get(sent_to).content.decode()
+    assert f'name="next" value="{asked.replace("&", "&amp;")}"' in form
+    verified = client.post("/admin/otp/verify/", {"token": code(device), "next": asked})
+    assert verified["Location"] == asked
+
+
 def test_the_next_parameter_cannot_leave_the_site(client, staff):
     user = staff("olga", "operators")
     device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
