@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
@@ -111,8 +111,8 @@ class CustomerAdmin(PersonalDataAdminMixin, ReadOnlyMixin, admin.ModelAdmin):
     def recent_changes(self, obj):
         changes = obj.stage_changes.order_by("-at", "-id")[:20]
         ruleset = rules_active()
-        headers = [gettext("at"), gettext("from"), gettext("to"), gettext("cause"), gettext("rules version"),
-                   gettext("reason")]
+        headers = [gettext("at"), pgettext("stage change", "from"), pgettext("stage change", "to"), gettext("cause"),
+                   gettext("rules version"), gettext("reason")]
         return _table(headers, [(_local(c.at), stage_label_cheap(c.from_stage), stage_label_cheap(c.to_stage),
                                  c.get_cause_display(), c.rule_version, change_reason_html(c.reason, ruleset=ruleset))
                                 for c in changes])
@@ -393,8 +393,8 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("state"))
     def state(self, obj):
         if obj.revoked_at:
-            return gettext("revoked")
-        return gettext("active") if obj.expires_at > timezone.now() else gettext("expired")
+            return pgettext("pin state", "revoked")
+        return pgettext("pin state", "active") if obj.expires_at > timezone.now() else pgettext("pin state", "expired")
 
     def save_model(self, request, obj, form, change):
         pin = services.stage_pin_set(customer_id=form.cleaned_data["customer_ref"],

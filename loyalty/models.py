@@ -8,16 +8,16 @@ day is stored per event.
 
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.formatting import yen
 
 
 class Kind(models.TextChoices):
-    SELL = "sell", _("Sold")
-    BUY = "buy", _("Bought")
-    PAY = "pay", _("Paid")
+    SELL = "sell", pgettext_lazy("activity kind", "Sold")
+    BUY = "buy", pgettext_lazy("activity kind", "Bought")
+    PAY = "pay", pgettext_lazy("activity kind", "Paid")
 
 
 class Customer(models.Model):
@@ -110,7 +110,7 @@ class RecomputeJob(models.Model):
     """Background recomputation of every customer's stage after a rules change; progress is done/total."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
+        QUEUED = "queued", pgettext_lazy("recomputation", "Queued")
         RUNNING = "running", _("Running")
         DONE = "done", _("Done")
         SUPERSEDED = "superseded", _("Superseded by a newer rules version")
