@@ -37,14 +37,16 @@ def age_label(at: datetime | None, now: datetime | None = None) -> str:
     if at is None:
         return "\u2014"
     seconds = max(0, int(((now or timezone.now()) - at).total_seconds()))
-    if seconds < 60:
-        return ngettext("%(n)d s ago", "%(n)d s ago", seconds) % {"n": seconds}
-    for unit_seconds, singular, plural in ((86400, "%(n)d day ago", "%(n)d days ago"), (3600, "%(n)d h ago",
-                                            "%(n)d h ago"), (60, "%(n)d min ago", "%(n)d min ago")):
-        if seconds >= unit_seconds:
-            n = seconds // unit_seconds
-            return ngettext(singular, plural, n) % {"n": n}
-    raise AssertionError("unreachable")
+    if seconds >= 86400:
+        n = seconds // 86400
+        return ngettext("%(n)d day ago", "%(n)d days ago", n) % {"n": n}
+    if seconds >= 3600:
+        n = seconds // 3600
+        return ngettext("%(n)d h ago", "%(n)d h ago", n) % {"n": n}
+    if seconds >= 60:
+        n = seconds // 60
+        return ngettext("%(n)d min ago", "%(n)d min ago", n) % {"n": n}
+    return ngettext("%(n)d s ago", "%(n)d s ago", seconds) % {"n": seconds}
 
 
 class AgeListFilter(admin.SimpleListFilter):
@@ -168,6 +170,12 @@ class DeadLetterPageMixin:
     def get_readonly_fields(self, request, obj=None):
         return self._info_fields + ("raw_body_pretty", "event_pretty")
 
+    def has_change_permission(self, request, obj=None):
+        # A replayed or discarded letter is a record: its page is read-only.
+        if obj is not None and obj.status != DeadLetter.Status.OPEN:
+            return False
+        return super().has_change_permission(request, obj)
+
     def _editable(self, request, obj) -> bool:
         return obj.status == DeadLetter.Status.OPEN and self.has_change_permission(request, obj)
 
@@ -207,7 +215,7 @@ class DeadLetterPageMixin:
 
     def _button_target(self, request, object_id) -> DeadLetter:
         letter = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if not self.has_change_permission(request, letter):
+        if not self.has_change_permission(request):  # the model's: a closed letter answers a message
             raise PermissionDenied
         return letter
 

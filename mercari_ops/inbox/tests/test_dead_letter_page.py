@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from conftest import push_body
 from mercari_ops.common.models import AuditLogEntry
@@ -142,7 +142,9 @@ def test_discard_button_closes_the_letter_and_a_closed_letter_is_read_only(clien
     assert letter.status == "discarded"
     assert AuditLogEntry.objects.filter(action="inbox.dead_letter_discard").count() == 1
     closed = client.get(f"{LETTERS}{letter.pk}/change/").content.decode()
-    assert 'name="event_json"' not in closed and "/replay/" not in closed
+    assert 'name="event_json"' not in closed and "/replay/" not in closed and 'name="_save"' not in closed
+    edit = client.post(f"{LETTERS}{letter.pk}/change/", {"event_json": '{"event_id": "e-bad", "n": 1}'})
+    assert edit.status_code == 403 and DeadLetter.objects.get(pk=letter.pk).raw_body == letter.raw_body
     assert "&quot;seven&quot;" in closed  # still shown, read-only
     again = client.post(f"{LETTERS}{letter.pk}/replay/", follow=True).content.decode()
     assert "already closed" in again and calls == []
@@ -173,6 +175,7 @@ def test_age_buckets_filter_both_lists(client, push, test_topic):
     assert "l-old" in hours and "l-new" not in hours and "5 h ago" in hours
 
 
+@translation.override("en")
 def test_age_label_uses_the_coarsest_whole_unit():
     now = timezone.now()
     assert age_label(now - timedelta(seconds=5), now) == "5 s ago"
@@ -181,3 +184,5 @@ def test_age_label_uses_the_coarsest_whole_unit():
     assert age_label(now - timedelta(days=1, hours=2), now) == "1 day ago"
     assert age_label(now - timedelta(days=12), now) == "12 days ago"
     assert age_label(None, now) == "\u2014"
+    with translation.override("ja"):
+        assert age_label(now - timedelta(hours=3, minutes=40), now) == "3時間前"
