@@ -8,11 +8,13 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.dashboard import register_chart
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.formatting import number
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 
 from . import approvals as line_approvals
@@ -49,7 +51,8 @@ class MessageTemplateForm(forms.ModelForm):
             try:
                 messages_validate(value, field)
             except ValidationFailed as exc:
-                self.add_error(field, f"{exc.message} (at {exc.field})")
+                self.add_error(field, gettext("%(message)s (at %(field)s)") % {"message": exc.message,
+                                                                               "field": exc.field})
         return cleaned
 
 
@@ -81,7 +84,7 @@ class OutboundMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["request"]
     show_full_result_count = False
 
-    @admin.display(description="params")
+    @admin.display(description=_("parameters"))
     def params_pretty(self, obj):
         return pretty_json(obj.params)
 
@@ -96,7 +99,7 @@ class CampaignDeliveryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_user_id", "params")  # the change page is an outbound message's
 
     def changelist_view(self, request, extra_context=None):
-        context = {**self.admin_site.each_context(request), "title": "Deliveries per Braze campaign",
+        context = {**self.admin_site.each_context(request), "title": gettext("Deliveries per Braze campaign"),
                    "rows": selectors.campaign_delivery_counts(), "opts": self.model._meta,
                    "failures": OutboundMessage.objects.filter(status=OutboundMessage.Status.FAILED)
                    .order_by("-id").values("campaign_id", "user_id", "reason", "created_at")[:50]}
@@ -109,7 +112,7 @@ class CampaignDeliveryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 @admin.register(LineRequest)
 class LineRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("body", "body_pretty")  # the body carries LINE user IDs
-    list_display = ["id", "kind", "status", "recipient_count", "attempts", "last_status", "last_error",
+    list_display = ["id", "kind", "status", "recipients", "attempts", "last_status", "last_error",
                     "next_attempt_at", "sent_at"]
     list_filter = ["status", "kind", "last_status"]
     readonly_fields = ["kind", "retry_key", "body_pretty", "recipient_count", "status", "attempts",
@@ -118,9 +121,13 @@ class LineRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     exclude = ["body"]
     show_full_result_count = False
 
-    @admin.display(description="body")
+    @admin.display(description=_("body"))
     def body_pretty(self, obj):
         return pretty_json(obj.body)
+
+    @admin.display(description=_("recipients"), ordering="recipient_count")
+    def recipients(self, obj):
+        return number(obj.recipient_count)
 
     def has_add_permission(self, request):
         return False
@@ -136,14 +143,16 @@ class LineUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     actions = ["send_test_message"]
 
-    @admin.action(description="Send a test message to the selected linked users", permissions=["change"])
+    @admin.action(description=_("Send a test message to the selected linked users"), permissions=["change"])
     def send_test_message(self, request, queryset):
         customer_ids = list(queryset.filter(status=LineUser.Status.LINKED).exclude(customer_id=None)
                             .values_list("customer_id", flat=True))
         sent = line_approvals.test_messages_start(self, request, customer_ids)  # four eyes above the threshold
         if sent is None:
             return
-        self.message_user(request, f"{sent} test message(s) queued; see Outbound messages for the outcome.",
+        self.message_user(request, ngettext("%(n)d test message queued; see Outbound messages for the outcome.",
+                                            "%(n)d test messages queued; see Outbound messages for the outcome.",
+                                            sent) % {"n": sent},
                           messages.SUCCESS if sent else messages.WARNING)
 
     def has_add_permission(self, request):
@@ -162,7 +171,9 @@ class LineLinkageUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         counts = selectors.linkage_status_counts()
-        extra_context = {**(extra_context or {}), "subtitle": ", ".join(f"{k}: {v}" for k, v in counts.items())}
+        labels = dict(LineLinkageUser.AudienceStatus.choices)
+        extra_context = {**(extra_context or {}), "subtitle": ", ".join(
+            f"{labels.get(k, k)}: {number(v)}" for k, v in counts.items())}
         return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request):
@@ -197,9 +208,10 @@ class RunAudienceJobMixin:
         try:
             line_audience_sync.delay()
         except Exception as exc:  # the broker is down: say so instead of a 500
-            self.message_user(request, f"Could not queue the audience job: {exc}", messages.ERROR)
+            self.message_user(request, gettext("Could not queue the audience job: %(error)s") % {"error": exc},
+                              messages.ERROR)
         else:
-            self.message_user(request, "Audience job queued (it runs under its lock; see Audience jobs).",
+            self.message_user(request, gettext("Audience job queued (it runs under its lock; see Audience jobs)."),
                               messages.SUCCESS)
         return HttpResponseRedirect(reverse(f"admin:{self._url_name('changelist')}", current_app=self.admin_site.name))
 
@@ -221,11 +233,15 @@ class AudienceGroupAdmin(RunAudienceJobMixin, admin.ModelAdmin):
 
 @admin.register(AudienceJob)
 class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
-    list_display = ["description", "audience_group", "status", "user_count", "line_job_id", "created_at",
+    list_display = ["description", "audience_group", "status", "users", "line_job_id", "created_at",
                     "finished_at"]
     list_filter = ["status"]
     readonly_fields = ["audience_group", "description", "status", "line_job_id", "user_count", "created_at",
                        "finished_at"]
+
+    @admin.display(description=_("users"), ordering="user_count")
+    def users(self, obj):
+        return number(obj.user_count)
 
     def has_add_permission(self, request):
         return False  # "Run the audience job now" starts one

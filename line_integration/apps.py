@@ -1,12 +1,13 @@
 from celery.signals import worker_process_init
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 from .bootstrap import worker_process_tune
 
 
 class LineIntegrationConfig(AppConfig):
     name = "line_integration"
-    verbose_name = "LINE integration"
+    verbose_name = _("LINE integration")
     # Models marketers may edit / only view (see mercari_ops/common/roles.py).
     marketer_models: list[str] = ["messagetemplate"]
     marketer_view_models: list[str] = ["outboundmessage", "campaigndelivery", "linerequest", "lineuser",

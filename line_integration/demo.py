@@ -27,11 +27,11 @@ def seed(*, stdout, now: datetime | None = None) -> str:
     now = now or timezone.now()
     with transaction.atomic():
         if not MessageTemplate.objects.filter(name="saved_search_new_items").exists():
-            template_save(name="saved_search_new_items", description="New items for a saved search",
-                          messages=[{"type": "text", "text": "New items match your saved search {search_id}!"}])
+            template_save(name="saved_search_new_items", description="保存した検索条件の新着商品",
+                          messages=[{"type": "text", "text": "保存した検索条件（{search_id}）に新着商品があります！"}])
         if not MessageTemplate.objects.filter(name="campaign_announcement").exists():
-            template_save(name="campaign_announcement", description="Same text for everyone (multicast)",
-                          messages=[{"type": "text", "text": "Double points on Mercard this weekend."}])
+            template_save(name="campaign_announcement", description="全員に同じ文面（マルチキャスト）",
+                          messages=[{"type": "text", "text": "今週末はメルカードのお支払いでポイント2倍！"}])
         before = LineUser.objects.filter(customer_id__in=DEMO_CUSTOMERS).count()
         LineUser.objects.bulk_create([
             LineUser(line_user_id=demo_line_user_id(c), customer_id=c, status=LineUser.Status.LINKED, linked_at=now)

@@ -85,12 +85,12 @@ def line_ops_charts(*, hours: list[datetime]) -> list[Chart]:
     per_minute = _("requests per minute")
     return [
         Chart(title=_("LINE requests per minute: the busiest minute of each hour"), y_label=per_minute,
-              x_labels=labels, series=[(kind, busiest[kind]) for kind in LineRequest.Kind.values],
+              x_labels=labels, series=[(str(kind.label), busiest[kind]) for kind in LineRequest.Kind],
               limit=(_("push limit"), settings.LINE_PUSH_RATE_PER_SECOND * 60),
               thresholds=[(_("multicast limit"), settings.LINE_MULTICAST_RATE_PER_SECOND * 60)],
               desc=_("Requests LINE accepted in the busiest minute of each hour, against the configured limits.")),
         Chart(title=_("LINE requests per minute: the hour's average"), y_label=per_minute, x_labels=labels,
-              series=[(kind, [round(n / 60, 1) for n in sent[kind]]) for kind in LineRequest.Kind.values]),
+              series=[(str(kind.label), [round(n / 60, 1) for n in sent[kind]]) for kind in LineRequest.Kind]),
         Chart(title=_("LINE requests refused with 429, by the hour they were made"), y_label=_("requests"),
               x_labels=labels, series=[(_("last answer 429"), limited)], kind="bar",
               desc=_("Requests whose latest answer from LINE was 429 (rate limit or monthly quota).")),

@@ -17,7 +17,8 @@ import json
 import logging
 import uuid
 
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from mercari_ops.common.enqueue import enqueue_after_commit
 from mercari_ops.common.schema import Dict, Schema, Str
@@ -82,8 +83,11 @@ def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:
     return True
 
 
-def test_message_send(*, customer_id: str, text: str = "Test message from Mercari Ops") -> tuple[str, str]:
+def test_message_send(*, customer_id: str, text: str | None = None) -> tuple[str, str]:
     """The admin's "send test message": a one-off push through the normal path (limits, retries, records)."""
+    if text is None:
+        with translation.override("ja"):  # the customer reads it, whatever the operator's language
+            text = gettext("Test message from Mercari Ops")
     status = message_enqueue(dispatch_id=f"test:{uuid.uuid4()}", user_id=customer_id,
                              params={"messages": [{"type": "text", "text": text}]}, kind=OutboundMessage.Kind.TEST)
     _kick_after_commit()

@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 from redis.exceptions import RedisError
 
 from mercari_ops.common.errors import Conflict, NotFound, ValidationFailed
@@ -30,6 +31,7 @@ from .sender import message_send_now
 
 logger = logging.getLogger(__name__)
 LINK_TOKEN_TTL = timedelta(minutes=10)
+CUSTOMER_LANGUAGE = "ja"  # customers read Japanese, whatever language the webhook or a worker runs in
 
 
 class BadSignature(Exception):
@@ -98,8 +100,10 @@ def _on_follow(event: dict, line_user_id: str, after: list) -> str:
         user.save(update_fields=["status", "blocked_at", "updated_at"])
         after.append(lambda: rich_menu_sync(line_user_ids=[line_user_id]))
         if reply_token:
-            after.append(lambda: line_client().reply(reply_token=reply_token, messages=[
-                {"type": "text", "text": "Welcome back! Your Mercari account is still linked."}]))
+            with translation.override(CUSTOMER_LANGUAGE):
+                text = gettext("Welcome back! Your Mercari account is still linked.")
+            after.append(lambda: line_client().reply(reply_token=reply_token, messages=[{"type": "text",
+                                                                                          "text": text}]))
         return "relinked after unblock"
     user.status, user.blocked_at = LineUser.Status.FOLLOWING, None
     user.save(update_fields=["status", "blocked_at", "updated_at"])
@@ -114,8 +118,9 @@ def _link_invite(line_user_id: str, reply_token: str) -> None:
     LinkToken.objects.create(link_token=link_token, line_user_id=line_user_id,
                              expires_at=timezone.now() + LINK_TOKEN_TTL)
     url = settings.LINE_LINK_URL.format(link_token=link_token)
-    line_client().reply(reply_token=reply_token, messages=[
-        {"type": "text", "text": f"Link your Mercari account to get notifications here: {url}"}])
+    with translation.override(CUSTOMER_LANGUAGE):
+        text = gettext("Link your Mercari account to get notifications here: %(url)s") % {"url": url}
+    line_client().reply(reply_token=reply_token, messages=[{"type": "text", "text": text}])
 
 
 def _on_unfollow(event: dict, line_user_id: str, after: list) -> str:

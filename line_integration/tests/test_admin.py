@@ -102,11 +102,11 @@ def test_operator_sends_a_test_message(login, link_customers, line_sandbox, drai
     assert "send_test_message" in dict(changelist.context["action_form"].fields["action"].choices)
     response = client.post("/admin/line_integration/lineuser/", {"action": "send_test_message",
                                                                  "_selected_action": [user.pk]}, follow=True)
-    assert "1 test message(s) queued" in [str(m) for m in response.context["messages"]][0]
+    assert "1 test message queued" in [str(m) for m in response.context["messages"]][0]
     assert OutboundMessage.objects.get().kind == "test"
     drain()
     assert line_sandbox.control(f"deliveries?to={linked['c-1']}")["messages"] == [
-        [{"type": "text", "text": "Test message from Mercari Ops"}]]
+        [{"type": "text", "text": "メルカリ Ops からのテストメッセージです。"}]]  # customers read Japanese
 
 
 def test_marketer_has_no_send_test_message_action(login, link_customers):

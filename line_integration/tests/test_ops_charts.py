@@ -6,12 +6,20 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 
 from line_integration.models import LineRequest, OutboundMessage
 from line_integration.selectors import line_ops_charts
 from mercari_ops.common.dashboard import hours_window
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Chart names as the English page shows them (the Japanese page: test_admin_japanese.py)."""
+    with translation.override("en"):
+        yield
 
 
 def _request(kind: str, *, created, sent=None, last_status=None, status="sent") -> None:

@@ -3,6 +3,8 @@ import json
 
 from django.contrib import admin
 from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from . import beat_admin  # noqa: F401  (re-registers django-celery-beat's periodic tasks with our columns)
 from .admin_utils import pretty_json
@@ -29,11 +31,11 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
 
-    @admin.display(description="before")
+    @admin.display(description=_("before"))
     def before_pretty(self, obj):
         return pretty_json(obj.before)
 
-    @admin.display(description="after")
+    @admin.display(description=_("after"))
     def after_pretty(self, obj):
         return pretty_json(obj.after)
 
@@ -46,7 +48,7 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Export the selected entries as CSV", permissions=["view"])
+    @admin.action(description=_("Export the selected entries as CSV"), permissions=["view"])
     def export_csv(self, request, queryset):
 
 
@@ -57,8 +59,9 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
         def rows():
             yield writer.writerow(header)
             for e in queryset.order_by("at", "id").iterator(chunk_size=2000):
-                yield writer.writerow([e.at.isoformat(), e.actor, e.actor_ip or "", e.action, e.target_type,
-                                       e.target_id, e.target_repr, json.dumps(e.before, ensure_ascii=False),
+                yield writer.writerow([timezone.localtime(e.at).isoformat(), e.actor, e.actor_ip or "", e.action,
+                                       e.target_type, e.target_id, e.target_repr,
+                                       json.dumps(e.before, ensure_ascii=False),
                                        json.dumps(e.after, ensure_ascii=False), e.note])
 
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

@@ -48,15 +48,15 @@ def inbox_rows() -> list[tuple[str, object, str]]:
     )
     base = reverse("admin:inbox_inboxevent_changelist") + "?status__exact="
     return [
-        ("Events retrying", by_status.get("retry", 0), base + "retry"),
-        ("Events waiting for another event", by_status.get("waiting", 0), base + "waiting"),
-        ("Dead events (need an operator)", by_status.get("dead", 0), base + "dead"),
-        ("Open dead letters (bad bodies)", DeadLetter.objects.filter(status="open").count(),
+        (_("Events retrying"), by_status.get("retry", 0), base + "retry"),
+        (_("Events waiting for another event"), by_status.get("waiting", 0), base + "waiting"),
+        (_("Dead events (need an operator)"), by_status.get("dead", 0), base + "dead"),
+        (_("Open dead letters (bad bodies)"), DeadLetter.objects.filter(status="open").count(),
          reverse("admin:inbox_deadletter_changelist") + "?status__exact=open"),
     ]
 
 
-register_panel("Event inbox", inbox_rows)
+register_panel(gettext_lazy("Event inbox"), inbox_rows)
 
 
 # --- charts ------------------------------------------------------------------------------------------

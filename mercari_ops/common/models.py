@@ -2,6 +2,7 @@
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -11,27 +12,29 @@ class AuditLogEntry(models.Model):
     Append-only (the admin is read-only); the target is kept as text so the entry survives the object's deletion.
     """
 
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.CharField(max_length=150, db_index=True)  # username; kept when the user is deleted
-    actor_ip = models.GenericIPAddressField(null=True, blank=True)
-    action = models.CharField(max_length=64, db_index=True)  # e.g. campaign.activate, token.revoke
-    target_type = models.CharField(max_length=100, db_index=True)  # app_label.model
-    target_id = models.CharField(max_length=100, blank=True, db_index=True)
-    target_repr = models.CharField(max_length=200, blank=True)
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    note = models.TextField(blank=True)
+    at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
+    # username; kept when the user is deleted
+    actor = models.CharField(_("actor"), max_length=150, db_index=True)
+    actor_ip = models.GenericIPAddressField(_("actor IP"), null=True, blank=True)
+    action = models.CharField(_("action"), max_length=64, db_index=True)  # e.g. campaign.activate, token.revoke
+    target_type = models.CharField(_("target type"), max_length=100, db_index=True)  # app_label.model
+    target_id = models.CharField(_("target ID"), max_length=100, blank=True, db_index=True)
+    target_repr = models.CharField(_("target"), max_length=200, blank=True)
+    before = models.JSONField(_("before"), null=True, blank=True)
+    after = models.JSONField(_("after"), null=True, blank=True)
+    note = models.TextField(_("note"), blank=True)
 
     class Meta:
         ordering = ("-at", "-id")
-        verbose_name = "audit log entry"
-        verbose_name_plural = "audit log"
+        verbose_name = _("audit log entry")
+        verbose_name_plural = _("audit log")
         permissions = [
-            ("view_personal_data", "Can see personal data (raw LINE IDs, names, payment details)"),
+            ("view_personal_data", _("Can see personal data (raw LINE IDs, names, payment details)")),
         ]
 
     def __str__(self):
-        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target_type}:{self.target_id}"
+        at = timezone.localtime(self.at)  # the business time zone, as the admin shows every time
+        return f"{at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target_type}:{self.target_id}"
 
 
 class ChangeRequest(models.Model):
@@ -51,25 +54,28 @@ class ChangeRequest(models.Model):
         STALE = "stale", _("Stale: the target changed since the request")
         WITHDRAWN = "withdrawn", _("Withdrawn")
 
-    kind = models.CharField(max_length=64, db_index=True)
-    target_type = models.CharField(max_length=100)  # app_label.model
-    target_id = models.CharField(max_length=100, blank=True)
-    target_repr = models.CharField(max_length=200, blank=True)
-    summary = models.CharField(max_length=300, blank=True)
-    payload = models.JSONField(default=dict, blank=True)  # the proposed change, as the kind's apply takes it
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    preview = models.JSONField(default=dict, blank=True)  # figures: backtest, stage moves, item counts
-    fingerprint = models.CharField(max_length=128, blank=True)
-    requested_by = models.CharField(max_length=150, db_index=True)
-    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    request_note = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
-    decided_by = models.CharField(max_length=150, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
-    decision_note = models.TextField(blank=True)
-    applied_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    kind = models.CharField(_("kind"), max_length=64, db_index=True)
+    target_type = models.CharField(_("target type"), max_length=100)  # app_label.model
+    target_id = models.CharField(_("target ID"), max_length=100, blank=True)
+    target_repr = models.CharField(_("target"), max_length=200, blank=True)
+    summary = models.CharField(_("summary"), max_length=300, blank=True)
+    # the proposed change, as the kind's apply takes it
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    before = models.JSONField(_("before"), null=True, blank=True)
+    after = models.JSONField(_("after"), null=True, blank=True)
+    # figures: backtest, stage moves, item counts
+    preview = models.JSONField(_("preview figures"), default=dict, blank=True)
+    fingerprint = models.CharField(_("fingerprint"), max_length=128, blank=True)
+    requested_by = models.CharField(_("requester"), max_length=150, db_index=True)
+    requested_at = models.DateTimeField(_("requested at"), auto_now_add=True, db_index=True)
+    request_note = models.TextField(_("request note"), blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING,
+                              db_index=True)
+    decided_by = models.CharField(_("decided by"), max_length=150, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    decision_note = models.TextField(_("decision note"), blank=True)
+    applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
 
     class Meta:
         ordering = ("-requested_at", "-id")
@@ -81,7 +87,7 @@ class ChangeRequest(models.Model):
         ]
 
     def __str__(self):
-        return f"#{self.pk} {self.kind} {self.target_repr or self.target_id} ({self.status})"
+        return f"#{self.pk} {self.kind} {self.target_repr or self.target_id} ({self.get_status_display()})"
 
 
 class ServiceToken(models.Model):
@@ -94,9 +100,10 @@ class ServiceToken(models.Model):
 
     service = models.CharField(_("service"), max_length=64, db_index=True)
     user = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="service_tokens",
+                             verbose_name=_("user"),
                              help_text=_("The svc-<service> user requests run as (no admin login)."))
     prefix = models.CharField(_("prefix"), max_length=8, db_index=True)
-    key_hash = models.CharField(max_length=64, unique=True)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True)
     scopes = ArrayField(models.CharField(max_length=32), default=list, verbose_name=_("scopes"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     created_by = models.CharField(_("created by"), max_length=150, blank=True)

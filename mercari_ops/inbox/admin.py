@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
@@ -24,34 +26,35 @@ class InboxEventAdmin(PersonalDataAdminMixin, AgeColumnMixin, admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False  # no COUNT(*) over millions of rows
 
-    @admin.display(description="payload")
+    @admin.display(description=_("payload"))
     def payload_pretty(self, obj):
         return pretty_json(obj.payload)
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def short_error(self, obj):
         return obj.last_error[:80]
 
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Replay selected events through their handler now", permissions=["change"])
+    @admin.action(description=_("Replay selected events through their handler now"), permissions=["change"])
     def replay(self, request, queryset):
         pks = list(queryset.values_list("pk", flat=True))
         if approvals.mass_gate(self, request, pks, "inbox.event_replay"):
             return  # more than CHANGE_REQUEST_MASS_THRESHOLD: an approver decides
         outcomes = approvals.mass_run(action=approvals.ACTIONS["inbox.event_replay"], pks=pks,
                                       by=request.user.get_username(), request=request)
-        self.message_user(request, "Replayed: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+        self.message_user(request, gettext("Replayed: %(outcomes)s") % {
+            "outcomes": ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items()))})
 
-    @admin.action(description="Discard selected events (never process them)", permissions=["change"])
+    @admin.action(description=_("Discard selected events (never process them)"), permissions=["change"])
     def discard(self, request, queryset):
         pks = list(queryset.values_list("pk", flat=True))
         if approvals.mass_gate(self, request, pks, "inbox.event_discard"):
             return
         approvals.mass_run(action=approvals.ACTIONS["inbox.event_discard"], pks=pks, by=request.user.get_username(),
                            request=request)
-        self.message_user(request, "Discarded the selected unprocessed events.", messages.WARNING)
+        self.message_user(request, gettext("Discarded the selected unprocessed events."), messages.WARNING)
 
 
 @admin.register(DeadLetter)
@@ -64,14 +67,14 @@ class DeadLetterAdmin(PersonalDataAdminMixin, DeadLetterPageMixin, AgeColumnMixi
     search_fields = ("=event_id", "error", "field")
     actions = ("replay", "discard")
 
-    @admin.display(description="error")
+    @admin.display(description=_("error"))
     def short_error(self, obj):
         return obj.error[:80]
 
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Replay selected dead letters (after fixing the body)", permissions=["change"])
+    @admin.action(description=_("Replay selected dead letters (after fixing the body)"), permissions=["change"])
     def replay(self, request, queryset):
         ok, failed = 0, []
         pks = list(queryset.filter(status=DeadLetter.Status.OPEN).values_list("pk", flat=True))
@@ -83,15 +86,17 @@ class DeadLetterAdmin(PersonalDataAdminMixin, DeadLetterPageMixin, AgeColumnMixi
                 failed.append(f"#{pk}: {result.error}")
             else:
                 ok += 1
-        self.message_user(request, f"Replayed {ok} dead letter(s).")
+        self.message_user(request, ngettext("Replayed %(n)d dead letter.", "Replayed %(n)d dead letters.", ok)
+                          % {"n": ok})
         if failed:
-            self.message_user(request, "Still failing: " + "; ".join(failed[:10]), messages.ERROR)
+            self.message_user(request, gettext("Still failing: %(error)s") % {"error": "; ".join(failed[:10])},
+                              messages.ERROR)
 
-    @admin.action(description="Discard selected dead letters", permissions=["change"])
+    @admin.action(description=_("Discard selected dead letters"), permissions=["change"])
     def discard(self, request, queryset):
         pks = list(queryset.values_list("pk", flat=True))
         if approvals.mass_gate(self, request, pks, "inbox.letter_discard"):
             return
         for pk in pks:
             services.dead_letter_discard(letter_pk=pk, by=request.user.get_username())
-        self.message_user(request, "Discarded.", messages.WARNING)
+        self.message_user(request, gettext("Discarded."), messages.WARNING)

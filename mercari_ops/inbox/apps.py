@@ -1,10 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class InboxConfig(AppConfig):
     name = "mercari_ops.inbox"
     label = "inbox"
-    verbose_name = "Event inbox"
+    verbose_name = _("Event inbox")
 
     def ready(self):
         from . import builtin_topics  # noqa: F401  (registers platform-ping)

@@ -7,7 +7,7 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.test import RequestFactory
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from campaigns.models import MerchantAlias
 from line_integration.models import AudienceGroup, AudienceJob, LineRequest, WebhookEvent
@@ -24,6 +24,7 @@ def test_root_and_view_site_lead_to_the_admin_index(admin_client):
     assert re.search(r'<a href="/admin/">\s*View site', user_tools), "View site links the admin index"
 
 
+@translation.override("en")  # the English names; the Japanese ones: test_i18n_coverage.py
 def test_object_strings_and_plural_names():
     assert MerchantAlias._meta.verbose_name_plural == "merchant aliases"
     event = WebhookEvent.objects.create(webhook_event_id="01HX", event_type="follow",

@@ -98,7 +98,7 @@ def test_replaying_a_dead_letter_that_is_still_bad_keeps_it_open_and_says_why(op
     name, calls, _ = test_topic
     letter = bad_letter(push, name)
     page = run_action(operator, LETTERS, "replay", [letter.pk])
-    assert "Replayed 0 dead letter(s)." in page
+    assert "Replayed 0 dead letters." in page
     assert f"Still failing: #{letter.pk}: event_id is required" in page
     letter.refresh_from_db()
     assert (letter.status, letter.field) == ("open", "event_id")
