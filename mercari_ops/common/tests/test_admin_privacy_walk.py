@@ -172,11 +172,21 @@ def _personal_columns(model, model_admin, user) -> list[tuple[str, object]]:
             value = field.value_from_object(row)
             if isinstance(field, models.JSONField) and isinstance(value, dict):
                 for key, item in value.items():
-                    if _is_raw(item):
-                        found[f"{field.name}__{key}"] = item
-            elif _is_raw(value):
-                found[field.name] = value
+                    if _raw_in(item) is not None:
+                        found[f"{field.name}__{key}"] = _raw_in(item)
+                value = json.dumps(value, ensure_ascii=False)  # and anywhere in the document
+            if _raw_in(value) is not None:
+                found[field.name] = _raw_in(value)
     return list(found.items())
+
+
+def _raw_in(value):
+    """The raw value this column value is, or (text) contains."""
+    if _is_raw(value):
+        return value
+    if isinstance(value, str):
+        return next((raw for raw in WRONG if isinstance(raw, str) and raw in value), None)
+    return None
 
 
 def _is_raw(value) -> bool:
@@ -259,7 +269,8 @@ def _holder(model, model_admin, user, columns):
     request = RequestFactory().get("/")
     request.user = user
     path, raw = columns[0]
-    return model_admin.get_queryset(request).filter(**{path: raw}).order_by("-pk").first()
+    lookup = path if isinstance(raw, int) else f"{path}__icontains"
+    return model_admin.get_queryset(request).filter(**{lookup: raw}).order_by("-pk").first()
 
 
 def _orderable_personal_columns(model, model_admin, user, columns) -> list[str]:
@@ -358,3 +369,18 @@ def _request(user):
     request = RequestFactory().get("/")
     request.user = user
     return request
+
+
+def test_reward_csv_export_leaves_the_payment_amount_out_for_marketers(walk):
+    from campaigns.models import CampaignReward
+
+    reward = CampaignReward.objects.get(payment_id="pay-privacy-1")
+    form = {"action": "export_csv", "_selected_action": [reward.pk]}
+    exported = {}
+    for role in ("marketer", "operator"):
+        response = walk[f"as_{role}"].post("/admin/campaigns/campaignreward/", form)
+        assert response.status_code == 200
+        exported[role] = b"".join(response.streaming_content).decode()
+    assert "pay-privacy-1" in exported["marketer"]
+    assert str(RAW_AMOUNT) not in exported["marketer"]
+    assert str(RAW_AMOUNT) in exported["operator"]
