@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import flatten_fieldsets, label_for_field
+from django.contrib.admin.views.main import ORDER_VAR
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models.constants import LOOKUP_SEP
 from django.utils.translation import gettext as _
@@ -268,6 +270,22 @@ def _personal_data_changelist(base):
             if order_field is not None and self.model_admin._touches(_order_name(order_field)):
                 return None
             return order_field
+
+        def get_ordering(self, request, queryset):
+            # `?o=<index>` of a masked column is refused like any bad parameter (a redirect to `?e=1`).
+            for part in self.params.get(ORDER_VAR, "").split("."):
+                try:
+                    name = self.list_display[int(part.rpartition("-")[2])]
+                except (ValueError, IndexError):
+                    continue
+                if self._personal_column(name):
+                    raise IncorrectLookupParameters(f"Ordering by {name} is not allowed")
+            return super().get_ordering(request, queryset)
+
+        def _personal_column(self, name) -> bool:
+            if isinstance(name, str) and name.endswith(MASKED_SUFFIX):
+                return self.model_admin._touches(name[: -len(MASKED_SUFFIX)])
+            return self.model_admin._touches(_order_name(base.get_ordering_field(self, name)))
 
     return PersonalDataChangeList
 

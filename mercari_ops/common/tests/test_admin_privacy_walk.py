@@ -16,6 +16,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.db import models
@@ -253,7 +254,7 @@ def test_walk_every_admin_url_as_marketer_and_operator(walk):
             content = as_operator.get(reverse(f"admin:{app_label}_{model_name}_change", args=[holder.pk])).content
             if not _leaks(content, {RAW_LINE_ID, RAW_NAME, RAW_MERCHANT, str(RAW_AMOUNT), f"{RAW_AMOUNT:,}"}):
                 operator_blind.append(model_name)
-        dependent += _orderable_personal_columns(model, model_admin, walk["marketer"], columns)
+        dependent += _orderable_personal_columns(model, model_admin, walk, columns)
 
     assert leaks == []
     assert dependent == []
@@ -273,22 +274,26 @@ def _holder(model, model_admin, user, columns):
     return model_admin.get_queryset(request).filter(**{lookup: raw}).order_by("-pk").first()
 
 
-def _orderable_personal_columns(model, model_admin, user, columns) -> list[str]:
-    """Columns a marketer could sort by (`?o=<index>`) whose order comes from a personal field."""
-    if not columns:
-        return []
+def _orderable_personal_columns(model, model_admin, walk, columns) -> list[str]:
+    """Columns whose order would come from a personal field (what Django alone would sort `?o=<index>` by,
+    or a masked column): the marketer's `?o=<index>` and `?o=-<index>` must not answer with rows."""
     request = RequestFactory().get("/")
-    request.user = user
-    if not model_admin.has_view_or_change_permission(request):
+    request.user = walk["marketer"]
+    if not columns or not model_admin.has_view_or_change_permission(request):
         return []
     changelist = model_admin.get_changelist_instance(request)
     personal = {path.split("__")[0] for path, _ in columns}
+    url = reverse(f"admin:{'_'.join(_info(model))}_changelist")
     found = []
     for index, name in enumerate(changelist.list_display):
-        order_field = changelist.get_ordering_field(name)
+        order_field = ChangeList.get_ordering_field(changelist, name)
         order_name = order_field if isinstance(order_field, str) else getattr(order_field, "name", None)
-        if order_name and order_name.lstrip("-").split("__")[0] in personal:
-            found.append(f"{model._meta.model_name}?o={index}")
+        masked = isinstance(name, str) and name.endswith("_masked")
+        if masked or (order_name and order_name.lstrip("-").split("__")[0] in personal):
+            for order in (f"{index}", f"-{index}"):
+                response = walk["as_marketer"].get(url, {"o": order})
+                if response.status_code != 302 or not response["Location"].endswith("?e=1"):
+                    found.append(f"{url}?o={order}")
     return found
 
 
@@ -342,17 +347,17 @@ def test_reproduction_2_search_ignores_masked_fields(walk):
     assert "c-priv-1" in _results(walk["as_operator"].get("/admin/line_integration/lineuser/", {"q": RAW_LINE_ID}))
 
 
-def test_reproduction_2_ordering_by_a_masked_column_does_nothing(walk):
+def test_reproduction_2_ordering_by_a_masked_column_is_refused(walk):
     from line_integration.models import LineUser
 
     def column(user, name):
         return admin.site._registry[LineUser].get_changelist_instance(_request(user)).list_display.index(name)
 
     client, index = walk["as_marketer"], column(walk["marketer"], "line_user_id_masked")
-    unordered = _results(client.get("/admin/line_integration/lineuser/"))
-    assert unordered
-    assert _results(client.get(f"/admin/line_integration/lineuser/?o={index}")) == unordered
-    assert _results(client.get(f"/admin/line_integration/lineuser/?o=-{index}")) == unordered
+    for order in (f"{index}", f"-{index}"):
+        refused = client.get("/admin/line_integration/lineuser/", {"o": order})
+        assert refused.status_code == 302
+        assert refused["Location"] == "/admin/line_integration/lineuser/?e=1"  # Django's "incorrect lookup"
     operator, index = walk["as_operator"], column(walk["operator"], "line_user_id")
     assert _results(operator.get(f"/admin/line_integration/lineuser/?o={index}")) != \
         _results(operator.get(f"/admin/line_integration/lineuser/?o=-{index}"))
