@@ -54,7 +54,8 @@ def test_messages_start(admin, request, customer_ids: list[str]) -> int | None:
         return test_messages_send(customer_ids=customer_ids, by=by, request=request)
     with transaction.atomic():
         change = change_request_create(kind=KIND, payload={"customer_ids": customer_ids}, requested_by=by,
-                                       request=request, summary=f"LINE test message to {len(customer_ids)} users")
+                                       request=request,
+                                       summary=_("LINE test message to %(n)s users") % {"n": len(customer_ids)})
     admin.message_user(request, _("%(n)s recipients is more than %(max)s: this is change request #%(id)s, sent "
                                   "when another person with the approver role approves it.")
                        % {"n": len(customer_ids), "max": mass_threshold(), "id": change.pk}, messages.WARNING)
@@ -67,7 +68,7 @@ def _fingerprint(*, target_id: str, payload: dict) -> str:
 
 def _describe(*, target_id: str, payload: dict):
     linked = _linked(payload["customer_ids"])
-    return (f"{len(linked)} linked LINE users", {"recipients": len(linked)},
+    return (_("%(n)s linked LINE users") % {"n": len(linked)}, {"recipients": len(linked)},
             {"action": "send a LINE test message", "recipients": len(linked)})
 
 

@@ -77,8 +77,8 @@ def figures_html(value) -> str:
 @admin.register(ChangeRequest)
 class ChangeRequestAdmin(admin.ModelAdmin):
     change_form_template = "admin/common/changerequest/change_form.html"
-    list_display = ("id", "kind", "target_repr", "summary", "status", "requested_by", "requested_at", "decided_by",
-                    "decided_at")
+    list_display = ("id", "kind_label", "target_repr", "summary", "status", "requested_by", "requested_at",
+                    "decided_by", "decided_at")
     list_filter = ("status", "kind", "target_type", ("requested_at", admin.DateFieldListFilter))
     search_fields = ("=id", "=target_id", "target_repr", "requested_by", "decided_by")
     list_per_page = 50
@@ -101,6 +101,14 @@ class ChangeRequestAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description=_("kind"), ordering="kind")
+    def kind_label(self, obj):
+        # the label the app registered ("Activate a campaign"), in the reader's language; the code if unknown
+        try:
+            return change_kind_get(obj.kind).label
+        except LookupError:
+            return obj.kind
 
     @admin.display(description=_("before / after"))
     def diff_table(self, obj):

@@ -114,7 +114,7 @@ def test_operator_discards_a_dead_letter(operator, push, test_topic):
     assert (letter.status, letter.resolved_by) == ("discarded", "olga")
     assert letter.resolved_at is not None
     # a discarded letter is not replayed even when selected again
-    assert "Replayed 0 dead letter(s)." in run_action(operator, LETTERS, "replay", [letter.pk])
+    assert "Replayed 0 dead letters." in run_action(operator, LETTERS, "replay", [letter.pk])
     assert calls == [] and DeadLetter.objects.get().status == "discarded"
 
 
