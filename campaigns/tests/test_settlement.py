@@ -143,7 +143,7 @@ def test_grants_go_to_the_ledger_once_and_the_customer_is_notified(campaigns, cu
     entry = PointsLedgerEntry.objects.get()
     assert (entry.customer_id, entry.points) == ("c-1", 30)
     note = CustomerNotification.objects.get()
-    assert note.customer_id == "c-1" and "30 points" in note.text
+    assert note.customer_id == "c-1" and "30 ポイント" in note.text  # customers read Japanese
     assert PointsGrant.objects.get().notified_via == "recorded"
 
 
