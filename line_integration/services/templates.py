@@ -7,6 +7,7 @@ import time
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext
 
 from mercari_ops.common.errors import ValidationFailed
 
@@ -83,13 +84,14 @@ def _sample_context(messages) -> dict:
 
 def messages_validate(messages, field: str = "messages") -> None:
     if not isinstance(messages, list) or not messages:
-        raise ValidationFailed("must be a non-empty list of LINE message objects", field)
+        # gettext: the admin form shows it in the operator's language; the API runs in English (machine paths)
+        raise ValidationFailed(gettext("must be a non-empty list of LINE message objects"), field)
     rendered = _fill(messages, _sample_context(messages))
     errors = spec.messages_errors(rendered)
     if errors:
         first = errors[0]
         where = first["property"].replace("messages", field, 1) if first["property"] else field
-        raise ValidationFailed(f"not a valid LINE message: {first['message']}", where)
+        raise ValidationFailed(gettext("not a valid LINE message: %(error)s") % {"error": first["message"]}, where)
 
 
 def template_save(*, name: str, messages: list, description: str = "", enrich_path: str = "",

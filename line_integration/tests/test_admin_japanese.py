@@ -61,3 +61,12 @@ def test_the_test_message_reaches_the_customer_in_japanese_from_an_english_opera
 
     message = OutboundMessage.objects.get(user_id="c-7")
     assert message.params["messages"] == [{"type": "text", "text": "メルカリ Ops からのテストメッセージです。"}]
+
+
+def test_a_template_that_is_not_a_list_of_messages_is_refused_in_japanese(japanese_client):
+    response = japanese_client.post("/admin/line_integration/messagetemplate/add/", {
+        "name": "broken", "description": "", "messages": '{"type": "text"}', "enrich_path": "",
+        "fallback_messages": "", "active": "on"})
+
+    assert response.status_code == 200  # the form again, with the error on the field
+    assert "LINE メッセージオブジェクトの空でないリストを指定してください" in response.content.decode()
