@@ -34,6 +34,29 @@ from .models import (
     WaitingPaymentEvent,
 )
 
+# Why the campaigns estimate gives no points (codes of campaigns.rules, as the history API answers them).
+NO_POINTS_REASONS = {
+    "no_active_campaign": _("No active campaign"),
+    "unknown_customer": _("Unknown customer"),
+    "unknown_merchant": _("Unknown merchant"),
+    "card_status_not_eligible": _("Card status not eligible"),
+    "stage_not_eligible": _("Stage not eligible"),
+    "channel_not_eligible": _("Channel not eligible"),
+    "merchant_not_eligible": _("Merchant not eligible"),
+    "payment_method_not_eligible": _("Payment method not eligible"),
+    "category_excluded": _("Category excluded"),
+    "amount_not_positive": _("Amount zero or negative"),
+    "outside_campaign_period": _("Outside the campaign period"),
+    "amount_earns_zero_points": _("Amount too small for 1 point"),
+}
+
+
+def _no_points(cashback: dict | None) -> str:
+    if not cashback or cashback.get("eligible"):
+        return ""
+    reason = cashback.get("reason") or ""
+    return str(NO_POINTS_REASONS.get(reason, reason))
+
 
 def _local(text: str | None) -> str:
     """An ISO time of the history API (UTC) in the business time zone, as the admin shows its own fields."""
@@ -49,6 +72,7 @@ def _entries_for_page(entries: list[dict]) -> list[dict]:
              "actions": [{**action, "amount_yen": yen(action.get("amount"))} for action in entry["actions"]],
              "cashback_points": points(entry["cashback"]["points"])
              if entry.get("cashback") and entry["cashback"].get("eligible") else None,
+             "no_points": _no_points(entry.get("cashback")),
              "children": _entries_for_page(entry["children"])} for entry in entries]
 
 

@@ -72,8 +72,8 @@ class PaymentTransition(models.Model):
     entry = models.ForeignKey(PaymentEntry, verbose_name=_("payment entry"), on_delete=models.CASCADE,
                               related_name="transitions")
     kind = models.CharField(_("kind"), max_length=40, help_text=_("Event type, or repay.requested / repay.failed."))
-    from_state = models.CharField(_("from state"), max_length=24, blank=True, default="")
-    to_state = models.CharField(_("to state"), max_length=24, blank=True, default="")
+    from_state = models.CharField(_("from state"), max_length=24, blank=True, default="", choices=EntryState.choices)
+    to_state = models.CharField(_("to state"), max_length=24, blank=True, default="", choices=EntryState.choices)
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices, default=Outcome.APPLIED)
     source_id = models.CharField(_("source ID"), max_length=128,
                                  help_text=_("The event's payment_id or the repayment request."))
@@ -90,7 +90,7 @@ class PaymentTransition(models.Model):
         ordering = ["recorded_at", "id"]
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.from_state or '-'} -> {self.to_state}"
+        return f"{self.kind}: {self.get_from_state_display() or '-'} -> {self.get_to_state_display()}"
 
 
 class RepaymentRequest(models.Model):

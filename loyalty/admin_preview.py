@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 
 from mercari_ops.common.charts import bar_chart
 from mercari_ops.common.errors import ValidationFailed
@@ -43,7 +43,8 @@ def preview_context(preview: dict) -> dict:
              for move in preview["moves"]]
     chart = bar_chart(labels, [(gettext("Now"), [row["before"] for row in per_stage]),
                                (gettext("After publishing"), [row["after"] for row in per_stage])],
-                      title=gettext("Customers per stage, now and with these rules"), y_label=gettext("customers"))
+                      title=gettext("Customers per stage, now and with these rules"),
+                      y_label=pgettext("chart axis", "customers"))
     return {"preview": preview, "per_stage": per_stage, "moves": moves, "chart": chart}
 
 

@@ -4,6 +4,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from history.models import PaymentEntry
+
 from .factories import card_tree
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +28,17 @@ def test_customer_history_reads_in_japanese_with_yen_and_japan_time(japanese_cli
     assert "c-1 の支払い履歴" in html and "請求済み" in html and "繰上げ返済" in html
     assert "¥12,800" in html
     assert "2026/10/01 18:00" in html  # 09:00 UTC, shown in Japan time
+    assert "実施中のキャンペーンなし" in html  # the estimate's reason code, in words
+
+
+def test_entry_page_names_the_states_of_its_transitions(japanese_client, push):
+    for event in card_tree(3, amount=3200, repaid=False):
+        push(TOPIC, event)
+    entry = PaymentEntry.objects.get(payment_id="tx-3")
+
+    html = japanese_client.get(f"/admin/history/paymententry/{entry.pk}/change/").content.decode()
+
+    assert "オーソリ済み" in html and "請求済み" in html and "mercard.billed" in html and "¥3,200" in html
 
 
 def test_entries_list_reads_in_japanese_with_yen(japanese_client, push):
