@@ -1,5 +1,8 @@
 """The marketers' and operators' screens for campaigns (one module per area)."""
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from mercari_ops.common.dashboard import register_panel
 
 from . import campaigns, merchants, provisions, settlement  # noqa: F401
@@ -9,17 +12,18 @@ def _dashboard_rows():
     from campaigns.models import Bill, Campaign, PointsGrant
 
     return [
-        ("Active campaigns", Campaign.objects.filter(status=Campaign.Status.ACTIVE).count(),
+        (gettext("Active campaigns"), Campaign.objects.filter(status=Campaign.Status.ACTIVE).count(),
          "/admin/campaigns/campaign/?status__exact=active"),
-        ("Bills waiting for settlement", Bill.objects.filter(status=Bill.Status.PENDING).count(),
+        (gettext("Bills waiting for settlement"), Bill.objects.filter(status=Bill.Status.PENDING).count(),
          "/admin/campaigns/bill/?status__exact=pending"),
-        ("Bills set aside: cannot settle", Bill.objects.filter(status=Bill.Status.DEAD).count(),
+        (gettext("Bills set aside: cannot settle"), Bill.objects.filter(status=Bill.Status.DEAD).count(),
          "/admin/campaigns/bill/?status__exact=dead"),
-        ("Points grants not yet delivered", PointsGrant.objects.filter(status=PointsGrant.Status.PENDING).count(),
+        (gettext("Points grants not yet delivered"),
+         PointsGrant.objects.filter(status=PointsGrant.Status.PENDING).count(),
          "/admin/campaigns/pointsgrant/?status__exact=pending"),
-        ("Points grants rejected", PointsGrant.objects.filter(status=PointsGrant.Status.REJECTED).count(),
+        (gettext("Points grants rejected"), PointsGrant.objects.filter(status=PointsGrant.Status.REJECTED).count(),
          "/admin/campaigns/pointsgrant/?status__exact=rejected"),
     ]
 
 
-register_panel("Campaigns", _dashboard_rows)
+register_panel(_("Campaigns"), _dashboard_rows)
