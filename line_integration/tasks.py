@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.periodic import periodic_task
 from mercari_ops.common.ratelimit import concurrency_limiter
@@ -30,18 +31,20 @@ def line_send_due():
     return result
 
 
-@periodic_task(name="line.kick_senders", every=timedelta(seconds=5), queue="line")
+@periodic_task(name="line.kick_senders", every=timedelta(seconds=5), queue="line", description=_(
+    "Start senders when anything is due, so no accepted message is stranded; retry rich-menu changes."))
 def line_kick_senders():
     """Start senders when anything is due, so no accepted message is stranded; retry rich-menu changes."""
     started = 0
     if work_pending() and not sending_paused():
-        for _ in range(settings.LINE_SENDER_CONCURRENCY):
+        for _sender in range(settings.LINE_SENDER_CONCURRENCY):
             line_send_due.delay()
             started += 1
     return {"senders_started": started, "rich_menus": services.rich_menu_sync(limit=200)}
 
 
-@periodic_task(name="line.audience_sync", crontab={"minute": "*/3"}, queue="line")
+@periodic_task(name="line.audience_sync", crontab={"minute": "*/3"}, queue="line", description=_(
+    "Add linked LINE users to the audience group (<= 10 jobs in progress, <= 60 calls a minute)."))
 def line_audience_sync():
     """Add linked LINE users to the audience group (<= 10 jobs in progress, <= 60 calls a minute)."""
     return services.audience_sync()

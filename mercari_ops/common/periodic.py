@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import translation
 
 from .locks import try_named_lock
 
@@ -73,7 +74,11 @@ def periodic_tasks_sync() -> int:
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     for spec in PERIODIC_TASKS.values():
-        defaults = {"task": spec.name, "description": spec.description[:200], "interval": None, "crontab": None}
+        # The row keeps the English text (a declared description may be translatable: the admin shows it in the
+        # reader's language from the declaration, beat_admin.periodic_task_description).
+        with translation.override("en"):
+            description = str(spec.description)[:200]
+        defaults = {"task": spec.name, "description": description, "interval": None, "crontab": None}
         if spec.every is not None:
             defaults["interval"], _ = IntervalSchedule.objects.get_or_create(
                 every=int(spec.every.total_seconds()), period=IntervalSchedule.SECONDS

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django_celery_beat.models import PeriodicTask
 
 from mercari_ops.common.models import AuditLogEntry, ChangeRequest
+from mercari_ops.common.periodic import periodic_tasks_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -49,3 +51,15 @@ def test_service_tokens_and_operations_pages_read_in_japanese(japanese_client):
 
     assert "サービストークン" in tokens and "状態" in tokens and "失効" in tokens  # the state filter
     assert "運用状況" in operations and "直近24時間" in operations
+
+
+def test_periodic_tasks_say_what_they_do_in_japanese_and_keep_english_rows(japanese_client):
+    periodic_tasks_sync()
+
+    html = japanese_client.get("/admin/django_celery_beat/periodictask/").content.decode()
+
+    assert "処理内容" in html and "前回実行（日本時間）" in html
+    assert "待機時間（バックオフ）が過ぎた受信箱イベントを再試行します。" in html
+    # the beat row itself stays in English, whatever language migrate ran in
+    assert PeriodicTask.objects.get(name="inbox.process_due").description == (
+        "Retry inbox events whose backoff has passed.")
