@@ -42,7 +42,7 @@ class Customer(models.Model):
 
     class Meta:
         verbose_name = _("customer")
-        verbose_name_plural = _("customers")
+        verbose_name_plural = pgettext_lazy("model", "customers")  # "customers" alone is a count elsewhere
         indexes = [
             models.Index(fields=["stage"], name="loyalty_customer_stage"),
             models.Index(fields=["pin_expires_at"], name="loyalty_customer_pin_expiry",
