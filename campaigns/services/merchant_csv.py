@@ -19,6 +19,8 @@ import csv
 import io
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext, ngettext
+
 from mercari_ops.common.errors import ValidationFailed
 
 from ..models import MerchantAlias, MerchantMaster
@@ -54,8 +56,10 @@ class CsvProblem:
     message: str
 
     def __str__(self) -> str:
-        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
-        return f"{where}: {self.message}"
+        if self.column:
+            return gettext("line %(line)s, column %(column)s: %(message)s") % {
+                "line": self.line, "column": self.column, "message": self.message}
+        return gettext("line %(line)s: %(message)s") % {"line": self.line, "message": self.message}
 
     def as_dict(self) -> dict:
         return {"line": self.line, "column": self.column, "message": self.message}
@@ -94,7 +98,8 @@ class MerchantCsvInvalid(ValidationFailed):
     def __init__(self, parsed: MerchantCsv):
         first = parsed.problems[0]
         more = parsed.problem_count - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        suffix = " " + ngettext("(and %(n)d more problem)", "(and %(n)d more problems)", more) % {"n": more} \
+            if more else ""
         super().__init__(f"{first}{suffix}", first.column)
         self.problems = parsed.problems
         self.problem_count = parsed.problem_count
@@ -120,8 +125,9 @@ def _text(data: bytes | str, parsed: MerchantCsv) -> str:
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            parsed.problem(number, None, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at position "
-                                         f"{exc.start + 1} of the line)")
+            parsed.problem(number, None, gettext("not UTF-8 text (byte %(byte)s at position %(position)s of the "
+                                                 "line)") % {"byte": f"0x{raw[exc.start]:02x}",
+                                                             "position": exc.start + 1})
             lines.append(raw.decode("utf-8", "replace"))
     return "\n".join(lines)
 
@@ -137,8 +143,8 @@ def _records(text: str, parsed: MerchantCsv):
         except StopIteration:
             return
         except csv.Error as exc:
-            parsed.problem(start, None, f"not readable as CSV ({exc}; fields are limited to {FIELD_LIMIT} "
-                                        "characters)")
+            parsed.problem(start, None, gettext("not readable as CSV (%(error)s; fields are limited to %(limit)s "
+                                                "characters)") % {"error": exc, "limit": FIELD_LIMIT})
             continue
         if fields:
             yield start, fields
@@ -147,29 +153,31 @@ def _records(text: str, parsed: MerchantCsv):
 def _header_check(header: list[str], line: int, parsed: MerchantCsv) -> None:
     for required in REQUIRED_COLUMNS:
         if required not in header:
-            parsed.problem(line, required, f"CSV header must contain {required}")
+            parsed.problem(line, required, gettext("CSV header must contain %(column)s") % {"column": required})
     seen = set()
     for name in header:
         if name not in MERCHANT_CSV_COLUMNS:
             parsed.problem(line, name[:64] or None,
-                           f"unknown CSV column {_shown(name)}; allowed: {', '.join(MERCHANT_CSV_COLUMNS)}")
+                           gettext("unknown CSV column %(column)s; allowed: %(allowed)s")
+                           % {"column": _shown(name), "allowed": ", ".join(MERCHANT_CSV_COLUMNS)})
         elif name in seen:
-            parsed.problem(line, name, f"column {name} appears twice in the header")
+            parsed.problem(line, name, gettext("column %(column)s appears twice in the header") % {"column": name})
         seen.add(name)
 
 
 def _value(raw: str, column: str, line: int, parsed: MerchantCsv) -> str | None:
     """The trimmed value, or None after reporting a problem."""
     if "\x00" in raw:
-        parsed.problem(line, column, "contains a NUL character (U+0000)")
+        parsed.problem(line, column, gettext("contains a NUL character (U+0000)"))
         return None
     value = raw.strip()
     model_field = _COLUMN_FIELDS.get(column)
     if model_field is not None and len(value) > model_field.max_length:
-        parsed.problem(line, column, f"is {len(value)} characters long; at most {model_field.max_length} allowed")
+        parsed.problem(line, column, gettext("is %(length)s characters long; at most %(max)s allowed")
+                       % {"length": len(value), "max": model_field.max_length})
         return None
     if column in REQUIRED_COLUMNS and not value:
-        parsed.problem(line, column, "is empty")
+        parsed.problem(line, column, gettext("is empty"))
         return None
     return value
 
@@ -183,8 +191,8 @@ def _flag(value: str, line: int, parsed: MerchantCsv) -> tuple[bool, bool | None
         return True, False
     if not spelled:
         return True, None
-    parsed.problem(line, "is_marketplace", f"{_shown(value)} is not a yes/no value; use one of "
-                                           f"{'/'.join(TRUE_SPELLINGS)} or {'/'.join(FALSE_SPELLINGS)}")
+    parsed.problem(line, "is_marketplace", gettext("%(value)s is not a yes/no value; use one of %(yes)s or %(no)s")
+                   % {"value": _shown(value), "yes": "/".join(TRUE_SPELLINGS), "no": "/".join(FALSE_SPELLINGS)})
     return False, None
 
 
@@ -195,7 +203,8 @@ def merchant_csv_parse(data: bytes | str) -> MerchantCsv:
     first = next(records, None)
     if first is None:
         if not parsed.problem_count:
-            parsed.problem(1, None, f"the file is empty; expected the header {','.join(MERCHANT_CSV_COLUMNS)}")
+            parsed.problem(1, None, gettext("the file is empty; expected the header %(header)s")
+                           % {"header": ",".join(MERCHANT_CSV_COLUMNS)})
         return parsed
     header_line, header = first[0], [name.strip() for name in first[1]]
     _header_check(header, header_line, parsed)
@@ -205,7 +214,8 @@ def merchant_csv_parse(data: bytes | str) -> MerchantCsv:
     masters: dict[str, dict[str, tuple[object, int]]] = {}
     for line, fields in records:
         if len(fields) != len(header):
-            parsed.problem(line, None, f"has {len(fields)} fields; the header has {len(header)}")
+            parsed.problem(line, None, gettext("has %(fields)s fields; the header has %(header)s")
+                           % {"fields": len(fields), "header": len(header)})
             continue
         values = {column: _value(raw, column, line, parsed) for column, raw in zip(header, fields, strict=True)}
         if any(value is None for value in values.values()):
@@ -219,9 +229,10 @@ def merchant_csv_parse(data: bytes | str) -> MerchantCsv:
                           category=values.get("category") or None)
         key = (row.merchant_id, row.payment_method)
         if key in aliases:
-            parsed.problem(line, "merchant_id", f"merchant_id {_shown(row.merchant_id)} with payment_method "
-                                                f"{_shown(row.payment_method)} is on line {aliases[key]} and "
-                                                f"line {line}")
+            parsed.problem(line, "merchant_id", gettext(
+                "merchant_id %(merchant)s with payment_method %(method)s is on line %(first)s and line %(line)s") % {
+                "merchant": _shown(row.merchant_id), "method": _shown(row.payment_method), "first": aliases[key],
+                "line": line})
             continue
         aliases[key] = line
         given = masters.setdefault(row.master_id, {})
@@ -232,9 +243,10 @@ def merchant_csv_parse(data: bytes | str) -> MerchantCsv:
                 continue
             earlier = given.setdefault(column, (value, line))
             if earlier[0] != value:
-                parsed.problem(line, column, f"{column} {_shown(str(value))} for master_id "
-                                             f"{_shown(row.master_id)} differs from {_shown(str(earlier[0]))} "
-                                             f"on line {earlier[1]}")
+                parsed.problem(line, column, gettext(
+                    "%(column)s %(value)s for master_id %(master)s differs from %(earlier)s on line %(line)s") % {
+                    "column": column, "value": _shown(str(value)), "master": _shown(row.master_id),
+                    "earlier": _shown(str(earlier[0])), "line": earlier[1]})
                 conflict = True
         if not conflict:
             parsed.rows.append(row)

@@ -3,6 +3,7 @@ labels, messages and validation errors, amounts as ¥12,345 and points as 12,345
 their points in Japanese whatever language the sender runs in."""
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import translation
 
@@ -47,6 +48,14 @@ def test_a_bad_campaign_is_refused_with_a_japanese_message(japanese):
     assert response.status_code == 200
     assert "ステージ範囲 10-20 と 15-40 が重なっています" in response.content.decode()
     assert not Campaign.objects.exists()
+
+
+def test_a_refused_merchant_file_names_its_problems_in_japanese(japanese):
+    upload = SimpleUploadedFile("shops.csv", b"merchant_id,payment_method,master_id,master_name,is_marketplace,"
+                                             b"category\nm-1,,,Shop,maybe,\n")
+    html = japanese.post("/admin/campaigns/merchantmaster/import-csv/", {"file": upload}).content.decode()
+    assert "取り込みを中止しました（変更なし）" in html
+    assert "<td>2</td><td>master_id</td>\n<td>空です</td>" in html
 
 
 def test_the_english_switch_still_reads_english(admin_user, campaigns):

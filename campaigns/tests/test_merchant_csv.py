@@ -1,10 +1,18 @@
 """The merchant master CSV check: every problem named by file line and column, nothing read past it."""
 
 import pytest
+from django.utils import translation
 
 from campaigns.services.merchant_csv import FIELD_LIMIT, PROBLEMS_KEPT, merchant_csv_parse
 
 HEADER = "merchant_id,payment_method,master_id,master_name,is_marketplace,category\n"
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """The English messages (the import page shows them in the reader's language)."""
+    with translation.override("en"):
+        yield
 
 
 def _problems(data) -> list[tuple[int, str | None]]:
