@@ -139,8 +139,10 @@ class PaymentEntryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
         error, page = None, {"entries": [], "next_cursor": None}
         try:
             page = selectors.history_page(customer_id=customer_id, cursor=request.GET.get("cursor") or None)
-        except DomainError as exc:
-            error = exc.message
+        except DomainError as exc:  # the API's English message, said again in the page's language
+            error = {"customer_id": gettext("No payment history or loyalty record for %(customer)s.") % {
+                "customer": customer_id}, "cursor": gettext("This page link is not valid any more: start again "
+                                                            "from the newest entries.")}.get(exc.field, exc.message)
         context = {**self.admin_site.each_context(request),
                    "title": gettext("Payment history of %(customer)s") % {"customer": customer_id},
                    "customer_id": customer_id, "entries": _entries_for_page(page["entries"]), "page": page,

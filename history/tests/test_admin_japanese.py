@@ -48,3 +48,9 @@ def test_entries_list_reads_in_japanese_with_yen(japanese_client, push):
     html = japanese_client.get("/admin/history/paymententry/").content.decode()
 
     assert "支払い明細" in html and "メルカード利用" in html and "返済済み" in html and "¥3,200" in html
+
+
+def test_unknown_customer_is_said_in_japanese(japanese_client):
+    html = japanese_client.get("/admin/history/paymententry/customer/c-404/").content.decode()
+
+    assert "c-404 の支払い履歴もロイヤルティの記録もありません。" in html and "明細はありません。" in html
