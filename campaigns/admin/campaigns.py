@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from loyalty import selectors as loyalty_selectors
 from mercari_ops.common import formatting
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month_shift
@@ -147,9 +148,25 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
     def upper_limit_points(self, obj):
         return formatting.points(obj.upper_limit)
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        stages = [(rule.stage, rule.name) for rule in loyalty_selectors.rules_active().stages]  # once per page
+        for campaign in changelist.result_list:
+            campaign.stage_names = stages
+        return changelist
+
     @admin.display(description=_("rates"))
     def rates_text(self, obj):
-        return ", ".join(f"{r.stage_from}-{r.stage_to}: {r.rate}%" for r in obj.rates.all())
+        """Each range as "10-29 Regular–Silver: 1.0%": its stage numbers and the names of the stages it covers."""
+        stages = getattr(obj, "stage_names", None)
+        if stages is None:
+            stages = [(rule.stage, rule.name) for rule in loyalty_selectors.rules_active().stages]
+        parts = []
+        for rate in obj.rates.all():
+            names = [name for stage, name in stages if rate.stage_from <= stage <= rate.stage_to]
+            covered = f" {names[0]}" if len(names) == 1 else f" {names[0]}\u2013{names[-1]}" if names else ""
+            parts.append(f"{rate.stage_from}-{rate.stage_to}{covered}: {rate.rate}%")
+        return ", ".join(parts)
 
     @admin.display(description=_("points granted per day"))
     def points_per_day(self, obj):

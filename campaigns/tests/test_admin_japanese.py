@@ -29,6 +29,7 @@ def test_campaign_list_reads_japanese_with_caps_in_points(japanese, campaigns):
     assert '<html lang="ja"' in html
     assert "キャンペーン" in html and "1人あたり上限" in html and "実施中" in html
     assert "1,000 pt" in html  # the outside campaign's cap, not "1000"
+    assert "10-19 Regular: 1.0%" in html and "20-29: 2.0%" in html  # the stages the rules in force name
     assert "Active" not in html
 
 
