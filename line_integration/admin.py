@@ -99,6 +99,8 @@ class CampaignDeliveryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_user_id", "params")  # the change page is an outbound message's
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):  # Django's own check, which this view replaces
+            raise PermissionDenied
         context = {**self.admin_site.each_context(request), "title": gettext("Deliveries per Braze campaign"),
                    "rows": selectors.campaign_delivery_counts(), "opts": self.model._meta,
                    "failures": OutboundMessage.objects.filter(status=OutboundMessage.Status.FAILED)

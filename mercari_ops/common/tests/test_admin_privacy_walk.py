@@ -228,7 +228,7 @@ def _results(response) -> str:
 
 def test_walk_every_admin_url_as_marketer_and_operator(walk):
     as_operator, raw_values = walk["as_operator"], walk["raw"]
-    leaks, errors, dependent, operator_blind, visited = [], [], [], [], set()
+    leaks, errors, dependent, operator_blind, unguarded, visited = [], [], [], [], [], set()
     for model, model_admin in admin.site._registry.items():
         app_label, model_name = _info(model)
         changelist = reverse(f"admin:{app_label}_{model_name}_changelist")
@@ -247,6 +247,13 @@ def test_walk_every_admin_url_as_marketer_and_operator(walk):
                 leaks += [(user.username, url, value) for value in _leaks(response.content, raw_values)]
                 if response.status_code >= 500:
                     errors.append(url)
+                # Custom views check the permission of their model's changelist.
+                if not model_admin.has_view_or_change_permission(_request(user)):
+                    status = response.status_code
+                    if status == 302:  # e.g. a POST-only view sending a GET back to its list
+                        status = viewer.get(response["Location"]).status_code
+                    if status not in (403, 405):
+                        unguarded.append(f"{user.username}: {url} {status}")
 
         columns = _personal_columns(model, model_admin, walk["operator"])
         for (user, viewer), (path, raw) in itertools.product(walk["viewers"], columns):
@@ -272,6 +279,7 @@ def test_walk_every_admin_url_as_marketer_and_operator(walk):
     assert dependent == []
     assert errors == []
     assert operator_blind == []
+    assert unguarded == [], "\n".join(unguarded)
     # The walk reached the pages that hold raw values and the custom views of issue 18.
     assert "/admin/history/paymententry/customer/c-priv-1/" in visited
     assert any(url.startswith("/admin/loyalty/customer/") and url.endswith("/why/") for url in visited)
