@@ -12,10 +12,20 @@ from django.core.management import call_command
 from django.db import models
 from django.utils import timezone
 
+from campaigns.catalog import catalog_reset
 from campaigns.demo import MARKETPLACE_NAME
 from campaigns.models import Campaign
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_catalog(settings):
+    """The estimate's campaign catalog is per process: another test's campaigns must not answer here."""
+    settings.CAMPAIGNS_CATALOG_CHECK_SECONDS = 0
+    catalog_reset()
+    yield
+    catalog_reset()
 
 # Dates that are meant to be ahead: ends of periods, expiries, next attempts, leases.
 FUTURE_BY_DESIGN = re.compile(r"expire|ends_at|next_|until|deadline|due|valid_to")

@@ -28,15 +28,20 @@ FAILURES = ROOT / "var" / "test" / "browser-failures"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 PASSWORD = "browser-test-Passw0rd!"
-# Playwright's sync API keeps an event loop running in this thread; the tests' own ORM calls (fixtures) are
-# synchronous and never run inside it (Django's documented switch for this case).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(monkeypatch):
+    """Playwright's sync API keeps an event loop running in this thread; the tests' own ORM calls are synchronous
+    and never run inside it (Django's documented switch for this case). Only for these tests: a process started
+    by another test (check --deploy) must not inherit it."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.hookimpl(hookwrapper=True)
