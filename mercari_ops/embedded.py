@@ -369,6 +369,12 @@ def test(pytest_args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     command, args = (argv[0] if argv else "run"), argv[1:]
+    if command in ("run", "test"):
+        # The shipped Japanese catalogs (.po) compiled to .mo, as `make messages` does: a launcher started
+        # without make still speaks Japanese.
+        from mercari_ops.common.i18n import catalogs_compile
+
+        catalogs_compile()
     try:
         if command == "run":
             return run()

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mercari_ops.common.i18n.UserLanguageMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "mercari_ops.common.otp_admin.AdminSecondFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

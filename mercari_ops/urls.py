@@ -10,6 +10,7 @@ from mercari_ops.common import otp_admin
 from mercari_ops.common import views as common_views
 from mercari_ops.common.api import WhoAmIApi
 from mercari_ops.common.api_docs import redoc_view, swagger_view
+from mercari_ops.common.i18n import language_set
 from mercari_ops.common.metrics import views as metrics_views
 
 urlpatterns = [
@@ -32,7 +33,8 @@ urlpatterns = [
     # Anything else under a machine prefix (an unknown path, an ID its converter refuses) is a JSON 404, also
     # with DEBUG on; the admin and other pages keep Django's HTML 404.
     re_path(r"^(?:api|line|pubsub)/", common_views.machine_not_found, name="machine-not-found"),
-    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the admin's language switch
+    # The admin's language switch: Django's set_language, remembered per user (mercari_ops/common/i18n.py).
+    path("i18n/setlang/", language_set, name="set_language"),
     # The site has no page of its own: "/" (and the admin's "View site") is the admin.
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     # The admin's second factor (mercari_ops/common/otp_admin.py) under the admin's own prefix (ADMIN_URL_PREFIX).

@@ -44,6 +44,11 @@ class CommonConfig(AppConfig):
         from .role_audit import connect as audit_role_changes
 
         audit_role_changes()  # group, permission and superuser/staff changes go to the audit log
+        from django.contrib.auth.signals import user_logged_in
+
+        from .i18n import user_language_restore
+
+        user_logged_in.connect(user_language_restore, dispatch_uid="common.user_language_restore")
         from .metrics import platform as platform_metrics
 
         platform_metrics.register()  # /metrics: database, Redis, Celery queues and beat

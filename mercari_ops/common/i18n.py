@@ -16,6 +16,7 @@ from django.utils import translation
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = {".venv", "var", "node_modules", ".git"}
+SESSION_KEY = "ops_language"  # the signed-in user's own choice, copied from UserPreference at login
 
 
 def catalogs(root: Path = ROOT) -> list[Path]:
@@ -54,6 +55,44 @@ class OpsLocaleMiddleware(LocaleMiddleware):
         if request.path_info.startswith(tuple(settings.MACHINE_PATH_PREFIXES)):
             return response
         return super().process_response(request, response)
+
+
+class UserLanguageMiddleware:
+    """After authentication: the language a signed-in user chose (UserPreference, kept in their session) wins over
+    the browser's; anonymous pages keep OpsLocaleMiddleware's choice."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        chosen = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
+        if chosen and chosen != request.LANGUAGE_CODE and translation.check_for_language(chosen):
+            translation.activate(chosen)
+            request.LANGUAGE_CODE = chosen
+        return self.get_response(request)
+
+
+def user_language_restore(sender, request, user, **kwargs) -> None:
+    """user_logged_in: the user's saved language into the new session."""
+    from .models import UserPreference
+
+    language = UserPreference.objects.filter(user=user).values_list("language", flat=True).first()
+    if language:
+        request.session[SESSION_KEY] = language
+
+
+def language_set(request):
+    """Django's set_language (cookie, redirect), and for a signed-in user their preference and session too."""
+    from django.views.i18n import set_language
+
+    from .models import UserPreference
+
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if request.method == "POST" and translation.check_for_language(language) and request.user.is_authenticated:
+        UserPreference.objects.update_or_create(user=request.user, defaults={"language": language})
+        request.session[SESSION_KEY] = language
+    return response
 
 
 if __name__ == "__main__":

@@ -119,3 +119,18 @@ class ServiceToken(models.Model):
 
     def __str__(self):
         return f"{self.service} {self.prefix}\u2026"
+
+
+class UserPreference(models.Model):
+    """What a staff user chose for themselves (the admin's language), on every device and after every login."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="preference",
+                                verbose_name=_("user"))
+    language = models.CharField(_("language"), max_length=8, blank=True)
+
+    class Meta:
+        verbose_name = _("user preference")
+        verbose_name_plural = _("user preferences")
+
+    def __str__(self):
+        return f"{self.user_id} {self.language}"

@@ -52,3 +52,20 @@ def test_every_shipped_catalog_compiles(tmp_path):
     compiled = catalogs_compile(tmp_path)
     assert any(p.parts[-3] == "ja" for p in compiled)
     assert len(compiled) == len(catalogs()) and all(p.stat().st_size > 0 for p in compiled)
+
+
+def test_a_users_language_follows_them_to_another_browser():
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("mk", password="pw-Mercari-1", is_staff=True)
+    # given the user picks English in one browser
+    first = Client()
+    first.post("/admin/login/", {"username": "mk", "password": "pw-Mercari-1", "next": "/admin/"})
+    first.post("/i18n/setlang/", {"language": "en", "next": "/admin/"})
+    # when they sign in from another browser that prefers Japanese
+    second = Client(HTTP_ACCEPT_LANGUAGE="ja")
+    assert "ログイン" in second.get("/admin/login/").content.decode()
+    second.post("/admin/login/", {"username": "mk", "password": "pw-Mercari-1", "next": "/admin/"})
+    # then the admin speaks English to them
+    page = second.get("/admin/password_change/")
+    assert page["Content-Language"] == "en" and "Password change" in page.content.decode()
