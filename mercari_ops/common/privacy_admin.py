@@ -271,6 +271,11 @@ def _personal_data_changelist(base):
                 return None
             return order_field
 
+        def _get_default_ordering(self):
+            # The admin's and the model's default ordering: without a personal field either.
+            return [item for item in super()._get_default_ordering()
+                    if not self.model_admin._touches(_order_name(item))]
+
         def get_ordering(self, request, queryset):
             # `?o=<index>` of a masked column is refused like any bad parameter (a redirect to `?e=1`).
             for part in self.params.get(ORDER_VAR, "").split("."):
