@@ -29,7 +29,8 @@ from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month
 from mercari_ops.common.errors import NotFound
 from mercari_ops.common.models import ChangeRequest
 
-from .models import Bill, Campaign, CampaignBacktest
+from .approvals_display import format_value, render_preview
+from .models import Bill, Campaign, CampaignBacktest, CampaignVersion
 from .services import (
     campaign_activate,
     campaign_backtest_compute,
@@ -163,11 +164,27 @@ def change_figures(*, target_id: str, payload: dict) -> dict:
     now = latest.result if latest else {}
     figures["scope"] = _("now: the campaign as stored; proposed: the same month with this change applied")
     figures["comparison"] = [{"figure": key, "now": now.get(key), "proposed": proposed.get(key)}
-                             for key in ("recipients", "points", "rewards", "cap_hits", "customers_at_cap",
-                                         "lines_rewarded")]
+                             for key in ("lines", "lines_rewarded", "recipients", "rewards", "points", "cap_hits",
+                                         "customers_at_cap")]
     figures["comparison_month"] = month
     figures["proposed_by_stage"] = proposed.get("by_stage", [])
     return figures
+
+
+def campaign_rejection_record(*, change: ChangeRequest) -> None:
+    """A rejected request in the campaign's version history (the kinds' on_reject, inside the rejecting
+    transaction): the proposal as before/after, the decider, the version it was proposed against; the campaign
+    itself is not touched."""
+    campaign = Campaign.objects.filter(pk=int(change.target_id)).first()
+    if campaign is None:
+        return
+    what = "activation" if change.kind == ACTIVATE else "change"
+    note = (f"rejected {what}: change request #{change.pk} by {change.requested_by}, rejected by "
+            f"{change.decided_by}" + (f": {change.decision_note}" if change.decision_note else ""))
+    CampaignVersion.objects.create(campaign=campaign, version=campaign.version, changed_by=change.decided_by,
+                                   changed_at=change.decided_at or timezone.now(), note=note[:200],
+                                   before=change.before, after=change.after or {},
+                                   decision=CampaignVersion.Decision.REJECTED)
 
 
 def campaign_change_request(*, campaign_id: int, kind: str, payload: dict, by: str, request=None,
@@ -206,7 +223,9 @@ def campaign_form_payload(*, campaign: Campaign, fields: dict, rates: list[tuple
 def register() -> None:
     register_change_kind(ACTIVATE, label=gettext_lazy("Activate a campaign"), target_type=TARGET_TYPE,
                          describe=_describe_activate, fingerprint=_fingerprint, apply=_apply_activate,
-                         preview=backtest_figures, live_preview=True)
+                         preview=backtest_figures, live_preview=True, render_preview=render_preview,
+                         format_value=format_value, on_reject=campaign_rejection_record)
     register_change_kind(CHANGE, label=gettext_lazy("Change a campaign that is not a draft"),
                          target_type=TARGET_TYPE, describe=_describe_change, fingerprint=_fingerprint,
-                         apply=_apply_change, preview=change_figures)
+                         apply=_apply_change, preview=change_figures, render_preview=render_preview,
+                         format_value=format_value, on_reject=campaign_rejection_record)

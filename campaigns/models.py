@@ -86,7 +86,15 @@ class CampaignStageRate(models.Model):
 
 
 class CampaignVersion(models.Model):
-    """Who changed an active campaign, when, and what it looked like before and after."""
+    """Who changed an active campaign, when, and what it looked like before and after.
+
+    A rejected change request is kept here too (decision `rejected`, the proposal as before/after, the
+    decider as changed_by): it names the version it was proposed against and changed nothing.
+    """
+
+    class Decision(models.TextChoices):
+        APPLIED = "applied", _("Applied")
+        REJECTED = "rejected", _("Rejected (nothing changed)")
 
     campaign = models.ForeignKey(Campaign, verbose_name=_("campaign"),
                                  on_delete=models.CASCADE, related_name="versions")
@@ -96,12 +104,14 @@ class CampaignVersion(models.Model):
     note = models.CharField(_("note"), max_length=200, blank=True, default="")
     before = models.JSONField(_("before"), null=True, blank=True)
     after = models.JSONField(_("after"))
+    decision = models.CharField(_("decision"), max_length=16, choices=Decision.choices, default=Decision.APPLIED)
 
     class Meta:
         verbose_name = _("campaign version")
         verbose_name_plural = _("campaign versions")
-        ordering = ["campaign", "-version"]
-        constraints = [models.UniqueConstraint(fields=["campaign", "version"], name="campaign_version_unique")]
+        ordering = ["campaign", "-version", "-changed_at"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "version"], name="campaign_version_unique",
+                                               condition=models.Q(decision="applied"))]
 
     def __str__(self) -> str:
         return f"{self.campaign_id} v{self.version}"

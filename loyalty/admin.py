@@ -15,7 +15,7 @@ from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
-from mercari_ops.common.approvals import change_requests_pending_count
+from mercari_ops.common.approvals import change_requests_decided, change_requests_pending_count
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
@@ -214,7 +214,10 @@ class StageRuleVersionAdmin(admin.ModelAdmin):
         pending = change_requests_pending_count(target_type="loyalty.stageruleversion")
         waiting = _("Proposals waiting for an approver: %(n)s.") % {"n": pending}
         subtitle = format_html('{} <a href="{}">{}</a>', waiting, url, _("All rules change requests"))
-        return super().changelist_view(request, {**(extra_context or {}), "subtitle": subtitle})
+        # approvals are the versions themselves; rejected proposals are listed below them (change_list.html)
+        rejected = change_requests_decided(kind="stage_rules.publish")
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": subtitle,
+                                                 "rejected_proposals": rejected})
 
     def save_model(self, request, obj, form, change):
         """Four eyes: saving asks an approver to publish (loyalty/approvals.py); nothing is published here."""

@@ -10,10 +10,11 @@ version published meanwhile makes the request stale.
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from mercari_ops.common.approvals import change_request_create, register_change_kind
 from mercari_ops.common.errors import ValidationFailed
+from mercari_ops.common.formatting import yen
 from mercari_ops.common.models import ChangeRequest
 
 from .models import StageRuleVersion
@@ -56,6 +57,33 @@ def _apply(*, change: ChangeRequest) -> None:
                           note=f"{note} ({suffix})" if note else suffix)
 
 
+def render_preview(figures: dict) -> str:
+    """The approver's figures: customers moving up/down per stage, by name, as a table and a bar chart (the same
+    fragment as the rules form's Preview). Stage keys come back from JSON as strings: made ints again."""
+    from django.template.loader import render_to_string
+
+    from .admin_preview import preview_context  # an admin module: imported when a page is drawn
+
+    if figures.get("error") or "per_stage_before" not in figures:
+        return render_to_string("admin/loyalty/stageruleversion/preview_fragment.html",
+                                {"error": figures.get("error") or _("no preview figures")})
+    preview = {**figures, **{key: {int(stage): value for stage, value in (figures.get(key) or {}).items()}
+                             for key in ("per_stage_before", "per_stage_after", "stage_names")}}
+    return render_to_string("admin/loyalty/stageruleversion/preview_fragment.html", preview_context(preview))
+
+
+def format_value(key: str, value) -> str | None:
+    """A rules diff value: thresholds in yen or counts ("stages.1.thresholds.buy_amount")."""
+    leaf = key.rsplit(".", 1)[-1]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    if leaf.endswith("_amount"):
+        return yen(value)
+    if leaf == "window_months":
+        return ngettext("%(n)s month", "%(n)s months", value) % {"n": value}
+    return None
+
+
 def stage_rules_publish_request(*, definition, note: str = "", by: str, request=None) -> ChangeRequest:
     """What the rules form does instead of publishing: validate, then ask an approver (ValidationFailed when
     the definition is invalid or the same as the rules in force)."""
@@ -66,4 +94,5 @@ def stage_rules_publish_request(*, definition, note: str = "", by: str, request=
 
 def register() -> None:
     register_change_kind(PUBLISH, label=gettext_lazy("Publish stage rules"), target_type=TARGET_TYPE,
-                         describe=_describe, fingerprint=_fingerprint, apply=_apply, preview=_preview)
+                         describe=_describe, fingerprint=_fingerprint, apply=_apply, preview=_preview,
+                         render_preview=render_preview, format_value=format_value)

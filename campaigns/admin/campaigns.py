@@ -110,9 +110,10 @@ class StageRateInline(admin.TabularInline):
 class VersionInline(ReadOnlyAdmin, admin.TabularInline):
     model = CampaignVersion
     extra = 0
-    fields = ["version", "changed_at", "changed_by", "note", "before_json", "after_json"]
+    # rejected change requests are listed too (decision "rejected"): approvals and rejections in one history
+    fields = ["version", "decision", "changed_at", "changed_by", "note", "before_json", "after_json"]
     readonly_fields = fields
-    ordering = ["-version"]
+    ordering = ["-version", "-changed_at"]
 
     @admin.display(description=_("before"))
     def before_json(self, obj):
@@ -302,9 +303,10 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
 
 @admin.register(CampaignVersion)
 class CampaignVersionAdmin(ReadOnlyAdmin, admin.ModelAdmin):
-    list_display = ["campaign", "version", "changed_at", "changed_by", "note"]
-    list_filter = ["campaign"]
-    readonly_fields = ["campaign", "version", "changed_at", "changed_by", "note", "before_json", "after_json"]
+    list_display = ["campaign", "version", "decision", "changed_at", "changed_by", "note"]
+    list_filter = ["decision", "campaign"]
+    readonly_fields = ["campaign", "version", "decision", "changed_at", "changed_by", "note", "before_json",
+                       "after_json"]
     fields = readonly_fields
 
     def get_queryset(self, request):

@@ -83,7 +83,8 @@ def campaign_version_record(*, campaign: Campaign, before: dict | None, by: str,
     if before == after or not (was_active or campaign.status == Campaign.Status.ACTIVE):
         return False
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    has_versions = CampaignVersion.objects.filter(campaign=campaign).exists()
+    has_versions = CampaignVersion.objects.filter(campaign=campaign,
+                                                  decision=CampaignVersion.Decision.APPLIED).exists()
     version = locked.version + 1 if has_versions else locked.version
     Campaign.objects.filter(pk=campaign.pk).update(version=version, updated_at=timezone.now())
     campaign.version = version

@@ -18,30 +18,9 @@ from ..admin_utils import pretty_json
 from ..dashboard import register_panel
 from ..errors import DomainError
 from ..models import ChangeRequest
-from .registry import change_kind_get
+from .display import diff_html, diff_rows  # noqa: F401 (diff_rows: read here by older callers)
+from .registry import ChangeKind, change_kind_get
 from .services import can_approve, change_request_approve, change_request_reject, change_request_withdraw
-
-
-def _flatten(value, prefix: str = "") -> dict[str, object]:
-    """{"rates.0.rate": "1.0", ...}: nested JSON as dotted keys, so a diff compares leaf by leaf."""
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list) and value and all(isinstance(item, (dict, list)) for item in value):
-        items = enumerate(value)
-    else:
-        return {prefix or "value": value}
-    flat: dict[str, object] = {}
-    for key, item in items:
-        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def diff_rows(before: dict | None, after: dict | None) -> list[tuple[str, object, object, bool]]:
-    """(key, before, after, changed) for every leaf of either side, changed ones first."""
-    old, new = _flatten(before or {}), _flatten(after or {})
-    keys = list(dict.fromkeys([*old, *new]))
-    rows = [(key, old.get(key, "\u2014"), new.get(key, "\u2014"), old.get(key) != new.get(key)) for key in keys]
-    return sorted(rows, key=lambda row: not row[3])
 
 
 def _cell(value) -> str:
@@ -72,6 +51,13 @@ def figures_html(value) -> str:
         elif isinstance(item, list):
             parts.append(format_html("<h4>{}</h4><p>{}</p>", key, ", ".join(map(str, item)) or "\u2014"))
     return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def _kind(obj: ChangeRequest) -> ChangeKind | None:
+    try:
+        return change_kind_get(obj.kind)
+    except LookupError:  # a kind no longer registered: generic display
+        return None
 
 
 @admin.register(ChangeRequest)
@@ -105,35 +91,26 @@ class ChangeRequestAdmin(admin.ModelAdmin):
     @admin.display(description=_("kind"), ordering="kind")
     def kind_label(self, obj):
         # the label the app registered ("Activate a campaign"), in the reader's language; the code if unknown
-        try:
-            return change_kind_get(obj.kind).label
-        except LookupError:
-            return obj.kind
+        entry = _kind(obj)
+        return entry.label if entry is not None else obj.kind
 
     @admin.display(description=_("before / after"))
     def diff_table(self, obj):
-        rows = diff_rows(obj.before, obj.after)
-        if not rows:
-            return "\u2014"
-        body = format_html_join("", '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
-                                (("changed" if changed else "same", key, _cell(old), _cell(new))
-                                 for key, old, new, changed in rows))
-        return format_html('<table class="change-diff"><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead>'
-                           "<tbody>{}</tbody></table>", _("field"), _("before"), _("after"), body)
+        # only what changes; the rest folded away, every value formatted by the kind or generically
+        return diff_html(obj.before, obj.after, _kind(obj))
 
     @admin.display(description=_("figures"))
     def preview_figures(self, obj):
         figures = obj.preview
-        if obj.status == ChangeRequest.Status.PENDING:
+        entry = _kind(obj)
+        if obj.status == ChangeRequest.Status.PENDING and entry is not None and entry.live_preview \
+                and entry.preview is not None:
             try:
-                entry = change_kind_get(obj.kind)
-            except LookupError:
-                entry = None
-            if entry is not None and entry.live_preview and entry.preview is not None:
-                try:
-                    figures = entry.preview(target_id=obj.target_id, payload=obj.payload) or figures
-                except DomainError as exc:
-                    figures = {"error": exc.message}
+                figures = entry.preview(target_id=obj.target_id, payload=obj.payload) or figures
+            except DomainError as exc:
+                figures = {"error": exc.message}
+        if figures and entry is not None and entry.render_preview is not None:
+            return entry.render_preview(figures)  # the app's tables and charts, with its names
         return figures_html(figures)
 
     # --- decisions ------------------------------------------------------------------------------------------

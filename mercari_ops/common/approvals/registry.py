@@ -11,6 +11,12 @@ An app registers its kinds at start (AppConfig.ready):
   `change` is the ChangeRequest (requested_by, decided_by and pk are there for the app's version history).
 - preview(*, target_id, payload) -> dict (optional): figures for the approver (backtest, stage moves, counts);
   stored with the request, and read again while it is pending when `live_preview` (cheap reads only).
+- render_preview(figures) -> HTML (optional): the figures as an approver reads them (tables, charts, names);
+  without it the request page shows them as generic tables.
+- format_value(key, value) -> str | None (optional): one diff value as the approver reads it (`key` is the
+  dotted leaf, e.g. "rates.0.rate"); None falls back to the generic formatting (numbers, times, JSON).
+- on_reject(*, change) -> None (optional): record the rejection in the app's own history, inside the
+  rejecting transaction (the target itself must not change).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class ChangeKind:
     apply: Callable[..., Any]
     preview: Callable[..., dict] | None = None
     live_preview: bool = False  # read again while pending (figures that a background job fills in later)
+    render_preview: Callable[[dict], str] | None = None
+    format_value: Callable[[str, Any], str | None] | None = None
+    on_reject: Callable[..., Any] | None = None
 
 
 _KINDS: dict[str, ChangeKind] = {}
@@ -41,10 +50,14 @@ _KINDS: dict[str, ChangeKind] = {}
 
 def register_change_kind(kind: str, *, apply: Callable[..., Any], describe: Callable[..., tuple],
                          fingerprint: Callable[..., str], target_type: str, label: str = "",
-                         preview: Callable[..., dict] | None = None, live_preview: bool = False) -> ChangeKind:
+                         preview: Callable[..., dict] | None = None, live_preview: bool = False,
+                         render_preview: Callable[[dict], str] | None = None,
+                         format_value: Callable[[str, Any], str | None] | None = None,
+                         on_reject: Callable[..., Any] | None = None) -> ChangeKind:
     """Declare (or re-declare, e.g. on autoreload) one kind of change request."""
     entry = ChangeKind(kind=kind, label=label or kind, target_type=target_type, describe=describe,
-                       fingerprint=fingerprint, apply=apply, preview=preview, live_preview=live_preview)
+                       fingerprint=fingerprint, apply=apply, preview=preview, live_preview=live_preview,
+                       render_preview=render_preview, format_value=format_value, on_reject=on_reject)
     _KINDS[kind] = entry
     return entry
 

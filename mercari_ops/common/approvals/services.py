@@ -131,6 +131,12 @@ def change_request_reject(*, request_id: int, by, note: str = "", request=None) 
     change.status, change.decided_by, change.decided_at = ChangeRequest.Status.REJECTED, username, timezone.now()
     change.decision_note = note
     change.save()
+    try:
+        entry = change_kind_get(change.kind)
+    except LookupError:  # a kind no longer registered: the request and the audit log still record it
+        entry = None
+    if entry is not None and entry.on_reject is not None:
+        entry.on_reject(change=change)  # the app's version history names the rejection
     _audit(change, "change_request.reject", actor=username, request=request, before=change.before,
            after=change.after, note=f"requested by {change.requested_by}" + (f"; {note}" if note else ""))
     return change
@@ -154,6 +160,14 @@ def change_request_withdraw(*, request_id: int, by, request=None) -> ChangeReque
 def change_requests_for(*, target_type: str, target_id: str, limit: int = 50) -> list[ChangeRequest]:
     """The change requests of one object, newest first (a campaign's history shows them)."""
     return list(ChangeRequest.objects.filter(target_type=target_type, target_id=str(target_id))[:limit])
+
+
+def change_requests_decided(*, kind: str, statuses: tuple[str, ...] = (ChangeRequest.Status.REJECTED,),
+                            limit: int = 50) -> list[ChangeRequest]:
+    """Proposals of one kind that were decided without being applied (rejected by default), newest decision first:
+    an app's version history lists them beside its versions."""
+    rows = ChangeRequest.objects.filter(kind=kind, status__in=statuses).order_by("-decided_at", "-id")
+    return list(rows[:limit])
 
 
 def change_requests_pending_count(*, target_type: str, target_id: str | None = None) -> int:
