@@ -25,20 +25,22 @@ django.setup(set_prefix=False)
 
 
 class MachineWSGIHandler(WSGIHandler):
-    """Django's WSGI handler on `MACHINE_MIDDLEWARE` instead of `MIDDLEWARE`.
+    """Django's WSGI handler on `MACHINE_MIDDLEWARE` (or another fixed list) instead of `MIDDLEWARE`.
 
     `load_middleware` is Django's (django/core/handlers/base.py) for a synchronous handler, over another
     list: Django's reads settings.MIDDLEWARE itself, and settings are never changed at runtime. The chain it
     builds is the one Django would build for that list, so a request costs the same.
     """
 
+    middleware_setting = "MACHINE_MIDDLEWARE"
+
     def load_middleware(self, is_async=False):
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
         handler = convert_exception_to_response(self._get_response)
-        for path in reversed(settings.MACHINE_MIDDLEWARE):
+        for path in reversed(getattr(settings, self.middleware_setting)):
             middleware = import_string(path)
             if not getattr(middleware, "sync_capable", True):
-                raise ImproperlyConfigured(f"MACHINE_MIDDLEWARE: {path} cannot run synchronously (WSGI)")
+                raise ImproperlyConfigured(f"{self.middleware_setting}: {path} cannot run synchronously (WSGI)")
             try:
                 instance = middleware(handler)
             except MiddlewareNotUsed:
@@ -61,12 +63,24 @@ class MachineWSGIHandler(WSGIHandler):
         return super().__call__(environ, start_response)
 
 
+class BenchBareWSGIHandler(WSGIHandler):
+    """The benchmarks' baseline on a fixed middleware list (BENCH_BARE_MIDDLEWARE): the denominator of every share
+    must not move when the admin gains a middleware (docs/benchmarks.md, Method)."""
+
+    load_middleware = MachineWSGIHandler.load_middleware
+    middleware_setting = "BENCH_BARE_MIDDLEWARE"
+
+
 def _application():
     browser, machine = WSGIHandler(), MachineWSGIHandler()
     prefixes = tuple(settings.MACHINE_PATH_PREFIXES)
+    bench = BenchBareWSGIHandler() if settings.BENCH_BARE_VIEW else None
 
     def application(environ, start_response):
-        handler = machine if environ.get("PATH_INFO", "").startswith(prefixes) else browser
+        path = environ.get("PATH_INFO", "")
+        if bench is not None and path == "/bench/bare":
+            return bench(environ, start_response)
+        handler = machine if path.startswith(prefixes) else browser
         return handler(environ, start_response)
 
     return application
