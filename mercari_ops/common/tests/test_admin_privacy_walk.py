@@ -409,3 +409,15 @@ def test_reward_csv_export_leaves_the_payment_amount_out_for_marketers(walk):
     assert "pay-privacy-1" in exported["marketer"]
     assert str(RAW_AMOUNT) not in exported["marketer"]
     assert str(RAW_AMOUNT) in exported["operator"]
+
+
+def test_lookups_through_relations_meet_the_personal_fields_of_the_model_they_reach():
+    from history.models import PaymentEntry, RepaymentRequest
+    from mercari_ops.common.privacy_admin import lookup_touches_personal
+
+    # declared once, on the payment entries' admin; refused from the repayment requests' list too
+    assert lookup_touches_personal(RepaymentRequest, "entry__amount__gte", admin.site)
+    assert lookup_touches_personal(RepaymentRequest, "entry__attributes__merchant_id", admin.site)
+    assert lookup_touches_personal(PaymentEntry, "-title", admin.site)
+    assert not lookup_touches_personal(RepaymentRequest, "entry__customer_id", admin.site)  # opaque IDs may be used
+    assert not lookup_touches_personal(RepaymentRequest, "status__exact", admin.site)
