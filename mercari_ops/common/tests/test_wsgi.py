@@ -117,3 +117,29 @@ def test_wsgi_gc_freeze_freezes_the_loaded_application_only_when_asked(setting, 
                               "WSGI_GC_FREEZE": setting}, cwd=settings.BASE_DIR).stdout
     count = int(out.strip())
     assert (count > 10_000) if frozen else (count == 0), count  # Django and the apps: tens of thousands
+
+
+def test_the_benchmarks_baseline_runs_the_fixed_browser_stack_not_the_admins_newer_middleware():
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    from mercari_ops.wsgi import BenchBareWSGIHandler
+
+    assert set(settings.BENCH_BARE_MIDDLEWARE) < set(settings.MIDDLEWARE)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/admin/login/", "wsgi.input": io.BytesIO(b""),
+               "HTTP_HOST": "localhost", "SERVER_NAME": "localhost"}
+    setup_testing_defaults(environ)
+    answer = {}
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)  # as wsgi_call: keep the test's transaction's connection
+    request_finished.disconnect(close_old_connections)
+    try:
+        b"".join(BenchBareWSGIHandler()(environ, lambda status, headers, exc=None: answer.update(headers)))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    # the old stack's headers (clickjacking, nosniff), none of the admin's later layers (locale, request ID)
+    assert answer["X-Frame-Options"] == "DENY" and answer["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Language" not in answer and "X-Request-ID" not in answer
