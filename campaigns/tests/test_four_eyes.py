@@ -100,7 +100,7 @@ def test_request_page_shows_the_latest_backtest_figures(client, people, backtest
     client.post(CHANGELIST, {"action": "activate", "_selected_action": [backtest_draft.pk]})
     change = ChangeRequest.objects.get(kind="campaign.activate")
     page = client.get(f"/admin/common/changerequest/{change.pk}/change/").content.decode()
-    assert "over 2026-10" in page and "<td>points</td><td>1700</td>" in page
+    assert "over 2026-10" in page and '<th scope="row">points</th><td class="numeric">1,700 pt</td>' in page
 
 
 def test_changing_a_live_campaign_is_a_request_and_nothing_changes_until_approved(client, people, campaigns):
@@ -200,4 +200,4 @@ def test_a_change_request_simulates_the_proposal_and_keeps_nothing(client, peopl
     assert (str(inner.rates.order_by("stage_from")[0].rate), inner.version) == ("1.0", 1)
     assert not CampaignVersion.objects.filter(campaign=inner, version=2).exists()
     page = client.get(f"/admin/common/changerequest/{change.pk}/change/").content.decode()
-    assert "proposed" in page and str(comparison["points"]["proposed"]) in page
+    assert "proposed" in page and f'{comparison["points"]["proposed"]:,} pt' in page
