@@ -11,7 +11,7 @@ from mercari_ops.common.metrics.queries import counts_by, done_count, rows_estim
 POINTS_GRANTED = counter("mercari_ops_campaigns_points_granted_total", "Points the points service accepted")
 POINTS_REQUESTS = counter("mercari_ops_campaigns_points_requests_total",
                           "Grants sent to the points service by outcome (granted, rejected, unavailable)",
-                          ["outcome"])
+                          ["outcome"], initial=lambda: [("granted",), ("rejected",), ("unavailable",)])
 ESTIMATE_DURATION = histogram("mercari_ops_campaigns_estimate_duration_seconds", "The estimate API view")
 
 

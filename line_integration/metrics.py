@@ -8,15 +8,19 @@ from django.utils import timezone
 
 from mercari_ops.common.metrics import ScrapeGauge, counter, scrape_area_register
 
+KINDS = ("push", "multicast", "audience", "other")
+WEBHOOK_TYPES = frozenset({"follow", "unfollow", "message", "accountLink", "postback", "join", "leave"})
+
 REQUESTS = counter("mercari_ops_line_requests_total", "Calls to the LINE API by kind and HTTP status (error: none)",
                    ["kind", "status"])
-RATE_LIMITED = counter("mercari_ops_line_rate_limited_total", "LINE answered 429", ["kind"])
+# Label values known in advance start at 0: LineRateLimited's increase() sees the first 429 (issue 20).
+RATE_LIMITED = counter("mercari_ops_line_rate_limited_total", "LINE answered 429", ["kind"],
+                       initial=lambda: [(kind,) for kind in KINDS])
 LIMITER_SLOTS = counter("mercari_ops_line_limiter_slots_total", "Send slots reserved from the global limiter",
-                        ["kind"])
-WEBHOOK_EVENTS = counter("mercari_ops_line_webhook_events_total", "LINE webhook events received (signed)", ["type"])
+                        ["kind"], initial=lambda: [("push",), ("multicast",)])
+WEBHOOK_EVENTS = counter("mercari_ops_line_webhook_events_total", "LINE webhook events received (signed)", ["type"],
+                         initial=lambda: [(kind,) for kind in sorted(WEBHOOK_TYPES | {"other"})])
 BRAZE_WEBHOOKS = counter("mercari_ops_line_braze_webhooks_total", "Braze webhook calls by answer", ["outcome"])
-
-WEBHOOK_TYPES = frozenset({"follow", "unfollow", "message", "accountLink", "postback", "join", "leave"})
 _kinds: dict[str, str] = {}
 
 

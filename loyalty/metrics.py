@@ -9,7 +9,8 @@ from django.db.models import Count
 from mercari_ops.common.metrics import ScrapeGauge, counter, scrape_area_register
 
 EVENTS_APPLIED = counter("mercari_ops_loyalty_events_applied_total", "Loyalty activity events applied to totals")
-STAGE_CHANGES = counter("mercari_ops_loyalty_stage_changes_total", "Stage changes by direction", ["direction"])
+STAGE_CHANGES = counter("mercari_ops_loyalty_stage_changes_total", "Stage changes by direction", ["direction"],
+                        initial=lambda: [("up",), ("down",)])
 
 
 def events_applied_counted(count: int) -> None:

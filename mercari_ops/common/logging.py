@@ -39,6 +39,11 @@ _REQUEST_ID_SAFE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 # LINE user, group and room IDs (U/C/R + 32 lowercase hex).
 _LINE_ID = re.compile(r"\b[UCR][0-9a-f]{32}\b")
 LINE_ID_MASK = "<line-id>"
+# Our customer IDs ("c-00001"), and the path segment naming a customer in our URLs (API and admin): hashed.
+_CUSTOMER_ID = re.compile(r"(?<![\w:-])c-\d+\b")
+_CUSTOMER_SEGMENT = re.compile(r"(/customers?/)(?!add/|cust:)([^/\s?#\"']+)")
+# The query string of a path in a text (`/admin/...?q=U123...`): dropped, it holds what an operator searched.
+_PATH_QUERY = re.compile(r"((?:^|(?<=[\s\"'(=]))/[^\s?\"']*)\?[^\s\"']*")
 # Payload keys whose values are personal: their values are hashed out of error texts (`log_safe_error`).
 _PERSONAL_KEYS = ("customer_id", "user_id", "userid", "line_user_id", "to", "email", "phone", "name")
 
@@ -55,6 +60,28 @@ def log_safe_customer(customer_id: object) -> str:
 
 def line_ids_mask(text: str) -> str:
     return _LINE_ID.sub(LINE_ID_MASK, text)
+
+
+def _customer_hash(match: re.Match) -> str:
+    return match.group(1) + log_safe_customer(match.group(2))
+
+
+def text_scrub(text: str) -> str:
+    """Any text bound for a log line or Sentry without personal data: LINE IDs masked, customer IDs hashed
+    (the segment after `/customers/` or `/customer/` in a path, and anything shaped like ours, `c-` + digits),
+    query strings of paths dropped (`?q=` searches by customer or LINE ID). The one scrubber of every
+    formatter and of Sentry's before_send."""
+    if not text:
+        return text
+    text = _PATH_QUERY.sub(r"\1", text)
+    text = _CUSTOMER_SEGMENT.sub(_customer_hash, text)
+    text = _CUSTOMER_ID.sub(lambda m: log_safe_customer(m.group(0)), text)
+    return _LINE_ID.sub(LINE_ID_MASK, text)
+
+
+def path_scrub(path: str) -> str:
+    """A request path as logs may show it: no query string, customer IDs hashed, LINE IDs masked."""
+    return text_scrub(str(path).split("?", 1)[0])
 
 
 def _personal_values(payload: object) -> Iterator[str]:
@@ -78,7 +105,7 @@ def log_safe_error(exc: BaseException, payload: object = None) -> str:
     text = f"{type(exc).__name__}: {exc}"
     for value in sorted(set(_personal_values(payload)), key=len, reverse=True):
         text = text.replace(value, log_safe_customer(value))
-    return line_ids_mask(text)
+    return text_scrub(text)
 
 
 # --- context ------------------------------------------------------------------------
@@ -222,7 +249,20 @@ def _django_request_safe(record: logging.LogRecord) -> str:
     return record.getMessage()
 
 
-def _message(record: logging.LogRecord) -> str:
+def _access_fields(record: logging.LogRecord) -> dict | None:
+    """gunicorn's access line (its atoms in `record.args`) as our fields: method, path without its query
+    string and with customer IDs hashed, status, duration; no client address, user agent or referrer."""
+    atoms = record.args
+    if record.name != "gunicorn.access" or not isinstance(atoms, dict):
+        return None
+    return {"method": atoms.get("m"), "path": path_scrub(atoms.get("U") or ""),
+            "status": int(atoms["s"]) if str(atoms.get("s", "")).isdigit() else atoms.get("s"),
+            "duration_ms": atoms.get("M"), "response_request_id": atoms.get("{x-request-id}o")}
+
+
+def _message(record: logging.LogRecord, access: dict | None = None) -> str:
+    if access is not None:
+        return f"{access['method']} {access['path']} {access['status']} {access['duration_ms']}ms"
     if record.name == "django.request" or record.name == "django.server":
         return _django_request_safe(record)
     return record.getMessage()
@@ -235,12 +275,12 @@ class PlainFormatter(logging.Formatter):
         context = " ".join(f"{name}={getattr(record, name)}" for name in ("request_id",) + CONTEXT_FIELDS
                            if getattr(record, name, None))
         line = f"{_utc_rfc3339(record.created)} {record.levelname} {record.name}" \
-               f"{' [' + context + ']' if context else ''} {_message(record)}"
+               f"{' [' + context + ']' if context else ''} {_message(record, _access_fields(record))}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         if record.stack_info:
             line += "\n" + self.formatStack(record.stack_info)
-        return line_ids_mask(line)
+        return text_scrub(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -248,16 +288,22 @@ class JsonFormatter(logging.Formatter):
     there is one, topic, event_id, task_id; an exception's traceback under `exception`."""
 
     def format(self, record: logging.LogRecord) -> str:
+        access = _access_fields(record)
         entry = {"timestamp": _utc_rfc3339(record.created), "level": record.levelname, "logger": record.name,
-                 "message": line_ids_mask(_message(record)), "request_id": getattr(record, "request_id", None)}
+                 "message": text_scrub(_message(record, access)), "request_id": getattr(record, "request_id", None)}
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
-                entry[name] = value
+                entry[name] = text_scrub(value) if isinstance(value, str) else value
+        if access is not None:
+            # gunicorn logs after the response: the ID it answered, should the context be gone
+            entry["request_id"] = entry["request_id"] or access.pop("response_request_id")
+            access.pop("response_request_id", None)
+            entry.update(access)
         if record.exc_info:
-            entry["exception"] = line_ids_mask(self.formatException(record.exc_info))
+            entry["exception"] = text_scrub(self.formatException(record.exc_info))
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
+            entry["stack"] = text_scrub(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 

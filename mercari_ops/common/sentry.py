@@ -2,7 +2,8 @@
 
 Sentry's own `send_default_pii=False` keeps users, cookies and IPs out; `before_send` then removes what it
 does not know is personal here: request bodies (events, Braze and LINE payloads), Authorization and signature
-headers, customer and LINE IDs anywhere in the event, and local variables of stack frames. Imported by
+headers, customer and LINE IDs anywhere in the event (`logging.text_scrub`, the formatters' scrubber), and
+local variables of stack frames. Imported by
 settings.py: no Django models here.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mercari_ops.common.logging import line_ids_mask
+from mercari_ops.common.logging import text_scrub
 
 FILTERED = "[Filtered]"
 # Request headers kept (lower case); every other header (Authorization, Cookie, X-Line-Signature...) goes.
@@ -30,7 +31,7 @@ def _personal_key(key: object) -> bool:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return line_ids_mask(value)
+        return text_scrub(value)
     if isinstance(value, dict):
         return {k: (FILTERED if _personal_key(k) else _scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -52,7 +53,7 @@ def _request_scrub(request: dict, transaction: str | None) -> dict:
 def _frames_scrub(exception: dict) -> None:
     for value in exception.get("values") or []:
         if "value" in value and isinstance(value["value"], str):
-            value["value"] = line_ids_mask(value["value"])
+            value["value"] = text_scrub(value["value"])
         for frame in (value.get("stacktrace") or {}).get("frames") or []:
             frame.pop("vars", None)
 
@@ -71,9 +72,9 @@ def before_send(event: dict, hint: dict | None = None) -> dict:
                 frame.pop("vars", None)
     logentry = event.get("logentry")
     if isinstance(logentry, dict):
-        event["logentry"] = {"message": line_ids_mask(str(logentry.get("message", ""))),
+        event["logentry"] = {"message": text_scrub(str(logentry.get("message", ""))),
                              "params": [FILTERED for _ in logentry.get("params") or []],
-                             **({"formatted": line_ids_mask(logentry["formatted"])} if "formatted" in logentry
+                             **({"formatted": text_scrub(logentry["formatted"])} if "formatted" in logentry
                                 else {})}
     for key in ("extra", "contexts", "tags", "breadcrumbs", "message", "spans"):  # spans: outbound URLs, SQL
         if key in event:

@@ -13,12 +13,21 @@ from mercari_ops.common.metrics import ScrapeGauge, counter, histogram, scrape_a
 from .models import DeadLetter, InboxEvent
 from .registry import get_topic, topic_names
 
+# Registered topics (and `unknown`) start at 0: InboxDeadLettersRising's increase() sees the first one.
 EVENTS = counter("mercari_ops_inbox_events_total", "Events accepted (push, backfill, retry run) by outcome",
-                 ["topic", "outcome"])
+                 ["topic", "outcome"],
+                 initial=lambda: [(topic, outcome.value) for topic in topic_names() for outcome in _outcomes()])
 DEAD_LETTERS_RECEIVED = counter("mercari_ops_inbox_dead_letters_received_total",
-                                "Bodies refused with 400 and kept as dead letters", ["topic"])
+                                "Bodies refused with 400 and kept as dead letters", ["topic"],
+                                initial=lambda: [(topic,) for topic in [*topic_names(), "unknown"]])
 PUSH_DURATION = histogram("mercari_ops_inbox_push_duration_seconds", "The Pub/Sub push view, auth to answer",
                           ["topic"])
+
+
+def _outcomes():
+    from .services.handler import Outcome  # here: services import this module's counters
+
+    return Outcome
 
 
 def topic_label(name: str) -> str:

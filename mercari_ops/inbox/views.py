@@ -1,6 +1,7 @@
 """`POST /pubsub/push/<topic>`: a plain Django view, kept thin for the ingestion hot path."""
 
 import hmac
+import logging
 import time
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from .metrics import PUSH_DURATION, topic_label
 from .services import inbox_receive, inbox_refuse_oversized
 
 _CHUNK_BYTES = 1024 * 1024
+logger = logging.getLogger("mercari_ops.inbox.push")
 
 
 def bearer_matches(request, expected: str | None) -> bool:
@@ -67,5 +69,18 @@ def _pubsub_push(request, topic: str):
         inbox_receive(topic_name=topic, body=body, group_commit=settings.GROUP_COMMIT,
                       message_id=request.META.get("HTTP_X_GOOG_PUBSUB_MESSAGE_ID", ""))
     except ValidationFailed as exc:
-        return JsonResponse(error_body(exc.message, exc.field), status=400)
+        response = JsonResponse(error_body(exc.message, exc.field), status=400)
+        # Our WARNING line with the topic and event ID instead of django.request's bare "Bad Request: <path>"
+        # (the error text stays out: it may quote the body).
+        response._has_been_logged = True
+        logger.warning("push refused with 400 and kept as a dead letter (field %s)", exc.field or "-",
+                       extra={"topic": topic_label(topic), "event_id": _event_id(body) or None})
+        return response
     return HttpResponse(status=204)
+
+
+def _event_id(body: bytes) -> str:
+    """The refused body's event_id when it decodes that far (the dead letter stores the same)."""
+    from .services.letter_body import letter_event_id
+
+    return letter_event_id(body[: 64 * 1024].decode("utf-8", errors="replace"))

@@ -4,6 +4,15 @@
     snapshot()["mercari_ops_line_outbound_messages"][("queued",)]
 """
 
-from .registry import ScrapeGauge, counter, histogram, scrape_area_register, scrape_gauges, snapshot
+from .registry import (
+    ScrapeGauge,
+    counter,
+    counters_initialise,
+    histogram,
+    scrape_area_register,
+    scrape_gauges,
+    snapshot,
+)
 
-__all__ = ["ScrapeGauge", "counter", "histogram", "scrape_area_register", "scrape_gauges", "snapshot"]
+__all__ = ["ScrapeGauge", "counter", "counters_initialise", "histogram", "scrape_area_register", "scrape_gauges",
+           "snapshot"]

@@ -78,14 +78,37 @@ def _check_name(name: str) -> None:
         raise ValueError(f"metric {name!r} must start with {PREFIX}")
 
 
-def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Metric:
-    """A counter; `name` ends in _total (the exposition's name), as Prometheus' conventions want."""
+LabelValues = Callable[[], Iterable[Sequence[str]]]
+_initial: list[tuple[Metric, LabelValues]] = []
+
+
+def counter(name: str, documentation: str, labels: Sequence[str] = (), initial: LabelValues | None = None) -> Metric:
+    """A counter; `name` ends in _total (the exposition's name), as Prometheus' conventions want.
+
+    `initial()` gives the label values known in advance (kinds, registered topics): `counters_initialise()`
+    exposes them at 0, so the first increment is a change `increase()` sees, not a series born at 1.
+    """
     _check_name(name)
     if not name.endswith("_total"):
         raise ValueError(f"counter {name!r} must end with _total")
     if not settings.METRICS_ENABLED:
         return Metric(None)
-    return Metric(Counter(name.removesuffix("_total"), documentation, list(labels)))
+    metric = Metric(Counter(name.removesuffix("_total"), documentation, list(labels)))
+    if initial is not None:
+        _initial.append((metric, initial))
+    return metric
+
+
+def counters_initialise() -> None:
+    """Every labelled counter's known label values at 0 in this process (a child created, not incremented).
+
+    Called once the apps are ready in each process that counts or serves (gunicorn's post_worker_init, a
+    Celery pool process's start) and before each exposition (topics registered late). Cheap: a child is
+    made once per label values, after that a dict lookup.
+    """
+    for metric, values in _initial:
+        for label_values in values():
+            metric.labels(*label_values)
 
 
 def histogram(name: str, documentation: str, labels: Sequence[str] = (),
@@ -193,6 +216,7 @@ def exposition() -> bytes:
 
     registry = CollectorRegistry()
     if settings.METRICS_ENABLED:
+        counters_initialise()
         MultiProcessCollector(registry, path=str(multiproc_dir()))
     registry.register(ScrapeCollector())
     return generate_latest(registry)

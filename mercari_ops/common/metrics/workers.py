@@ -43,6 +43,13 @@ def _worker_init(**kwargs) -> None:
     logger.info("metrics: removed %s files of ended processes", removed)
 
 
+def _worker_process_init(**kwargs) -> None:
+    """A pool process starts: its counters' known label values at 0 (registry.counters_initialise)."""
+    from .registry import counters_initialise
+
+    counters_initialise()
+
+
 def _worker_process_shutdown(**kwargs) -> None:
     process_dead(os.getpid())
 
@@ -53,5 +60,6 @@ def signals_connect() -> None:
     signals.task_failure.connect(_task_failure, dispatch_uid="metrics.task_failure", weak=False)
     signals.worker_init.connect(_worker_init, dispatch_uid="metrics.worker_init", weak=False)
     signals.beat_init.connect(_worker_init, dispatch_uid="metrics.beat_init", weak=False)
+    signals.worker_process_init.connect(_worker_process_init, dispatch_uid="metrics.process_init", weak=False)
     signals.worker_process_shutdown.connect(_worker_process_shutdown, dispatch_uid="metrics.process_shutdown",
                                             weak=False)
