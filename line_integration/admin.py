@@ -75,11 +75,11 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 class OutboundMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_user_id", "params", "params_pretty")  # params fill templates ("Hi {name}")
     list_display = ["id", "campaign_id", "dispatch_id", "user_id", "line_user_id", "template", "kind", "status",
-                    "reason", "created_at", "sent_at"]
+                    "reason_text", "created_at", "sent_at"]
     list_filter = ["status", "kind"]
     search_fields = ["campaign_id", "dispatch_id", "user_id"]
     fields = ["dispatch_id", "user_id", "campaign_id", "template", "params_pretty", "line_user_id", "kind", "status",
-              "reason", "request", "created_at", "sent_at"]
+              "reason_text", "request", "created_at", "sent_at"]
     readonly_fields = fields
     raw_id_fields = ["request"]
     show_full_result_count = False
@@ -87,6 +87,12 @@ class OutboundMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("parameters"))
     def params_pretty(self, obj):
         return pretty_json(obj.params)
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def reason_text(self, obj):
+        # a skip reason is a code ("blocked"): its label reads as a sentence; other reasons are LINE's own text
+        labels = dict(OutboundMessage.SkipReason.choices)
+        return labels.get(obj.reason, obj.reason)
 
     def has_add_permission(self, request):
         return False

@@ -70,3 +70,13 @@ def test_a_template_that_is_not_a_list_of_messages_is_refused_in_japanese(japane
 
     assert response.status_code == 200  # the form again, with the error on the field
     assert "LINE メッセージオブジェクトの空でないリストを指定してください" in response.content.decode()
+
+
+def test_a_skipped_message_gives_its_reason_as_a_japanese_sentence(japanese_client):
+    OutboundMessage.objects.create(dispatch_id="d-1", user_id="c-9", status=OutboundMessage.Status.SKIPPED,
+                                   reason=OutboundMessage.SkipReason.BLOCKED, created_at=timezone.now())
+
+    html = japanese_client.get("/admin/line_integration/outboundmessage/").content.decode()
+
+    assert "送信メッセージ" in html and "スキップ" in html
+    assert "LINEユーザーがアカウントをブロックしています" in html
