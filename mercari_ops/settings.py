@@ -138,14 +138,16 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DB_CONN_HEALTH_CHECKS", d
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Admin logins (mercari_ops/common/otp_admin.py, docs/operations.md): django-axes locks a user at one IP after
-# AXES_FAILURE_LIMIT wrong passwords for AXES_COOLOFF_MINUTES (its backend first, so a locked user is refused
-# before the password is checked); TOTP (django-otp) is required of operators, approvers and superusers.
+# Admin logins (mercari_ops/common/otp_admin.py, docs/operations.md): django-axes locks a username (from any IP)
+# and an IP (for any username) after AXES_FAILURE_LIMIT wrong passwords for AXES_COOLOFF_MINUTES (its backend
+# first, so a locked user is refused before the password is checked); TOTP (django-otp) is required of operators,
+# approvers and superusers.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_MINUTES = env.int("AXES_COOLOFF_MINUTES", default=30)
 AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Two separate parameters (not one combination): a password guesser is stopped by switching neither IP nor username.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_ONLY_ADMIN_SITE = True
 # Behind a load balancer the client is the left-most X-Forwarded-For address of this many proxies (0: REMOTE_ADDR).

@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
+from django.utils import timezone
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -24,7 +25,6 @@ from mercari_ops.common.roles import role_permissions_sync
 from mercari_ops.common.tests.test_schema_contract_live import ROOT
 
 PASSWORD = "correct horse battery staple"
-T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -54,30 +54,61 @@ def code(device: TOTPDevice) -> str:
 # --- lockout --------------------------------------------------------------------------------------------
 
 
-def test_ten_wrong_passwords_lock_the_login_for_the_cool_off(client, staff, settings, monkeypatch):
+def login_from(client: Client, ip: str, username: str, password: str = PASSWORD):
+    return client.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"},
+                       REMOTE_ADDR=ip)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """axes checks the cool-off with proxy.now: the test moves it instead of sleeping. It starts at the real time
+    because the first failure of a (username, IP) pair is stamped by the row's auto_now_add."""
     from axes.handlers import proxy
 
-    clock = {"now": T0}
-    monkeypatch.setattr(proxy, "now", lambda: clock["now"])
+    start = timezone.now()
+    state = {"now": start, "at": lambda minutes: start + timedelta(minutes=minutes)}
+    monkeypatch.setattr(proxy, "now", lambda: state["now"])
+    return state
+
+
+def test_ten_wrong_passwords_lock_the_username_from_every_ip_for_the_cool_off(staff, settings, clock):
     staff("mika", "marketers")
     assert settings.AXES_FAILURE_LIMIT == 10 and settings.AXES_COOLOFF_TIME == timedelta(minutes=30)
-    # given nine wrong passwords: still allowed to try
+    attacker = Client()
+    # given nine wrong passwords from IP A: still allowed to try
     for _ in range(9):
-        assert login(client, "mika", "wrong").status_code == 200
+        assert login_from(attacker, "10.0.0.1", "mika", "wrong").status_code == 200
     # when the tenth is wrong
-    login(client, "mika", "wrong")
-    # then the right password is refused until the cool-off ends
-    clock["now"] = T0 + timedelta(minutes=29)
-    refused = login(client, "mika")
-    assert refused.status_code == 429
-    assert "_auth_user_id" not in client.session
-    # another user at the same IP is not locked (the lock is per user and IP)
+    assert login_from(attacker, "10.0.0.1", "mika", "wrong").status_code == 429
+    # then the right password from another IP is refused until the cool-off ends
+    clock["now"] = clock["at"](29)
+    owner = Client()
+    assert login_from(owner, "10.0.0.2", "mika").status_code == 429
+    assert "_auth_user_id" not in owner.session
+    # another user at a third IP is not locked
     staff("nori", "marketers")
-    assert login(Client(), "nori").status_code == 302
-    # after the cool-off the right password works again
-    clock["now"] = T0 + timedelta(minutes=61)
-    assert login(client, "mika").status_code == 302
-    assert client.session["_auth_user_id"]
+    assert login_from(Client(), "10.0.0.3", "nori").status_code == 302
+    # after the cool-off (a refused try during the lock starts it again) the right password works again
+    clock["now"] = clock["at"](61)
+    assert login_from(owner, "10.0.0.2", "mika").status_code == 302
+    assert owner.session["_auth_user_id"]
+
+
+def test_ten_wrong_passwords_for_different_usernames_lock_the_ip(staff, clock):
+    staff("nori", "marketers")
+    sprayer = Client()
+    # given one wrong password each for ten usernames from one IP (a password spray)
+    for number in range(9):
+        assert login_from(sprayer, "10.0.0.9", f"user{number}", "wrong").status_code == 200
+    assert login_from(sprayer, "10.0.0.9", "user9", "wrong").status_code == 429
+    # then that IP is refused even with a real user's right password
+    clock["now"] = clock["at"](29)
+    assert login_from(Client(), "10.0.0.9", "nori").status_code == 429
+    # while the same user from another IP logs in (no username reached the limit)
+    assert login_from(Client(), "10.0.0.10", "nori").status_code == 302
+    # and after the cool-off (counted again from the refused try at minute 29) the IP may try again
+    clock["now"] = clock["at"](60)
+    assert login_from(Client(), "10.0.0.9", "nori").status_code == 302
 
 
 # --- second factor ---------------------------------------------------------------------------------------
