@@ -275,6 +275,11 @@ def test_walk_every_admin_url_as_marketer_and_operator(walk):
         for user, viewer in walk["viewers"]:
             dependent += _orderable_personal_columns(model, model_admin, user, viewer, columns)
 
+    # The index and each app's index (dashboard panels, recent actions) too.
+    for url in ["/admin/", *{f"/admin/{model._meta.app_label}/" for model in admin.site._registry}]:
+        for user, viewer in walk["viewers"]:
+            leaks += [(user.username, url, value) for value in _leaks(viewer.get(url).content, raw_values)]
+
     assert leaks == []
     assert dependent == []
     assert errors == []
