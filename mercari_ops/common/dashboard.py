@@ -218,11 +218,40 @@ def _labelled(labels: Sequence[str], values: dict) -> list[tuple[str, float]]:
             for key, number in sorted(values.items())]
 
 
-def metric_rows() -> list[dict]:
-    """The scrape gauges now, one row per gauge: name, what it is, and its value(s), from `snapshot()`."""
+def _age(seconds: float) -> str:
+    if seconds < 1:
+        return _("just now")
+    if seconds < 120:
+        return _("%(n)d s ago") % {"n": seconds}
+    if seconds < 2 * 3600:
+        return _("%(n)d min ago") % {"n": seconds // 60}
+    if seconds < 2 * 86400:
+        return _("%(n)d h ago") % {"n": seconds // 3600}
+    return _("%(n)d days ago") % {"n": seconds // 86400}
+
+
+def timestamp_shown(value: float | None, now: datetime | None = None) -> str:
+    """A `*_timestamp_seconds` value (Unix seconds) as people read it: local time (TIME_ZONE, Japan's) and
+    age, "2026-12-05 21:12:03 (12 s ago)"; 0 is "never" (nothing recorded yet)."""
+    if not value:
+        return _("never")
+    now = now or timezone.now()
+    at = datetime.fromtimestamp(value, tz=timezone.get_current_timezone())
+    age = (now - at).total_seconds()
+    when = at.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{when} ({_age(age)})" if age >= 0 else f"{when} ({_('in the future')})"
+
+
+def metric_rows(now: datetime | None = None) -> list[dict]:
+    """The scrape gauges now, one row per gauge: name, what it is, and its value(s), from `snapshot()`.
+
+    Each value is (labels, number, text): `text` is what the page shows instead of the number, for
+    timestamps (`*_timestamp_seconds`: local time and age), else "".
+    """
     from mercari_ops.common.metrics import scrape_gauges, snapshot
 
     values = snapshot()
+    now = now or timezone.now()
     rows = []
     for gauge in scrape_gauges():
         value = values.get(gauge.name)
@@ -230,6 +259,8 @@ def metric_rows() -> list[dict]:
             shown = _labelled(gauge.labels, value)
         else:
             shown = [("", value)] if value is not None else []
+        is_timestamp = gauge.name.endswith("_timestamp_seconds")
+        shown = [(labels, number, timestamp_shown(number, now) if is_timestamp else "") for labels, number in shown]
         rows.append({"name": gauge.name, "help": gauge.documentation, "values": shown,
                      "area": gauge.name.removeprefix("mercari_ops_").split("_", 1)[0]})
     return rows
