@@ -11,8 +11,8 @@ An app registers its kinds at start (AppConfig.ready):
   `change` is the ChangeRequest (requested_by, decided_by and pk are there for the app's version history).
 - preview(*, target_id, payload) -> dict (optional): figures for the approver (backtest, stage moves, counts);
   stored with the request, and read again while it is pending when `live_preview` (cheap reads only).
-- render_preview(figures) -> HTML (optional): the figures as an approver reads them (tables, charts, names);
-  without it the request page shows them as generic tables.
+- render_preview(figures) -> SafeString (optional; built with format_html, a plain str is escaped): the
+  figures as an approver reads them (tables, charts, names); without it, generic tables.
 - format_value(key, value) -> str | None (optional): one diff value as the approver reads it (`key` is the
   dotted leaf, e.g. "rates.0.rate"); None falls back to the generic formatting (numbers, times, JSON).
 - on_reject(*, change) -> None (optional): record the rejection in the app's own history, inside the
