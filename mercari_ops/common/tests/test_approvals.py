@@ -6,6 +6,7 @@ The kind used here renames an auth group (core must not import apps): its finger
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.utils import translation
 
 from mercari_ops.common.approvals import (
     APPROVERS,
@@ -25,6 +26,13 @@ from mercari_ops.common.roles import MARKETERS, OPERATORS, role_permissions_sync
 
 pytestmark = pytest.mark.django_db
 KIND = "test.group_rename"
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """The services' refusals as the English admin shows them (outside a request the default is Japanese)."""
+    with translation.override("en"):
+        yield
 
 
 def _apply(*, change):
