@@ -239,7 +239,10 @@ def timestamp_shown(value: float | None, now: datetime | None = None) -> str:
     at = datetime.fromtimestamp(value, tz=timezone.get_current_timezone())
     age = (now - at).total_seconds()
     when = at.strftime("%Y-%m-%d %H:%M:%S")
-    return f"{when} ({_age(age)})" if age >= 0 else f"{when} ({_('in the future')})"
+    if age < 0:
+        future = _("in the future")  # outside the f-string: makemessages finds it
+        return f"{when} ({future})"
+    return f"{when} ({_age(age)})"
 
 
 def metric_rows(now: datetime | None = None) -> list[dict]:
