@@ -13,6 +13,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.audit_admin import NeverDeletedAdminMixin
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.errors import DomainError
 from mercari_ops.common.formatting import points, yen
@@ -184,7 +185,7 @@ class PaymentDeadLetterAdmin(DeadLetterAdmin):
 
 
 @admin.register(RepaymentRequest)
-class RepaymentRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class RepaymentRequestAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("amount", "amount_yen", "response", "response_pretty")
     list_display = ("public_id", "payment", "amount_yen", "status", "attempts", "created_at", "sent_at",
                     "last_error")

@@ -12,6 +12,7 @@ from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.audit_admin import AuditedDeleteMixin, NeverDeletedAdminMixin
 from mercari_ops.common.dashboard import register_chart
 from mercari_ops.common.errors import ValidationFailed
 from mercari_ops.common.formatting import number
@@ -57,7 +58,7 @@ class MessageTemplateForm(forms.ModelForm):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(AuditedDeleteMixin, admin.ModelAdmin):
     form = MessageTemplateForm
     list_display = ["name", "description", "enrich_path", "active", "updated_at"]
     list_filter = ["active"]
@@ -72,7 +73,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboundMessage)
-class OutboundMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class OutboundMessageAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_user_id", "params", "params_pretty")  # params fill templates ("Hi {name}")
     list_display = ["id", "campaign_id", "dispatch_id", "user_id", "line_user_id", "template", "kind", "status",
                     "reason_text", "created_at", "sent_at"]
@@ -99,7 +100,7 @@ class OutboundMessageAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CampaignDelivery)
-class CampaignDeliveryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class CampaignDeliveryAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     """Deliveries per Braze campaign (a read-only report)."""
 
     personal_fields = ("line_user_id", "params")  # the change page is an outbound message's
@@ -118,7 +119,7 @@ class CampaignDeliveryAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(LineRequest)
-class LineRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class LineRequestAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("body", "body_pretty")  # the body carries LINE user IDs
     list_display = ["id", "kind", "status", "recipients", "attempts", "last_status", "last_error",
                     "next_attempt_at", "sent_at"]
@@ -142,7 +143,7 @@ class LineRequestAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(LineUser)
-class LineUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class LineUserAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_user_id",)
     list_display = ["customer_id", "line_user_id", "status", "rich_menu_id", "linked_at", "blocked_at"]
     list_filter = ["status"]
@@ -168,7 +169,7 @@ class LineUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(LineLinkageUser)
-class LineLinkageUserAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class LineLinkageUserAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_id",)
     list_display = ["id", "line_id", "line_audience_status", "job", "created", "updated"]
     list_filter = ["line_audience_status"]
@@ -230,7 +231,7 @@ class RunAudienceJobMixin:
 
 
 @admin.register(AudienceGroup)
-class AudienceGroupAdmin(RunAudienceJobMixin, admin.ModelAdmin):
+class AudienceGroupAdmin(NeverDeletedAdminMixin, RunAudienceJobMixin, admin.ModelAdmin):
     list_display = ["audience_group_id", "description", "active", "created_at", "expires_at"]
     list_filter = ["active"]
     readonly_fields = ["audience_group_id", "description", "active", "created_at", "expires_at"]
@@ -240,7 +241,7 @@ class AudienceGroupAdmin(RunAudienceJobMixin, admin.ModelAdmin):
 
 
 @admin.register(AudienceJob)
-class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
+class AudienceJobAdmin(NeverDeletedAdminMixin, RunAudienceJobMixin, admin.ModelAdmin):
     list_display = ["description", "audience_group", "status", "users", "line_job_id", "created_at",
                     "finished_at"]
     list_filter = ["status"]
@@ -256,7 +257,7 @@ class AudienceJobAdmin(RunAudienceJobMixin, admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
+class WebhookEventAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, admin.ModelAdmin):
     personal_fields = ("line_user_id",)
     list_display = ["webhook_event_id", "event_type", "mode", "line_user_id", "outcome", "received_at"]
     list_filter = ["event_type", "mode"]

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from loyalty import selectors as loyalty_selectors
 from mercari_ops.common import formatting
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.audit_admin import AuditedDeleteMixin
 from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month_shift
 from mercari_ops.common.errors import DomainError, ValidationFailed
 
@@ -125,7 +126,7 @@ class VersionInline(ReadOnlyAdmin, admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
+class CampaignAdmin(AuditedDeleteMixin, CampaignFormToolsMixin, admin.ModelAdmin):
     form = CampaignForm
     inlines = [StageRateInline, VersionInline]
     list_display = ["name", "status", "starts_at", "ends_at", "upper_limit_points", "version", "rates_text",
@@ -214,11 +215,24 @@ class CampaignAdmin(CampaignFormToolsMixin, admin.ModelAdmin):
     def response_change(self, request, obj):
         return four_eyes.gated_response(self, request) or super().response_change(request, obj)
 
+    def has_delete_permission(self, request, obj=None):
+        # a campaign that ran has rewards, bills and versions behind it: only a draft is deleted by hand
+        if obj is not None and obj.status != Campaign.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
     def delete_model(self, request, obj):
         from ..catalog import catalog_changed
 
         with transaction.atomic():
-            super().delete_model(request, obj)
+            super().delete_model(request, obj)  # AuditedDeleteMixin: the audit entry
+            catalog_changed()
+
+    def delete_queryset(self, request, queryset):
+        from ..catalog import catalog_changed
+
+        with transaction.atomic():
+            super().delete_queryset(request, queryset.filter(status=Campaign.Status.DRAFT))
             catalog_changed()
 
     def _each(self, request, queryset, service, done_message):

@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from mercari_ops.common.audit_admin import AuditedDeleteMixin
 from mercari_ops.common.errors import ValidationFailed
 
 from ..catalog import catalog_changed
@@ -84,7 +85,7 @@ class ImportForm(forms.Form):
 
 
 @admin.register(MerchantMaster)
-class MerchantMasterAdmin(CatalogInvalidating, admin.ModelAdmin):
+class MerchantMasterAdmin(AuditedDeleteMixin, CatalogInvalidating, admin.ModelAdmin):
     list_display = ["master_id", "name", "is_marketplace", "category", "alias_count"]
     list_filter = ["is_marketplace", "category"]
     search_fields = ["master_id", "name", "aliases__merchant_id"]
@@ -186,7 +187,7 @@ class MerchantImportJobAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
 
 @admin.register(MerchantAlias)
-class MerchantAliasAdmin(CatalogInvalidating, admin.ModelAdmin):
+class MerchantAliasAdmin(AuditedDeleteMixin, CatalogInvalidating, admin.ModelAdmin):
     list_display = ["merchant_id", "payment_method", "master"]
     search_fields = ["merchant_id", "master__master_id"]
     list_filter = ["payment_method"]

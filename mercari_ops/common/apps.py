@@ -37,6 +37,9 @@ class CommonConfig(AppConfig):
         admin.site.site_url = reverse_lazy("admin:index")
         from . import dashboard  # noqa: F401  (registers the inbox panel)
         from .approvals import admin as approvals_admin  # noqa: F401  (the change requests' screens)
+        from .audit_admin import audited_deletes_install
+
+        audited_deletes_install(admin.site)  # third-party admins' deletes go to the audit log
 
         # Import every app's tasks so periodic declarations are known to migrate and beat.
         autodiscover_modules("tasks")

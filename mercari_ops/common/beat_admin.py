@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from .audit_admin import AuditedDeleteMixin
 from .periodic import PERIODIC_TASKS
 
 
@@ -53,7 +54,7 @@ admin.site.unregister(PeriodicTask)
 
 
 @admin.register(PeriodicTask)
-class PeriodicTaskAdmin(BeatPeriodicTaskAdmin):
+class PeriodicTaskAdmin(AuditedDeleteMixin, BeatPeriodicTaskAdmin):
     list_display = ("name", "what_it_does", "enabled", "scheduler", "last_run", "next_run", "one_off")
     readonly_fields = (*BeatPeriodicTaskAdmin.readonly_fields, "what_it_does", "last_run", "next_run")
     fieldsets = (

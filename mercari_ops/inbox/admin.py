@@ -3,6 +3,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.audit_admin import NeverDeletedAdminMixin
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 
 from . import approvals, services
@@ -13,7 +14,7 @@ approvals.register()  # four eyes on mass replays and discards
 
 
 @admin.register(InboxEvent)
-class InboxEventAdmin(PersonalDataAdminMixin, AgeColumnMixin, admin.ModelAdmin):
+class InboxEventAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, AgeColumnMixin, admin.ModelAdmin):
     personal_fields = ("payload", "payload_pretty")  # events carry LINE IDs, names, payment details
     list_display = ("event_id", "topic", "status", "short_error", "age", "attempts", "waiting_on", "processed_at")
     list_filter = ("status", "topic", AgeListFilter)
@@ -58,7 +59,8 @@ class InboxEventAdmin(PersonalDataAdminMixin, AgeColumnMixin, admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(PersonalDataAdminMixin, DeadLetterPageMixin, AgeColumnMixin, admin.ModelAdmin):
+class DeadLetterAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, DeadLetterPageMixin, AgeColumnMixin,
+                      admin.ModelAdmin):
     personal_fields = ("raw_body", "raw_body_pretty", "event_pretty", "event_json", "attributes_json")
     # Fields, form, and the Replay / Discard buttons of the change page: admin_pages.DeadLetterPageMixin.
     list_display = ("id", "topic", "event_id", "status", "field", "short_error", "age", "times_received",
