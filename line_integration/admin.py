@@ -68,7 +68,7 @@ class MessageTemplateAdmin(AuditedDeleteMixin, admin.ModelAdmin):
         data = form.cleaned_data
         services.template_save(name=data["name"], messages=data["messages"], description=data["description"],
                                enrich_path=data["enrich_path"], fallback_messages=data.get("fallback_messages"),
-                               active=data["active"])
+                               active=data["active"], request=request)
         obj.pk = MessageTemplate.objects.get(name=data["name"]).pk
 
 

@@ -39,8 +39,10 @@ def test_messages_send(*, customer_ids: list[str], by: str, request=None, note: 
         for customer_id in customer_ids:
             status, _message = services.test_message_send(customer_id=customer_id)
             sent += status != OutboundMessage.Status.SKIPPED
+        targets = ",".join(customer_ids)
         audit_record(action="line.test_message_send", target_type="line_integration.lineuser",
-                     target_id=",".join(customer_ids[:20]) + (",..." if len(customer_ids) > 20 else ""),
+                     # the column holds 100 characters (a longer list overflowed it and failed the send)
+                     target_id=targets if len(targets) <= 100 else targets[:96] + ",...",
                      after={"customers": len(customer_ids), "queued": sent}, request=request, actor=by or None,
                      note=note)
     return sent

@@ -402,7 +402,8 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         pin = services.stage_pin_set(customer_id=form.cleaned_data["customer_ref"],
                                      floor=form.cleaned_data["floor"], reason=form.cleaned_data["reason"],
-                                     expires_at=form.cleaned_data["expires_at"], by=request.user.get_username())
+                                     expires_at=form.cleaned_data["expires_at"], by=request.user.get_username(),
+                                     request=request)
         obj.pk, obj.customer_id, obj.created_by = pin.pk, pin.customer_id, pin.created_by
 
     def has_revoke_permission(self, request):
@@ -412,7 +413,8 @@ class StagePinAdmin(PersonalDataAdminMixin, admin.ModelAdmin):
     def revoke(self, request, queryset):
         n = 0
         for pk in queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True):
-            services.stage_pin_revoke(pin_id=pk, by=request.user.get_username(), reason="revoked in the admin")
+            services.stage_pin_revoke(pin_id=pk, by=request.user.get_username(), reason="revoked in the admin",
+                                      request=request)
             n += 1
         self.message_user(request, gettext("Revoked %(n)d pin(s).") % {"n": n})
 

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from loyalty import selectors as loyalty_selectors
 from mercari_ops.common import formatting
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.audit_admin import AuditedDeleteMixin
 from mercari_ops.common.business_time import MONTH_FORMAT, business_month, month_shift
 from mercari_ops.common.errors import DomainError, ValidationFailed
@@ -204,8 +205,12 @@ class CampaignAdmin(AuditedDeleteMixin, CampaignFormToolsMixin, admin.ModelAdmin
         if four_eyes.save_related_gate(request, form, formsets):
             return
         super().save_related(request, form, formsets, change)
-        campaign_version_record(campaign=form.instance, before=getattr(request, "_campaign_before", None),
-                                by=request.user.get_username())
+        before = getattr(request, "_campaign_before", None)
+        campaign_version_record(campaign=form.instance, before=before, by=request.user.get_username())
+        after = campaign_snapshot(form.instance)
+        if after != before:  # a draft saved in the admin (changes of active ones go through change requests)
+            audit_record(action="campaign.update" if change else "campaign.create", target=form.instance,
+                         before=before, after=after, request=request)
 
     def log_change(self, request, obj, message):
         if getattr(request, "_campaign_gate", None) is None:  # a change request is not a change

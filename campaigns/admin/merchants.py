@@ -117,7 +117,7 @@ class MerchantMasterAdmin(AuditedDeleteMixin, CatalogInvalidating, admin.ModelAd
             upload = form.cleaned_data["file"]
             try:
                 started = merchant_import_start(data=upload.read(), file_name=upload.name or "",
-                                                by=request.user.get_username())
+                                                by=request.user.get_username(), request=request)
             except MerchantCsvInvalid as exc:
                 refused = exc
                 self.message_user(request, ngettext("Import refused, nothing changed: %(n)d problem in the file",

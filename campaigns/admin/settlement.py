@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.selectors import stage_label, stage_labels
 from mercari_ops.common import formatting
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.privacy_admin import PersonalDataAdminMixin
 from mercari_ops.common.roles import can_see_pii
 
@@ -24,6 +25,19 @@ from .common import OperatorActionsMixin, ReadOnlyAdmin, csv_response
 
 REWARD_CSV = ["campaign_id", "campaign_version", "customer_id", "payment_id", "bill_id", "stage", "rate", "amount",
               "points", "capped", "settled_at", "created_at", "reversed_at", "grant_status"]
+
+
+def _statuses(model, ids: list[int]) -> dict:
+    return {str(pk): status for pk, status in model.objects.filter(pk__in=ids).values_list("pk", "status")}
+
+
+def _audit_batch(request, action: str, model, ids: list[int], before: dict, outcome: dict) -> None:
+    """One audit entry per operator action: the service commits bill by bill (or calls the points service), so
+    the entry follows the batch, with each row's status before and after and the service's report."""
+    audit_record(action=action, target_type=model._meta.label_lower, target_id=str(ids[0]) if len(ids) == 1 else "",
+                 before={"statuses": before},
+                 after={"statuses": _statuses(model, ids), "outcome": outcome}, request=request,
+                 note=f"{len(ids)} selected")
 
 
 @admin.register(CampaignReward)
@@ -94,7 +108,10 @@ class BillAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
 
     @admin.action(description=_("Settle selected bills now (idempotent)"), permissions=["operate"])
     def settle_now(self, request, queryset):
-        report, _ = bills_settle(bill_ids=list(queryset.values_list("pk", flat=True)[:1000]))
+        ids = list(queryset.values_list("pk", flat=True)[:1000])
+        before = _statuses(Bill, ids)
+        report, _ = bills_settle(bill_ids=ids)
+        _audit_batch(request, "bill.settle_now", Bill, ids, before, report.as_dict())
         self.message_user(request, gettext("Settled: %(report)s") % {"report": report.as_dict()},
                           messages.WARNING if report.bills_dead else messages.SUCCESS)
 
@@ -105,7 +122,9 @@ class BillAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
         if not ids:
             self.message_user(request, gettext("None of the selected bills is set aside."), messages.WARNING)
             return
+        before = _statuses(Bill, ids)
         report = dead_bills_retry(bill_ids=ids)
+        _audit_batch(request, "bill.settle_retry", Bill, ids, before, report.as_dict())
         settled = report.bills - report.bills_dead
         if report.bills_dead:
             reasons = "; ".join(f"{bill_id}: {reason[:200]}" for bill_id, reason in report.dead[:5])
@@ -135,7 +154,9 @@ class PointsGrantAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.ModelAdmin):
         from django.utils import timezone
 
         ids = list(queryset.filter(status=PointsGrant.Status.PENDING).values_list("pk", flat=True)[:5000])
+        before = _statuses(PointsGrant, ids)
         counts = grants_deliver(grant_ids=ids, now=timezone.now() + timezone.timedelta(days=3650))
+        _audit_batch(request, "points_grant.deliver_now", PointsGrant, ids, before, counts)
         self.message_user(request, gettext("Delivery: %(counts)s") % {"counts": counts},
                           messages.SUCCESS if not counts["retry"] else messages.WARNING)
 
@@ -160,7 +181,11 @@ class PointsServiceBreakerAdmin(OperatorActionsMixin, ReadOnlyAdmin, admin.Model
     @admin.action(description=_("Try the points service on the next run (close the breaker)"),
                   permissions=["operate"])
     def close_now(self, request, queryset):
+        before = {b.name: {"open_until": b.open_until, "consecutive_failures": b.consecutive_failures}
+                  for b in PointsServiceBreaker.objects.all()}
         points_breaker_close()
+        audit_record(action="points_breaker.close", target_type="campaigns.pointsservicebreaker", before=before,
+                     after={"open_until": None}, request=request)
         self.message_user(request, gettext("The next delivery run sends at once."), messages.SUCCESS)
 
 

@@ -55,7 +55,8 @@ def _rates_replace(campaign: Campaign, rates: list[tuple[int, int, object]]) -> 
 @transaction.atomic
 def campaign_create(*, name: str, starts_at: datetime, ends_at: datetime, rates: list[tuple[int, int, object]],
                     user_filters: dict | None = None, payment_filters: dict | None = None,
-                    upper_limit: int | None = None, status: str = Campaign.Status.DRAFT, by: str = "") -> Campaign:
+                    upper_limit: int | None = None, status: str = Campaign.Status.DRAFT, by: str = "",
+                    request=None) -> Campaign:
     user_filters, payment_filters = user_filters or {}, payment_filters or {}
     campaign_validate(name=name, starts_at=starts_at, ends_at=ends_at, user_filters=user_filters,
                       payment_filters=payment_filters, upper_limit=upper_limit, rates=rates)
@@ -68,6 +69,8 @@ def campaign_create(*, name: str, starts_at: datetime, ends_at: datetime, rates:
         CampaignVersion.objects.create(campaign=campaign, version=1, changed_by=by, note="created active",
                                        before=None, after=campaign_snapshot(campaign))
     catalog_changed()
+    audit_record(action="campaign.create", target=campaign, before=None, after=campaign_snapshot(campaign),
+                 request=request, actor=by or None)
     return campaign
 
 
@@ -95,7 +98,7 @@ def campaign_version_record(*, campaign: Campaign, before: dict | None, by: str,
 
 @transaction.atomic
 def campaign_update(*, campaign_id: int, by: str = "", rates: list[tuple[int, int, object]] | None = None,
-                    note: str = "", **changes) -> Campaign:
+                    note: str = "", request=None, **changes) -> Campaign:
     """Change fields and/or replace the rates; versioned when the campaign is active."""
     campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
     unknown = set(changes) - set(CAMPAIGN_FIELDS)
@@ -116,6 +119,10 @@ def campaign_update(*, campaign_id: int, by: str = "", rates: list[tuple[int, in
     if rates is not None:
         _rates_replace(campaign, rates)
     campaign_version_record(campaign=campaign, before=before, by=by, note=note)
+    after = campaign_snapshot(campaign)
+    if after != before:
+        audit_record(action="campaign.update", target=campaign, before=before, after=after, request=request,
+                     actor=by or None, note=note)
     return campaign
 
 

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.enqueue import enqueue, enqueue_after_commit
 
 from ..catalog import catalog_changed
@@ -88,13 +89,23 @@ def merchant_rows_apply(*, rows: Sequence[MerchantRow], batch: int = BATCH_ROWS,
             "aliases_created": aliases_created, "aliases_updated": aliases_updated}
 
 
-def merchant_master_import_csv(*, text: str | bytes) -> dict:
+def _import_audit(*, counts: dict, job: MerchantImportJob | None = None, file_name: str = "", by: str = "",
+                  request=None) -> None:
+    """The merchant master decides which payments earn points: every applied file goes to the audit log."""
+    audit_record(action="merchant_master.import", target=job, target_type="" if job else "campaigns.merchantmaster",
+                 after=counts, request=request, actor=None if request else (by or None), note=file_name[:200])
+
+
+def merchant_master_import_csv(*, text: str | bytes, by: str = "") -> dict:
     """Check the whole file, then upsert it in this transaction; raises MerchantCsvInvalid (a
     ValidationFailed naming the first problem, carrying the first PROBLEMS_KEPT) with nothing stored."""
     parsed = merchant_csv_parse(text)
     if not parsed.valid:
         raise MerchantCsvInvalid(parsed)
-    return merchant_rows_apply(rows=parsed.rows)
+    with transaction.atomic():
+        counts = merchant_rows_apply(rows=parsed.rows)
+        _import_audit(counts=counts, by=by)
+    return counts
 
 
 @dataclass(frozen=True)
@@ -107,14 +118,16 @@ class ImportStarted:
 
 @transaction.atomic
 def merchant_import_start(*, data: bytes | str, file_name: str = "", by: str = "",
-                          inline_rows: int = INLINE_ROWS) -> ImportStarted:
+                          inline_rows: int = INLINE_ROWS, request=None) -> ImportStarted:
     """The admin's upload: a small file is applied at once, a big one queued as a job after it was checked
     (a file with problems raises MerchantCsvInvalid and queues nothing)."""
     parsed = merchant_csv_parse(data)
     if not parsed.valid:
         raise MerchantCsvInvalid(parsed)
     if len(parsed.rows) <= inline_rows:
-        return ImportStarted(counts=merchant_rows_apply(rows=parsed.rows))
+        counts = merchant_rows_apply(rows=parsed.rows)
+        _import_audit(counts=counts, file_name=file_name, by=by, request=request)
+        return ImportStarted(counts=counts)
     text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     job = MerchantImportJob.objects.create(file_name=file_name[:255], csv_text=text, rows_total=len(parsed.rows),
                                            created_by=by[:150])
@@ -148,6 +161,7 @@ def merchant_import_job_run(*, job_id: int, progress: Callable[[int], object] | 
             counts = merchant_rows_apply(rows=parsed.rows, progress=progress, batch=batch)
             jobs.update(status=MerchantImportJob.Status.DONE, result=counts, rows_done=len(parsed.rows),
                         rows_total=len(parsed.rows), csv_text="", finished_at=timezone.now())
+            _import_audit(counts=counts, job=job, file_name=job.file_name, by=job.created_by)  # who uploaded it
     except Exception as exc:
         jobs.update(status=MerchantImportJob.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000],
                     finished_at=timezone.now())

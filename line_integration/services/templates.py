@@ -7,8 +7,10 @@ import time
 
 import requests
 from django.conf import settings
+from django.db import transaction
 from django.utils.translation import gettext
 
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.errors import ValidationFailed
 
 from .. import spec
@@ -95,14 +97,24 @@ def messages_validate(messages, field: str = "messages") -> None:
 
 
 def template_save(*, name: str, messages: list, description: str = "", enrich_path: str = "",
-                  fallback_messages: list | None = None, active: bool = True) -> MessageTemplate:
-    """Create or update a template after validating it (rendered with sample values) against the spec."""
+                  fallback_messages: list | None = None, active: bool = True, by: str = "",
+                  request=None) -> MessageTemplate:
+    """Create or update a template after validating it (rendered with sample values) against the spec.
+
+    What customers receive: every change that alters the template goes to the audit log."""
     messages_validate(messages, "messages")
     if fallback_messages is not None:
         messages_validate(fallback_messages, "fallback_messages")
-    template, _ = MessageTemplate.objects.update_or_create(name=name, defaults={
-        "messages": messages, "description": description, "enrich_path": enrich_path,
-        "fallback_messages": fallback_messages, "active": active})
+    fields = {"messages": messages, "description": description, "enrich_path": enrich_path,
+              "fallback_messages": fallback_messages, "active": active}
+    with transaction.atomic():
+        old = MessageTemplate.objects.select_for_update().filter(name=name).first()
+        before = None if old is None else {field: getattr(old, field) for field in fields}
+        template, created = MessageTemplate.objects.update_or_create(name=name, defaults=fields)
+        if before != fields:
+            audit_record(action="message_template.create" if created else "message_template.update",
+                         target=template, before=before, after=fields, request=request,
+                         actor=None if request else (by or None))
     template_names_clear()
     return template
 

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.errors import ValidationFailed
 
 from .. import selectors
@@ -168,13 +169,14 @@ def stage_pin_validate(*, customer_id: str, floor: int, reason: str, expires_at:
 
 @transaction.atomic
 def stage_pin_set(*, customer_id: str, floor: int, reason: str, expires_at: datetime, by: str,
-                  now: datetime | None = None) -> StagePin:
+                  now: datetime | None = None, request=None) -> StagePin:
     """Pin a floor under a customer's stage until `expires_at`. Replaces (revokes) an active pin."""
     now = now or timezone.now()
     ruleset = selectors.rules_active()
     stage_pin_validate(customer_id=customer_id, floor=floor, reason=reason, expires_at=expires_at, by=by, now=now,
                        ruleset=ruleset)
     customer = _customer_for_update(customer_id, ruleset)
+    before = {"stage": customer.stage, "pin_floor": customer.pin_floor, "pin_expires_at": customer.pin_expires_at}
     customer.pins.filter(revoked_at__isnull=True).update(revoked_at=now, revoked_by=by,
                                                          revoke_reason="replaced by a new pin")
     pin = StagePin.objects.create(customer=customer, floor=floor, reason=reason.strip(), expires_at=expires_at,
@@ -183,11 +185,15 @@ def stage_pin_set(*, customer_id: str, floor: int, reason: str, expires_at: date
                      reason={"pin_id": pin.pk, "floor": floor, "reason": pin.reason, "by": by,
                              "expires_at": expires_at.isoformat(), "rules_stage": customer.rules_stage},
                      ruleset=ruleset, now=now)
+    audit_record(action="stage_pin.set", target=pin, request=request, actor=None if request else by,
+                 before=before, after={"stage": customer.stage, "pin_floor": floor, "pin_expires_at": expires_at},
+                 note=pin.reason)
     return pin
 
 
 @transaction.atomic
-def stage_pin_revoke(*, pin_id: int, by: str, reason: str = "", now: datetime | None = None) -> StagePin:
+def stage_pin_revoke(*, pin_id: int, by: str, reason: str = "", now: datetime | None = None,
+                     request=None) -> StagePin:
     now = now or timezone.now()
     pin = StagePin.objects.select_related("customer").get(pk=pin_id)
     customer = Customer.objects.select_for_update().get(pk=pin.customer_id)
@@ -196,12 +202,15 @@ def stage_pin_revoke(*, pin_id: int, by: str, reason: str = "", now: datetime | 
         return pin
     pin.revoked_at, pin.revoked_by, pin.revoke_reason = now, by, reason
     pin.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
-    if customer.pins.filter(revoked_at__isnull=True, expires_at__gt=now).exists():
-        return pin
-    _effective_apply(customer, pin_floor=None, pin_expires_at=None, cause=StageChange.Cause.PIN_REVOKED,
-                     reason={"pin_id": pin.pk, "floor": pin.floor, "by": by, "revoke_reason": reason,
-                             "rules_stage": customer.rules_stage},
-                     ruleset=selectors.rules_active(), now=now)
+    before = {"stage": customer.stage, "pin_floor": customer.pin_floor, "revoked_at": None}
+    if not customer.pins.filter(revoked_at__isnull=True, expires_at__gt=now).exists():
+        _effective_apply(customer, pin_floor=None, pin_expires_at=None, cause=StageChange.Cause.PIN_REVOKED,
+                         reason={"pin_id": pin.pk, "floor": pin.floor, "by": by, "revoke_reason": reason,
+                                 "rules_stage": customer.rules_stage},
+                         ruleset=selectors.rules_active(), now=now)
+    audit_record(action="stage_pin.revoke", target=pin, request=request, actor=None if request else by,
+                 before=before, after={"stage": customer.stage, "pin_floor": customer.pin_floor, "revoked_at": now},
+                 note=reason)
     return pin
 
 
