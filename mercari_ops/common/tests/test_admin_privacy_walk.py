@@ -42,7 +42,15 @@ CSRF = re.compile(r'(name="csrfmiddlewaretoken" value=")[^"]+"|("csrfToken": ")[
 
 def _seed_personal_rows() -> None:
     """Demo data in every app, plus rows carrying the raw values above in every place personal data lives."""
-    from campaigns.models import Bill, BillLine, Campaign, CampaignReward, CustomerNotification
+    from campaigns.models import (
+        Bill,
+        BillLine,
+        Campaign,
+        CampaignBacktest,
+        CampaignReward,
+        CustomerNotification,
+        MerchantImportJob,
+    )
     from history.canonical import TOPIC
     from history.models import PaymentEntry
     from line_integration.models import LineLinkageUser, LineRequest, LineUser, OutboundMessage, WebhookEvent
@@ -80,6 +88,9 @@ def _seed_personal_rows() -> None:
                                   settled_at=now)
     CustomerNotification.objects.create(customer_id="c-priv-1", idempotency_key="privacy-walk",
                                         text=f"{RAW_NAME}, you earned 3 points")
+    # Rows behind the admins' own views (a backtest's page, an import job's page) so the walk opens them.
+    CampaignBacktest.objects.create(campaign=Campaign.objects.order_by("-pk").first(), month="2026-10")
+    MerchantImportJob.objects.create(file_name="merchants.csv")
     customer = Customer.objects.create(customer_id="c-priv-1")
     MonthlyTotal.objects.create(customer=customer, kind="pay", month=now.date().replace(day=1), amount=RAW_AMOUNT,
                                 count=3)
@@ -289,6 +300,8 @@ def test_walk_every_admin_url_as_marketer_and_operator(walk):
     assert "/admin/history/paymententry/customer/c-priv-1/" in visited
     assert any(url.startswith("/admin/loyalty/customer/") and url.endswith("/why/") for url in visited)
     assert any("/admin/line_integration/campaigndelivery/" in url and url.endswith("/change/") for url in visited)
+    assert any(re.fullmatch(r"/admin/campaigns/campaign/\d+/backtest/\d+/", url) for url in visited)
+    assert any(re.fullmatch(r"/admin/campaigns/merchantmaster/import-csv/\d+/", url) for url in visited)
 
 
 def _holder(model, model_admin, user, columns):
