@@ -18,13 +18,13 @@ from ..admin_utils import pretty_json
 from ..dashboard import register_panel
 from ..errors import DomainError
 from ..models import ChangeRequest
-from .display import diff_html, diff_rows  # noqa: F401 (diff_rows: read here by older callers)
+from .display import diff_html, diff_rows, value_text  # noqa: F401 (diff_rows: read here by older callers)
 from .registry import ChangeKind, change_kind_get
 from .services import can_approve, change_request_approve, change_request_reject, change_request_withdraw
 
 
 def _cell(value) -> str:
-    return "\u2014" if value is None else str(value)
+    return value_text(value)  # numbers with separators, times in the business zone, JSON pretty-printed
 
 
 def _table(headers, rows) -> str:
