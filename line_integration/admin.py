@@ -12,6 +12,7 @@ from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.audit_admin import AuditedDeleteMixin, NeverDeletedAdminMixin
 from mercari_ops.common.dashboard import register_chart
 from mercari_ops.common.errors import ValidationFailed
@@ -214,6 +215,8 @@ class RunAudienceJobMixin:
             raise PermissionDenied
         from .tasks import line_audience_sync
 
+        # the job uploads customers' LINE IDs to LINE audiences: who started it by hand is recorded
+        audit_record(action="line.audience_run_now", target_type=self.model._meta.label_lower, request=request)
         try:
             line_audience_sync.delay()
         except Exception as exc:  # the broker is down: say so instead of a 500

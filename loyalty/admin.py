@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from mercari_ops.common.admin_utils import pretty_json
 from mercari_ops.common.approvals import change_requests_decided, change_requests_pending_count
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.dashboard import register_panel
 from mercari_ops.common.enqueue import enqueue
 from mercari_ops.common.errors import DomainError
@@ -291,6 +292,9 @@ class RecomputeJobAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
         ids = list(queryset.exclude(status__in=["done", "superseded"]).values_list("pk", flat=True))
         queued = sum(enqueue(recompute, pk) for pk in ids)
+        for pk in ids:  # a recomputation re-stages customers (and so their rewards)
+            audit_record(action="recompute_job.resume", target_type="loyalty.recomputejob", target_id=str(pk),
+                         request=request)
         if queued < len(ids):  # the broker is down: loyalty.recompute_resume picks them up when it is back
             self.message_user(request, gettext(
                 "Queued %(queued)d of %(total)d job(s); the others are resumed automatically once the task queue "

@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from mercari_ops.common.audit import audit_record
 from mercari_ops.common.audit_admin import AuditedDeleteMixin
 from mercari_ops.common.errors import ValidationFailed
 
@@ -181,7 +182,13 @@ class MerchantImportJobAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
     @admin.action(description=_("Run the selected failed imports again"), permissions=["import"])
     def run_again(self, request, queryset):
-        queued = sum(merchant_import_job_retry(job_id=pk) for pk in queryset.values_list("pk", flat=True))
+        queued = 0
+        for pk in queryset.values_list("pk", flat=True):
+            if merchant_import_job_retry(job_id=pk):
+                queued += 1
+                audit_record(action="merchant_import_job.retry", target_type="campaigns.merchantimportjob",
+                             target_id=str(pk), before={"status": "failed"}, after={"status": "queued"},
+                             request=request)
         self.message_user(request, gettext("%(n)d import(s) queued again (only failed ones are)") % {"n": queued},
                           messages.SUCCESS)
 

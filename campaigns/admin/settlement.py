@@ -74,6 +74,9 @@ class CampaignRewardAdmin(PersonalDataAdminMixin, ReadOnlyAdmin, admin.ModelAdmi
     @admin.action(description=_("Export selected rewards as CSV"))
     def export_csv(self, request, queryset):
         raw = can_see_pii(request.user)
+        # customers' rewards (and, for some roles, payment amounts) leave the system: say who took them
+        audit_record(action="campaign_reward.export_csv", target_type="campaigns.campaignreward",
+                     after={"rows": queryset.count(), "amounts": raw}, request=request)
         rows = (
             [r.campaign_id, r.campaign_version, r.customer_id, r.payment_id, r.bill.bill_id, r.stage, r.rate,
              r.amount if raw else "", r.points, r.capped, r.settled_at.isoformat(), r.created_at.isoformat(),

@@ -97,3 +97,26 @@ def test_a_merchant_csv_applied_by_the_worker_is_audited_as_its_uploader(db):
     assert MerchantImportJob.objects.get(pk=job.pk).status == "done"
     entry = AuditLogEntry.objects.get(action="merchant_master.import", target_id=str(job.pk))
     assert (entry.actor, entry.note, entry.after["rows"]) == ("mika", "big.csv", 12)
+
+
+def test_a_rewards_csv_export_is_audited(operator, campaigns, customer, record_bill):
+    from campaigns.models import CampaignReward
+
+    customer("c-1", stage=20)
+    bills_settle(bill_ids=[record_bill(bill_event("c-1", [line("p-1", 3000)]))])
+    response = operator.post("/admin/campaigns/campaignreward/", {
+        "action": "export_csv", "_selected_action": list(CampaignReward.objects.values_list("pk", flat=True))})
+    assert response.status_code == 200 and b"p-1" in b"".join(response.streaming_content
+                                                            if response.streaming else [response.content])
+    entry = AuditLogEntry.objects.get(action="campaign_reward.export_csv")
+    assert entry.actor == "olga" and entry.after["rows"] == 1
+
+
+def test_running_a_failed_import_again_is_audited(marketer):
+    rows = "".join(f"m-{n},,shop-{n},Shop {n},n,\n" for n in range(12))
+    job = merchant_import_start(data=(HEADER + rows).encode(), file_name="big.csv", by="mika", inline_rows=10).job
+    MerchantImportJob.objects.filter(pk=job.pk).update(status=MerchantImportJob.Status.FAILED)
+    marketer.post("/admin/campaigns/merchantimportjob/", {"action": "run_again", "_selected_action": [job.pk]})
+    assert MerchantImportJob.objects.get(pk=job.pk).status == "queued"
+    entry = AuditLogEntry.objects.get(action="merchant_import_job.retry", target_id=str(job.pk))
+    assert (entry.actor, entry.after) == ("mika", {"status": "queued"})

@@ -52,3 +52,11 @@ def test_a_test_message_to_many_users_is_audited_within_the_target_column(admin_
     entry = AuditLogEntry.objects.get(action="line.test_message_send")
     assert entry.actor == "admin" and entry.after["customers"] == 25
     assert len(entry.target_id) <= 100 and entry.target_id.startswith("customer-00000,")
+
+
+def test_running_the_audience_job_by_hand_is_audited(admin_client):
+    # queued on the test's real broker (or refused with a message if it is down): audited either way
+    response = admin_client.post("/admin/line_integration/audiencejob/run-now/", REMOTE_ADDR="10.8.8.8")
+    assert response.status_code == 302
+    entry = AuditLogEntry.objects.get(action="line.audience_run_now")
+    assert (entry.actor, entry.actor_ip, entry.target_type) == ("admin", "10.8.8.8", "line_integration.audiencejob")
