@@ -83,7 +83,7 @@ class DeadLetterAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, DeadLetter
         if approvals.mass_gate(self, request, pks, "inbox.letter_replay"):
             return
         for pk in pks:
-            result = services.dead_letter_replay(letter_pk=pk, by=request.user.get_username())
+            result = services.dead_letter_replay(letter_pk=pk, by=request.user.get_username(), request=request)
             if result.outcome.value == "dead":
                 failed.append(f"#{pk}: {result.error}")
             else:
@@ -100,5 +100,5 @@ class DeadLetterAdmin(NeverDeletedAdminMixin, PersonalDataAdminMixin, DeadLetter
         if approvals.mass_gate(self, request, pks, "inbox.letter_discard"):
             return
         for pk in pks:
-            services.dead_letter_discard(letter_pk=pk, by=request.user.get_username())
+            services.dead_letter_discard(letter_pk=pk, by=request.user.get_username(), request=request)
         self.message_user(request, gettext("Discarded."), messages.WARNING)

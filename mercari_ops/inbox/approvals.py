@@ -99,8 +99,10 @@ def mass_run(*, action: MassAction, pks: list[int], by: str, request=None, note:
     outcomes: Counter[str] = Counter()
     for pk in pks:
         outcomes[action.run(pk, by)] += 1
+    targets = ",".join(map(str, pks))
     audit_record(action=action.kind, target_type=action.model._meta.label_lower,
-                 target_id=",".join(map(str, pks[:20])) + (",..." if len(pks) > 20 else ""),
+                 # the column holds 100 characters (twenty long IDs overflowed it after the action had run)
+                 target_id=targets if len(targets) <= 100 else targets[:96] + ",...",
                  after={"items": len(pks), "outcomes": dict(outcomes)}, request=request,
                  actor=by or None, note=note)
     return dict(outcomes)
