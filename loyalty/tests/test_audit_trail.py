@@ -36,3 +36,12 @@ def test_a_refused_pin_leaves_no_audit_entry(admin_client):
         "expires_at_0": expires.strftime("%Y-%m-%d"), "expires_at_1": expires.strftime("%H:%M:%S")})
     assert response.status_code == 200
     assert not AuditLogEntry.objects.filter(action__startswith="stage_pin.").exists()
+
+
+def test_resuming_a_recomputation_by_hand_is_audited(admin_client):
+    from loyalty.models import RecomputeJob
+
+    job = RecomputeJob.objects.get(rule_version=publish_rules())
+    admin_client.post("/admin/loyalty/recomputejob/", {"action": "resume", "_selected_action": [job.pk]})
+    entry = AuditLogEntry.objects.get(action="recompute_job.resume", target_id=str(job.pk))
+    assert entry.actor == "admin"
