@@ -98,3 +98,17 @@ def test_only_a_draft_campaign_is_deleted_by_hand(superuser_request):
     assert campaign_admin.has_delete_permission(superuser_request, Campaign(status=Campaign.Status.DRAFT))
     for status in (Campaign.Status.ACTIVE, Campaign.Status.ENDED):
         assert not campaign_admin.has_delete_permission(superuser_request, Campaign(status=status))
+
+
+def test_a_draft_campaign_deleted_in_the_admin_is_audited(admin_client):
+    from datetime import UTC, datetime
+
+    from campaigns.services import campaign_create
+
+    draft = campaign_create(name="Scratch", starts_at=datetime(2026, 12, 1, tzinfo=UTC),
+                            ends_at=datetime(2027, 1, 1, tzinfo=UTC), rates=[(10, 20, "1.0")], by="mika")
+    response = admin_client.post(f"/admin/campaigns/campaign/{draft.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Campaign.objects.filter(pk=draft.pk).exists()
+    entry = AuditLogEntry.objects.get(action="campaigns.campaign.delete", target_id=str(draft.pk))
+    assert (entry.before["name"], entry.before["status"], entry.actor) == ("Scratch", "draft", "admin")
