@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from mercari_ops.common.models import AuditLogEntry, ServiceToken
 from mercari_ops.common.services import service_token_create, service_token_revoke
 from mercari_ops.common.tests.test_schema_contract_live import BIN, ROOT, _free_port, _server_env
-from mercari_ops.common.tokens import SCOPES, EpochReader, TokenCache, epoch_bump, token_cache
+from mercari_ops.common.tokens import SCOPES, EpochReader, EpochWatcher, TokenCache, epoch_bump, token_cache
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -34,7 +34,20 @@ def _patient_epoch_reader(settings, monkeypatch):
     """A loaded test machine may hold Redis longer than production's 0.25 s: these tests are about the cache,
     not that timeout (a Redis that does not answer has its own tests)."""
     settings.API_TOKEN_EPOCH_TIMEOUT_SECONDS = 5.0
-    monkeypatch.setattr(token_cache, "epochs", EpochReader())
+    watcher = EpochWatcher(EpochReader())
+    monkeypatch.setattr(token_cache, "epochs", watcher)
+    yield
+    watcher._close()
+
+
+class CountingReader(EpochReader):
+    """The real GET, counted: how many round trips to Redis the watcher made."""
+
+    gets = 0
+
+    def read(self):
+        self.gets += 1
+        return super().read()
 
 
 def auth(key: str) -> dict:
@@ -177,9 +190,46 @@ def test_a_cached_token_costs_no_query(db):
     assert queries.captured_queries == []
 
 
+def test_a_cached_token_costs_no_round_trip_to_redis_until_an_epoch_is_published(db):
+    # given a process subscribed to the epoch
+    reader = CountingReader()
+    cache = TokenCache(EpochWatcher(reader))
+    key = service_token_create(name="item-page", scopes=["estimate"])
+    try:
+        for _ in range(50):
+            cache.check(key)
+        # then the epoch was read once, when the process subscribed
+        assert reader.gets == 1
+        # when another process revokes the token (the epoch is written and published)
+        ServiceToken.objects.filter(service="item-page").update(revoked_at=T0)
+        assert epoch_bump()
+        # then this process reads the new epoch once and refuses the token on its next request
+        with pytest.raises(AuthenticationFailed):
+            cache.check(key)
+        assert reader.gets == 2
+    finally:
+        cache.epochs._close()
+
+
+def test_a_lost_subscription_falls_back_to_a_get_per_request(db):
+    reader = CountingReader()
+    watcher = EpochWatcher(reader)
+    key = service_token_create(name="item-page", scopes=["estimate"])
+    cache = TokenCache(watcher)
+    cache.check(key)
+    # when Redis drops the subscription connection
+    watcher._sock.shutdown(2)
+    cache.check(key)
+    # then the request read the epoch itself, and the next one subscribes again
+    assert reader.gets == 2 and watcher._sock is None
+    cache.check(key)
+    assert watcher._sock is not None
+    watcher._close()
+
+
 def test_redis_unreachable_falls_back_to_the_database(db):
     # given a process whose Redis does not answer
-    cache = TokenCache(EpochReader("redis://127.0.0.1:1/0", timeout=0.2))
+    cache = TokenCache(EpochWatcher(EpochReader("redis://127.0.0.1:1/0", timeout=0.2)))
     key = service_token_create(name="item-page", scopes=["estimate"])
     assert cache.check(key)[1].service == "item-page"
     # when the token is revoked without any epoch reaching this process
