@@ -37,7 +37,8 @@ def test_paused_senders_send_nothing_and_resumed_ones_deliver_each_message_once(
     drain()
     counts = line_sandbox.control("deliveries")["counts"]
     assert {counts.get(line_id) for line_id in linked.values()} == {1}
-    assert list(AuditLogEntry.objects.order_by("id").values_list("action", "actor")) == [
+    assert list(AuditLogEntry.objects.filter(action__startswith="line.sending").order_by("id")
+                .values_list("action", "actor")) == [
         ("line.sending_pause", "op"), ("line.sending_resume", "op")]
 
 
