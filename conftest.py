@@ -29,6 +29,17 @@ def client():
 
 
 @pytest.fixture
+def japanese_client(db):
+    """A superuser's browser that sends no Accept-Language: the admin's default, Japanese."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("op", "", "pw-123456789"))
+    return client
+
+
+@pytest.fixture
 def admin_client(db, admin_user, client):
     """pytest-django's admin_client on the English test client above."""
     client.force_login(admin_user)

@@ -4,21 +4,12 @@ Japanese whatever language the operator's request runs in."""
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone, translation
 
 from line_integration import services
 from line_integration.models import AudienceGroup, AudienceJob, LineRequest, LineUser, OutboundMessage
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def japanese_client():
-    client = Client()  # no Accept-Language: LANGUAGE_CODE, Japanese
-    client.force_login(get_user_model().objects.create_superuser("op", "", "pw-123456789"))
-    return client
 
 
 def test_audience_jobs_read_in_japanese_with_grouped_counts(japanese_client):

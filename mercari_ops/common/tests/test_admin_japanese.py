@@ -4,21 +4,12 @@ in Japan time, service tokens, the operations page."""
 from datetime import UTC, datetime
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
 from mercari_ops.common.models import AuditLogEntry, ChangeRequest
 from mercari_ops.common.periodic import periodic_tasks_sync
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def japanese_client():
-    client = Client()  # no Accept-Language: LANGUAGE_CODE, Japanese
-    client.force_login(get_user_model().objects.create_superuser("op", "", "pw-123456789"))
-    return client
 
 
 def test_a_change_request_page_reads_in_japanese(japanese_client):

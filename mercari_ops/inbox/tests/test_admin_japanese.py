@@ -3,20 +3,11 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from mercari_ops.inbox.models import DeadLetter, InboxEvent
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def japanese_client():
-    client = Client()  # no Accept-Language: LANGUAGE_CODE, Japanese
-    client.force_login(get_user_model().objects.create_superuser("op", "", "pw-123456789"))
-    return client
 
 
 def test_inbox_events_read_in_japanese_with_their_age(japanese_client):
