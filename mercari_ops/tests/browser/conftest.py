@@ -36,12 +36,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch):
-    """Playwright's sync API keeps an event loop running in this thread; the tests' own ORM calls are synchronous
-    and never run inside it (Django's documented switch for this case). Only for these tests: a process started
-    by another test (check --deploy) must not inherit it."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@pytest.fixture(autouse=True, scope="session")
+def _orm_beside_playwright():
+    """Playwright's sync API keeps an event loop running in this thread; the tests' own ORM calls (fixtures, the
+    database flush after each test) are synchronous and never run inside it (Django's documented switch for this
+    case). Session-scoped so it outlives every test's database teardown; removed at the end, and set only once a
+    browser test runs (the check --deploy tests, which start subprocesses, run before this folder)."""
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.hookimpl(hookwrapper=True)
