@@ -171,8 +171,8 @@ class EpochWatcher:
     Anything arrived (a publish): it is read again with the reader's GET. While the subscription is down, every
     request asks the reader (the GET per request), so a revocation is never missed.
 
-    Redis writes a PUBLISH to its subscribers in the same event-loop pass as its reply to the publisher, so the
-    message is in every subscriber's socket before the revoking request has even answered its caller.
+    epoch_bump waits for a PING after its PUBLISH: Redis has then written the message to every subscriber's
+    socket, before the revoking request answers its caller.
     """
 
     def __init__(self, reader: EpochReader):
@@ -322,6 +322,9 @@ def epoch_bump() -> bool:
         epoch = uuid.uuid4().hex
         _writer.set(EPOCH_KEY, epoch)
         _writer.publish(EPOCH_CHANNEL, epoch)  # after the SET: a subscriber's GET reads this value
+        # Redis writes a publish to its subscribers in the event-loop pass that answers it; a PING answered after
+        # that pass means the message is in every subscriber's socket before this revocation returns.
+        _writer.ping()
         return True
     except redis.RedisError as exc:
         logger.error("token epoch not written (%s): other processes keep cached tokens up to "

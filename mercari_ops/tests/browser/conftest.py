@@ -36,12 +36,12 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="package")
 def _orm_beside_playwright():
     """Playwright's sync API keeps an event loop running in this thread; the tests' own ORM calls (fixtures, the
     database flush after each test) are synchronous and never run inside it (Django's documented switch for this
-    case). Session-scoped so it outlives every test's database teardown; removed at the end, and set only once a
-    browser test runs (the check --deploy tests, which start subprocesses, run before this folder)."""
+    case). Package-scoped: it outlives every browser test's database teardown and is gone before any other test
+    (a check --deploy subprocess must not inherit it)."""
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     yield
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -81,8 +81,9 @@ def live_admin(transactional_db):
         server.wait(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """One Chromium for the browser tests; closed (and Playwright's event loop with it) before any other test."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
