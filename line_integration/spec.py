@@ -32,6 +32,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from .text_length import TEXT_MAX, utf16_length
+
 SPEC_DIR = Path(__file__).resolve().parent / "sandbox" / "specs"
 SPEC_FILES = {"messaging": "messaging-api.yml", "audience": "manage-audience.yml", "webhook": "webhook.yml"}
 
@@ -56,21 +58,38 @@ def _nullable(validator, nullable, instance, schema):
     return iter(())
 
 
+def _length(instance: str, schema: dict) -> int:
+    return utf16_length(instance) if schema.get("x-count") == "utf16" else len(instance)
+
+
+def _min_length(validator, low, instance, schema):
+    if isinstance(instance, str) and _length(instance, schema) < low:
+        yield jsonschema.ValidationError(f"{instance!r} is too short")
+
+
+def _max_length(validator, high, instance, schema):
+    if isinstance(instance, str) and _length(instance, schema) > high:
+        yield jsonschema.ValidationError(f"{instance!r} is too long")
+
+
 _Validator = jsonschema.validators.extend(
-    jsonschema.Draft4Validator, {"discriminator": _discriminator, "nullable": _nullable}
+    jsonschema.Draft4Validator,
+    {"discriminator": _discriminator, "nullable": _nullable, "minLength": _min_length, "maxLength": _max_length},
 )
 
 
 # Limits of LINE's API reference (developers.line.biz, "Message objects") that the OpenAPI documents do not
 # carry: LINE refuses a message over them with a 400 like any other ("May not be empty", "Length must be
 # between 0 and 5000"). Added to the loaded document, so the compiled check and jsonschema both apply them.
+# Texts are counted as LINE counts them, in UTF-16 code units (`x-count`); the other lengths in code points.
+_UTF16 = {"x-count": "utf16"}
 LINE_LIMITS = {
     "messaging": {
-        ("TextMessage", "text"): {"minLength": 1, "maxLength": 5000},
-        ("TextMessageV2", "text"): {"minLength": 1, "maxLength": 5000},
-        ("FlexMessage", "altText"): {"minLength": 1, "maxLength": 1500},
-        ("TemplateMessage", "altText"): {"minLength": 1, "maxLength": 1500},
-        ("ImagemapMessage", "altText"): {"minLength": 1, "maxLength": 1500},
+        ("TextMessage", "text"): {"minLength": 1, "maxLength": TEXT_MAX, **_UTF16},
+        ("TextMessageV2", "text"): {"minLength": 1, "maxLength": TEXT_MAX, **_UTF16},
+        ("FlexMessage", "altText"): {"minLength": 1, "maxLength": 1500, **_UTF16},
+        ("TemplateMessage", "altText"): {"minLength": 1, "maxLength": 1500, **_UTF16},
+        ("ImagemapMessage", "altText"): {"minLength": 1, "maxLength": 1500, **_UTF16},
         ("ImageMessage", "originalContentUrl"): {"minLength": 1, "maxLength": 2000},
         ("ImageMessage", "previewImageUrl"): {"minLength": 1, "maxLength": 2000},
         ("VideoMessage", "originalContentUrl"): {"minLength": 1, "maxLength": 2000},
@@ -308,10 +327,12 @@ class _Compiler:
         return lambda x: not isinstance(x, list) or len(x) <= value
 
     def k_minLength(self, value, node):
-        return lambda x: not isinstance(x, str) or len(x) >= value
+        length = utf16_length if node.get("x-count") == "utf16" else len
+        return lambda x: not isinstance(x, str) or length(x) >= value
 
     def k_maxLength(self, value, node):
-        return lambda x: not isinstance(x, str) or len(x) <= value
+        length = utf16_length if node.get("x-count") == "utf16" else len
+        return lambda x: not isinstance(x, str) or length(x) <= value
 
     def k_pattern(self, value, node):
         search = re.compile(value).search

@@ -25,6 +25,7 @@ from mercari_ops.common.schema import Dict, Schema, Str
 
 from ..models import OutboundMessage
 from ..selectors import line_user_linked
+from ..text_length import utf16_truncate
 from . import delivery_sql
 from .planning import MULTICAST_MAX, outbound_plan, planned_cancel  # noqa: F401
 from .sender import message_send_now, requests_send_due, sender_run, work_pending  # noqa: F401
@@ -75,7 +76,7 @@ def line_notify(*, customer_id: str, text: str, idempotency_key: str) -> bool:
     if not line_user_linked(customer_id=customer_id):  # no row for customers LINE cannot reach
         return False
     status, _ = message_enqueue(dispatch_id=f"notify:{idempotency_key}", user_id=customer_id,
-                                params={"messages": [{"type": "text", "text": text[:5000]}]},
+                                params={"messages": [{"type": "text", "text": utf16_truncate(text)}]},
                                 kind=OutboundMessage.Kind.NOTIFY)
     if status == OutboundMessage.Status.SKIPPED:
         return False

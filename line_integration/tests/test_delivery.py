@@ -203,6 +203,17 @@ def test_line_notify(line_sandbox, link_customers, drain):
         [{"type": "text", "text": "Your points arrived"}]]
 
 
+@pytest.mark.django_db
+def test_line_notify_cuts_a_long_text_to_lines_limit_in_utf16_units_never_mid_emoji(
+        line_sandbox, link_customers, drain):
+    linked = link_customers(["c-1"])
+    text = "a" + "\U0001F34E" * 3000  # 6,001 UTF-16 units; the 2,500th apple would end at unit 5,001
+    assert line_notify(customer_id="c-1", text=text, idempotency_key="long") is True
+    drain()
+    [[sent]] = line_sandbox.control(f"deliveries?to={linked['c-1']}")["messages"]
+    assert sent["text"] == "a" + "\U0001F34E" * 2499  # 4,999 units: sent, where 3,000 code points were refused
+
+
 def _db_env() -> dict:
     base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
     return {**os.environ, "DATABASE_URL": f"{base}/{connection.settings_dict['NAME']}"}

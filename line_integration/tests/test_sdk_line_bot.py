@@ -110,6 +110,16 @@ def test_a_5001_character_text_is_lines_400(line_sandbox, messaging):
     assert len(delivered(line_sandbox, USER)) == 1
 
 
+def test_text_length_counts_utf16_code_units_as_line_does(line_sandbox, messaging):
+    # 2,500 apples are 2,500 code points but 5,000 UTF-16 units: LINE's limit exactly; one more character is over
+    messaging.push_message(PushMessageRequest(to=USER, messages=[TextMessage(text="\U0001F34E" * 2500)]))
+    with pytest.raises(ApiException) as refused:
+        messaging.push_message(PushMessageRequest(to=USER, messages=[TextMessage(text="\U0001F34E" * 2500 + "x")]))
+    assert json.loads(refused.value.body)["details"] == [
+        {"message": "Length must be between 0 and 5000", "property": "messages[0].text"}]
+    assert len(delivered(line_sandbox, USER)) == 1
+
+
 def test_a_bad_recipient_is_lines_400(line_sandbox, messaging):
     with pytest.raises(ApiException) as refused:
         messaging.push_message(PushMessageRequest(to="not-a-user", messages=[TextMessage(text="hi")]))

@@ -75,6 +75,7 @@ VALID = [
     ("messaging", "PushMessageRequest", push(*OTHERS[:5])),
     ("messaging", "PushMessageRequest", push(OTHERS[5])),
     ("messaging", "PushMessageRequest", push(dict(TEXT, text="x" * 5000))),  # LINE's limit (spec.LINE_LIMITS)
+    ("messaging", "PushMessageRequest", push(dict(TEXT, text="\U0001F34E" * 2500))),  # 5,000 UTF-16 units
     ("messaging", "PushMessageRequest", push(dict(OTHERS[5], sender={"iconUrl": "not a uri"}))),  # no format check
     ("messaging", "MulticastRequest", {"to": [f"U{i:032x}" for i in range(500)], "messages": [TEXT, FLEX]}),
     ("messaging", "ReplyMessageRequest", {"replyToken": "r" * 32, "messages": [TEXT], "notificationDisabled": False}),
@@ -98,6 +99,8 @@ INVALID = [
     ("messaging", "PushMessageRequest", push("text")),
     ("messaging", "PushMessageRequest", push(dict(TEXT, text=5))),
     ("messaging", "PushMessageRequest", push(dict(TEXT, text="x" * 5001))),  # LINE's limits (spec.LINE_LIMITS)
+    ("messaging", "PushMessageRequest", push(dict(TEXT, text="\U0001F34E" * 2501))),  # 5,002 UTF-16 units
+    ("messaging", "PushMessageRequest", push(dict(FLEX, altText="\U0001F34E" * 751))),
     ("messaging", "PushMessageRequest", push(dict(TEXT, text=""))),
     ("messaging", "PushMessageRequest", push(dict(FLEX, altText="a" * 1501))),
     ("messaging", "PushMessageRequest", push({"type": ["text"], "text": "x"})),  # an unhashable type
