@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -186,13 +187,36 @@ def inbox_accept_batch(*, topic: Topic, events: list[dict]) -> dict[Outcome, int
     """Backfill path: one transaction per batch, one multi-row insert for the dedupe.
 
     New events go to the topic's `handle_batch` when it has one (one set-based
-    write for the whole batch), otherwise through the handler one by one.
+    write for the whole batch), otherwise through the handler one by one. If the database refuses the
+    batch (an event whose data passed validation but not its column: anything but the database being
+    unreachable), the batch rolls back and each event is accepted on its own, as a push would be: the
+    culprit becomes a dead letter and counts as dead, its neighbours are recorded as if it were not there.
     """
-    counts = {outcome: 0 for outcome in Outcome}
     unique: dict[str, dict] = {}
     for event in events:
         unique.setdefault(event["event_id"], event)
+    try:
+        counts = _batch_apply(topic, unique)
+    except DatabaseError as exc:
+        if database_unreachable(exc):
+            raise
+        logger.warning("inbox batch of %s for %s refused by the database (%s): accepting its events one by one",
+                       len(unique), topic.name, log_safe_error(exc, list(unique.values())),
+                       extra={"topic": topic.name})
+        counts = {outcome: 0 for outcome in Outcome}
+        for event in unique.values():
+            result = inbox_accept_alone(topic=topic, event=event)
+            if result.refused:
+                dead_letter_record(topic=topic.name, body=json.dumps(event, ensure_ascii=False, default=str),
+                                   error=result.error, field=result.field)
+                DEAD_LETTERS_RECEIVED.labels(topic.name).inc()
+            counts[result.outcome] += 1
     counts[Outcome.DUPLICATE] += len(events) - len(unique)
+    return counts
+
+
+def _batch_apply(topic: Topic, unique: dict[str, dict]) -> dict[Outcome, int]:
+    counts = {outcome: 0 for outcome in Outcome}
     with transaction.atomic():
         inserted = _rows_insert(topic, [(event, "") for event in unique.values()])
         counts[Outcome.DUPLICATE] += len(unique) - len(inserted)

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from collections import defaultdict
 from datetime import timedelta
 from io import StringIO
@@ -16,7 +17,9 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from conftest import push_body
+from mercari_ops.common.schema import Schema, Str
 from mercari_ops.inbox.models import DeadLetter, InboxEvent
+from mercari_ops.inbox.registry import register_topic, unregister_topic
 from mercari_ops.inbox.services import (
     dead_letter_replay,
     inbox_event_discard,
@@ -138,6 +141,31 @@ def test_ingest_jsonl_is_resumable_and_keeps_bad_lines(test_topic, tmp_path):
     assert sorted(c["event_id"] for c in calls) == [f"j-{i}" for i in range(5)]
     assert InboxEvent.objects.filter(topic=name).count() == 5
     assert DeadLetter.objects.get().field == "line"
+
+
+def test_ingest_jsonl_an_event_the_database_refuses_is_a_dead_letter_and_its_batch_neighbours_land(tmp_path):
+    # given: a topic whose schema lets through an event_id longer than the inbox column holds (128)
+    name, calls = f"generous-{uuid.uuid4().hex[:8]}", []
+    register_topic(name, schema=Schema({"event_id": Str(max_length=1000)}), handle=calls.append)
+    try:
+        path = tmp_path / "events.jsonl"
+        ids = [f"b-{i}" for i in range(3)] + ["x" * 200] + [f"b-{i}" for i in range(3, 6)]
+        path.write_text("".join(json.dumps({"event_id": event_id}) + "\n" for event_id in ids))
+        out = StringIO()
+        # when: all seven go in one batch
+        call_command("ingest_jsonl", name, str(path), "--no-progress", "--batch-size", "10", stdout=out)
+        # then: the six neighbours are recorded and handled once, the culprit is one dead letter
+        assert sorted(c["event_id"] for c in calls) == [f"b-{i}" for i in range(6)]
+        assert set(InboxEvent.objects.filter(topic=name).values_list("status", flat=True)) == {"processed"}
+        assert InboxEvent.objects.filter(topic=name).count() == 6
+        letter = DeadLetter.objects.get()
+        assert letter.topic == name and "cannot be stored" in letter.error and "x" * 200 in letter.raw_body
+        assert "processed 6" in out.getvalue() and "dead 1" in out.getvalue()
+        # and a re-run applies nothing twice
+        call_command("ingest_jsonl", name, str(path), "--no-progress", stdout=StringIO())
+        assert len(calls) == 6 and DeadLetter.objects.get().times_received == 2
+    finally:
+        unregister_topic(name)
 
 
 @pytest.mark.parametrize("option", ["--workers", "--batch-size"])
