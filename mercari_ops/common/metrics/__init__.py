@@ -9,10 +9,11 @@ from .registry import (
     counter,
     counters_initialise,
     histogram,
+    metrics_flush,
     scrape_area_register,
     scrape_gauges,
     snapshot,
 )
 
-__all__ = ["ScrapeGauge", "counter", "counters_initialise", "histogram", "scrape_area_register", "scrape_gauges",
-           "snapshot"]
+__all__ = ["ScrapeGauge", "counter", "counters_initialise", "histogram", "metrics_flush", "scrape_area_register",
+           "scrape_gauges", "snapshot"]

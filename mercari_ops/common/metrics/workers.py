@@ -51,6 +51,9 @@ def _worker_process_init(**kwargs) -> None:
 
 
 def _worker_process_shutdown(**kwargs) -> None:
+    from .registry import metrics_flush
+
+    metrics_flush()  # a pool process ends with os._exit (no atexit): its last counts are written now
     process_dead(os.getpid())
 
 

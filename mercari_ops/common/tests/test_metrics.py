@@ -329,3 +329,102 @@ def test_with_the_database_down_the_scrape_still_answers_and_says_so(tmp_path):
         assert value(done.stdout, "mercari_ops_metrics_collector_up", area=area) == 0
     assert "the database was unreachable earlier in this scrape" in done.stderr  # one connect attempt, not six
     assert time.monotonic() - started < 30
+
+
+# --- counting in memory, written by the flusher (registry._Deferred) -------------------------------------------
+
+def _folder_value(name: str, **labels) -> float | None:
+    """The value summed over this folder's files, as /metrics shows it, without flushing anything first."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(multiproc_dir()))
+    return value(generate_latest(registry).decode(), name, **labels)
+
+
+def test_counts_from_many_threads_all_land_and_histogram_buckets_are_prometheus_own():
+    import threading
+    import uuid
+
+    from prometheus_client import Histogram
+
+    from mercari_ops.common.metrics import histogram, metrics_flush
+
+    tag = uuid.uuid4().hex[:8]
+    hits = counter(f"mercari_ops_tests_deferred_{tag}_total", "test", ["kind"])
+    latency = histogram(f"mercari_ops_tests_deferred_{tag}_seconds", "test", ["kind"])
+    samples = [0.0005, 0.001, 0.0011, 0.003, 0.02, 0.5, 7.0, 11.0]
+
+    def work():
+        for n in range(1000):
+            hits.labels("a").inc()
+            latency.labels("a").observe(samples[n % len(samples)])
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    metrics_flush()
+    assert _folder_value(f"mercari_ops_tests_deferred_{tag}_total", kind="a") == 8000
+    # the same observations through prometheus-client's own Histogram.observe, in a registry of its own
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.utils import floatToGoString
+
+    from mercari_ops.common.metrics.registry import LATENCY_BUCKETS
+
+    reference = Histogram(f"reference_{tag}", "reference", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    for n in range(8000):
+        reference.observe(samples[n % len(samples)])
+    cumulative = 0
+    for bound, bucket in zip(reference._upper_bounds, reference._buckets, strict=True):
+        cumulative += bucket.get()
+        assert _folder_value(f"mercari_ops_tests_deferred_{tag}_seconds_bucket", kind="a",
+                             le=floatToGoString(bound)) == cumulative, bound
+    assert _folder_value(f"mercari_ops_tests_deferred_{tag}_seconds_count", kind="a") == 8000
+    assert _folder_value(f"mercari_ops_tests_deferred_{tag}_seconds_sum", kind="a") == pytest.approx(
+        1000 * sum(samples))
+    with pytest.raises(ValueError):
+        hits.labels("a").inc(-1)
+
+
+def test_the_flusher_writes_counts_without_being_asked():
+    import uuid
+
+    from mercari_ops.common.metrics.registry import FLUSH_SECONDS
+
+    name = f"mercari_ops_tests_flusher_{uuid.uuid4().hex[:8]}_total"
+    counted = counter(name, "test")
+    counted.inc(5)
+    deadline = time.monotonic() + 10 * FLUSH_SECONDS
+    while _folder_value(name) != 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _folder_value(name) == 5
+
+
+def test_a_forked_process_does_not_write_its_parents_pending_counts():
+    import uuid
+
+    from mercari_ops.common.metrics import metrics_flush
+
+    name = f"mercari_ops_tests_fork_{uuid.uuid4().hex[:8]}_total"
+    counted = counter(name, "test")
+    metrics_flush()
+    counted.inc(2)  # pending in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what it would flush, then counts of its own
+        try:
+            pending = len(counted._own._pending)
+            counted.inc(1)
+            metrics_flush()
+            os.write(write, str(pending).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    pending_in_child = int(os.read(read, 16).decode())
+    os.waitpid(pid, 0)
+    metrics_flush()
+    assert pending_in_child == 0
+    assert _folder_value(name) == 3  # the parent's 2 once, the child's 1
