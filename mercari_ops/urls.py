@@ -9,7 +9,7 @@ from mercari_ops.common import dashboard as ops_dashboard
 from mercari_ops.common import otp_admin
 from mercari_ops.common import views as common_views
 from mercari_ops.common.api import WhoAmIApi
-from mercari_ops.common.api_docs import redoc_view, swagger_view
+from mercari_ops.common.api_docs import redoc_bundle, redoc_view, swagger_view
 from mercari_ops.common.i18n import language_set
 from mercari_ops.common.metrics import views as metrics_views
 
@@ -30,6 +30,7 @@ urlpatterns = [
     # Pages to read the schema, public like it, from our own static files (mercari_ops/common/api_docs.py).
     path("api/docs", swagger_view, name="api-docs"),
     path("api/redoc", redoc_view, name="api-redoc"),
+    path("api/redoc/redoc.standalone.js", redoc_bundle, name="api-redoc-bundle"),
     path("api/whoami", WhoAmIApi.as_view(), name="api-whoami"),
     # Anything else under a machine prefix (an unknown path, an ID its converter refuses) is a JSON 404, also
     # with DEBUG on; the admin and other pages keep Django's HTML 404.

@@ -10,7 +10,10 @@ from mercari_ops.common.tests.wsgi_client import wsgi_call
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize(("url", "script"), [("/api/docs", "swagger-ui-bundle.js"), ("/api/redoc", "redoc")])
+@pytest.mark.parametrize(("url", "script"), [
+    ("/api/docs", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"),
+    ("/api/redoc", "/api/redoc/redoc.standalone.js"),
+])
 def test_docs_page_answers_without_a_session_and_loads_only_our_files(url, script):
     # through the real WSGI entry point: /api/ runs the machine middleware (no session, no CSRF)
     status, headers, content = wsgi_call(url)
@@ -23,10 +26,17 @@ def test_docs_page_answers_without_a_session_and_loads_only_our_files(url, scrip
     assert "/api/schema/" in page
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page), "a file from another server"
     assert "googleapis" not in page and "cdn" not in page.lower()
-    assets = re.findall(r"(?:src|href)=\"(/static/[^\"]+)\"", page)
-    assert any(script in asset for asset in assets), assets
-    for asset in assets:  # each one is a file of our static files (drf_spectacular_sidecar)
+    assert f'src="{script}"' in page
+    for asset in re.findall(r"(?:src|href)=\"(/static/[^\"]+)\"", page):  # our static files (the sidecar's)
         assert finders.find(asset.removeprefix("/static/")), asset
+
+
+def test_redocs_bundle_is_the_sidecars_without_its_cdn_address():
+    status, headers, content = wsgi_call("/api/redoc/redoc.standalone.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    original = open(finders.find("drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"), "rb").read()
+    assert b"cdn.redoc.ly" in original and b"cdn.redoc.ly" not in content
+    assert len(content) > 0.99 * len(original)  # the same bundle, one address replaced
 
 
 def test_the_schema_the_pages_read_is_served():

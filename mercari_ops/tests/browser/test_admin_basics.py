@@ -32,3 +32,16 @@ def test_the_language_switch_turns_the_admin_english_and_back(live_admin, page, 
     with page.expect_navigation():
         page.select_option("#language-select", "ja")
     assert page.locator("html").get_attribute("lang") == "ja"
+
+
+@pytest.mark.parametrize(("path", "rendered"), [("/api/docs", ".swagger-ui .info"), ("/api/redoc", ".api-content")])
+def test_the_api_docs_pages_render_from_our_server_alone_without_a_console_error(live_admin, page, path, rendered):
+    elsewhere, errors = [], []
+    page.on("request", lambda request: None if request.url.startswith((live_admin, "data:", "blob:"))
+            else elsewhere.append(request.url))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(f"{live_admin}{path}")
+    page.wait_for_selector(rendered)
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_text("mercari_ops internal API").count() >= 1  # the schema's title, rendered
+    assert elsewhere == [] and errors == []
