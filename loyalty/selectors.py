@@ -83,24 +83,27 @@ def stage_labels(stages: Iterable[int | None]) -> dict[int | None, str]:
     return {stage: stage_label(stage, ruleset=ruleset) for stage in stages}
 
 
-_RULESETS: dict[int, RuleSet] = {}
-_LAST_SEEN = {"version": None}
+_RULESETS: dict[int | None, RuleSet] = {}
+_UNSEEN = object()  # no version read yet in this process; None = read, and none published
+_LAST_SEEN: dict[str, object] = {"version": _UNSEEN}
 
 
 def rules_cache_clear() -> None:
     """Forget parsed versions (a test database rolled back can reuse a version number)."""
     _RULESETS.clear()
-    _LAST_SEEN["version"] = None
+    _LAST_SEEN["version"] = _UNSEEN
 
 
 def ruleset_of_version(version: int | None) -> RuleSet:
     """A rules version, parsed once per process (versions are immutable)."""
-    if version is None:
-        return ruleset_build(0, DEFAULT_DEFINITION)
     ruleset = _RULESETS.get(version)
     if ruleset is None:
-        definition = StageRuleVersion.objects.values_list("definition", flat=True).get(version=version)
-        ruleset = _RULESETS[version] = ruleset_build(version, definition)
+        if version is None:  # none published: version 0, one base stage
+            ruleset = ruleset_build(0, DEFAULT_DEFINITION)
+        else:
+            definition = StageRuleVersion.objects.values_list("definition", flat=True).get(version=version)
+            ruleset = ruleset_build(version, definition)
+        _RULESETS[version] = ruleset
     _LAST_SEEN["version"] = version
     return ruleset
 
@@ -149,7 +152,8 @@ def rules_and_window_metrics(*, customer_pks: list[int], now: datetime) -> tuple
 
 def rules_guess() -> RuleSet:
     """The rules version this process saw last (no query), or the rules in force on first use."""
-    return ruleset_of_version(_LAST_SEEN["version"]) if _LAST_SEEN["version"] is not None else rules_active()
+    seen = _LAST_SEEN["version"]
+    return rules_active() if seen is _UNSEEN else ruleset_of_version(seen)
 
 
 def rules_guess_holds(guess: RuleSet, version: int | None) -> bool:

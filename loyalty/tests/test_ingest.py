@@ -243,3 +243,22 @@ def test_parallel_ingest_on_committed_transactions_gives_the_totals_of_one_clean
     assert "processed 251, duplicate 150" in out.getvalue()
     assert_totals_of_one_clean_pass(events)
     assert Customer.objects.count() == 23
+
+
+def test_before_any_rules_are_published_an_event_costs_no_query_for_the_rules_version():
+    # given: no rules published, and this process has already looked once
+    from django.test.utils import CaptureQueriesContext
+
+    from loyalty.selectors import rules_cache_clear
+    from loyalty.services import activity_apply
+
+    rules_cache_clear()
+    activity_apply(events=[event("c-1")])
+    # when: the next event arrives
+    with CaptureQueriesContext(connection) as captured:
+        activity_apply(events=[event("c-2")])
+    # then: one statement (customers, totals, window and the version together), no separate version read
+    statements = [query["sql"] for query in captured.captured_queries if not query["sql"].startswith("SAVEPOINT")
+                  and not query["sql"].startswith("RELEASE")]
+    assert not any(sql.startswith("SELECT MAX(") for sql in statements), statements
+    assert customer_stage_get(customer_id="c-2") == 10  # the one base stage of no published rules ("Regular")
