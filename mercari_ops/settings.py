@@ -155,6 +155,10 @@ AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
 if AXES_IPWARE_PROXY_COUNT:
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="MercariOps")
+# A first device is enrolled only with a set-up code a superuser issued (mercari_ops/common/otp_enrolment.py), for
+# the roles that must use TOTP. Off by default with DEBUG on (the demo's admin enrols at first login).
+OTP_ENROLMENT_GRANT_REQUIRED = env.bool("OTP_ENROLMENT_GRANT_REQUIRED", default=not DEBUG)
+OTP_ENROLMENT_GRANT_HOURS = env.int("OTP_ENROLMENT_GRANT_HOURS", default=24)
 ADMIN_URL_PREFIX = env.str("ADMIN_URL_PREFIX", default="admin/").strip("/") + "/"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -69,4 +69,5 @@ class AuditLogEntryAdmin(admin.ModelAdmin):
         return response
 
 
-from . import tokens_admin  # noqa: E402, F401  (service tokens: operators' screens)
+# Service tokens (operators' screens) and the user admin with the two-factor set-up code action.
+from . import tokens_admin, user_admin  # noqa: E402, F401

@@ -134,3 +134,22 @@ class UserPreference(models.Model):
 
     def __str__(self):
         return f"{self.user_id} {self.language}"
+
+
+class OtpEnrolmentGrant(models.Model):
+    """A one-time code, issued by a superuser, that a user whose role requires a second factor must enter before
+    enrolling their first device: a stolen password alone cannot enrol the thief's authenticator."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="+", verbose_name=_("user"))
+    code_hash = models.CharField(_("code hash"), max_length=64)
+    issued_by = models.CharField(_("issued by"), max_length=150)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"))
+    used_at = models.DateTimeField(_("used at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("two-factor set-up code")
+        verbose_name_plural = _("two-factor set-up codes")
+
+    def __str__(self):
+        return f"{self.user_id} {self.created_at:%Y-%m-%d %H:%M}"

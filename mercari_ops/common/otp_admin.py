@@ -29,6 +29,7 @@ from django_otp import match_token, user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from .audit import audit_record
+from .otp_enrolment import grant_find, grant_required, grant_use
 from .role_audit import admin_request
 from .roles import OPERATORS
 
@@ -93,19 +94,50 @@ def _render(request, template: str, **context) -> TemplateResponse:
                                                 **context})
 
 
+class GrantForm(forms.Form):
+    code = forms.CharField(label=_("Set-up code"), max_length=16,
+                           help_text=_("The code a superuser gave you for this (XXXX-XXXX)."),
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "autofocus": True}))
+
+
+_GRANT_KEY = "otp_enrol_grant"
+
+
+def _grant_step(request: HttpRequest) -> HttpResponse | None:
+    """The set-up code's page while the user needs one and has not entered a valid one; None once they have."""
+    user = request.user
+    if not grant_required(user) or request.session.get(_GRANT_KEY):
+        return None
+    form = GrantForm(request.POST if request.method == "POST" and "code" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        grant = grant_find(user=user, code=form.cleaned_data["code"])
+        if grant is not None:
+            request.session[_GRANT_KEY] = grant.pk
+            return HttpResponseRedirect(f"{reverse('otp-enrol')}?next={quote(_next(request), safe='/')}")
+        form.add_error("code", _("This set-up code is not valid: mistyped, already used, replaced by a newer one or "
+                                 "expired. Ask a superuser for a new one."))
+    return _render(request, "otp_admin/enrol_code.html", title=_("Set up two-factor authentication"), form=form)
+
+
 @never_cache
 @staff_member_required
 def enrol(request: HttpRequest) -> HttpResponse:
-    """Enrol a TOTP device: scan the QR code (or type the secret), then confirm with one code."""
+    """Enrol a TOTP device: the set-up code where the role needs one, then scan the QR code (or type the secret),
+    then confirm with one code."""
     user = request.user
     if user_has_device(user):
         return _to("otp-verify", request, _next(request))
+    code_page = _grant_step(request)
+    if code_page is not None:
+        return code_page
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("id").first()
     if device is None:
         device = TOTPDevice.objects.create(user=user, name="admin", confirmed=False)
     form = TokenForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if device.verify_token(form.cleaned_data["token"]):
+            if grant_required(user) and not grant_use(grant_id=request.session.pop(_GRANT_KEY), user=user):
+                return _to("otp-enrol", request, _next(request))  # replaced or expired meanwhile: a new code
             device.confirmed = True
             device.save(update_fields=["confirmed"])
             audit_record(action="user.otp_enrol", target=user, after={"device": device.persistent_id},

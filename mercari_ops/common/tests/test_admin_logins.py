@@ -148,6 +148,103 @@ def test_a_role_that_requires_totp_cannot_reach_the_admin_without_it(client, sta
     assert AuditLogEntry.objects.filter(action="user.otp_enrol", target_id=str(user.pk)).exists()
 
 
+# --- set-up codes: a password alone cannot enrol a first device (OTP_ENROLMENT_GRANT_REQUIRED) ------------------
+
+
+def test_with_set_up_codes_required_a_password_alone_cannot_enrol_a_device(client, staff, settings):
+    from mercari_ops.common.otp_enrolment import grant_issue
+
+    settings.OTP_ENROLMENT_GRANT_REQUIRED = True
+    user = staff("olga", "operators")
+    assert login(client, "olga").status_code == 302
+    # given only the password: the enrolment page asks for a set-up code and shows no QR code nor secret
+    page = client.get("/admin/otp/enrol/?next=/admin/")
+    content = page.content.decode()
+    assert page.status_code == 200 and 'name="code"' in content and 'id="otp-secret"' not in content
+    assert not TOTPDevice.objects.filter(user=user).exists()
+    # a guessed code, and a device confirmation without a code, get nowhere
+    assert "not valid" in client.post("/admin/otp/enrol/", {"code": "ABCD-EFGH", "next": "/admin/"}).content.decode()
+    assert 'name="code"' in client.post("/admin/otp/enrol/", {"token": "123456", "next": "/admin/"}).content.decode()
+    assert not TOTPDevice.objects.filter(user=user).exists() and client.get("/admin/").status_code == 302
+    # when a superuser issues a code (typed in lower case, with spaces, still accepted) the QR code follows
+    issued = grant_issue(user=user, issued_by="root")
+    typed = issued.lower().replace("-", " ")
+    to_qr = client.post("/admin/otp/enrol/", {"code": typed, "next": "/admin/"})
+    assert (to_qr.status_code, to_qr["Location"]) == (302, "/admin/otp/enrol/?next=/admin/")
+    assert 'id="otp-secret"' in client.get("/admin/otp/enrol/?next=/admin/").content.decode()
+    device = TOTPDevice.objects.get(user=user)
+    confirmed = client.post("/admin/otp/enrol/", {"token": code(device), "next": "/admin/"})
+    assert (confirmed.status_code, confirmed["Location"]) == (302, "/admin/")
+    assert client.get("/admin/").status_code == 200
+    # the code was used once: issued, used and audited
+    from mercari_ops.common.models import OtpEnrolmentGrant
+
+    assert OtpEnrolmentGrant.objects.get(user=user).used_at is not None
+    assert AuditLogEntry.objects.filter(action="user.otp_grant", target_id=str(user.pk)).exists()
+
+
+def test_a_set_up_code_is_refused_once_replaced_or_expired(client, staff, settings):
+    from mercari_ops.common.otp_enrolment import grant_find, grant_issue
+
+    settings.OTP_ENROLMENT_GRANT_REQUIRED = True
+    user = staff("omar", "approvers")
+    first = grant_issue(user=user, issued_by="root")
+    second = grant_issue(user=user, issued_by="root")  # replaces the first
+    assert grant_find(user=user, code=first) is None and grant_find(user=user, code=second) is not None
+    later = timezone.now() + timedelta(hours=settings.OTP_ENROLMENT_GRANT_HOURS, minutes=1)
+    assert grant_find(user=user, code=second, now=later) is None
+    # a code entered, then replaced before the device is confirmed: the confirmation starts over
+    assert login(client, "omar").status_code == 302
+    client.post("/admin/otp/enrol/", {"code": second, "next": "/admin/"})
+    device_page = client.get("/admin/otp/enrol/?next=/admin/")
+    assert 'id="otp-secret"' in device_page.content.decode()
+    grant_issue(user=user, issued_by="root")
+    device = TOTPDevice.objects.get(user=user)
+    again = client.post("/admin/otp/enrol/", {"token": code(device), "next": "/admin/"})
+    assert again.status_code == 302 and again["Location"].startswith("/admin/otp/enrol/")
+    assert not TOTPDevice.objects.get(user=user).confirmed
+
+
+def test_only_superusers_issue_set_up_codes_in_the_user_admin_and_the_code_is_shown_once(client, staff, settings):
+    root = staff("root", None, is_superuser=True)
+    TOTPDevice.objects.create(user=root, name="root", confirmed=True)
+    target = staff("nina", "operators")
+    assert login(client, "root").status_code == 302
+    client.post("/admin/otp/verify/", {"token": code(TOTPDevice.objects.get(user=root)), "next": "/admin/"})
+    changelist = client.get("/admin/auth/user/")
+    assert "otp_grant_issue" in changelist.content.decode()
+    done = client.post("/admin/auth/user/", {"action": "otp_grant_issue", "_selected_action": [target.pk]},
+                       follow=True)
+    shown = [str(message) for message in done.context["messages"]]
+    assert len(shown) == 1 and "nina" in shown[0]
+    from mercari_ops.common.otp_enrolment import grant_find
+
+    issued = shown[0].split(": ", 1)[1].split(".", 1)[0]
+    assert grant_find(user=target, code=issued) is not None
+    # an operator who may change users does not see the action
+    operator = staff("otto", "operators")
+    operator.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    TOTPDevice.objects.create(user=operator, name="otto", confirmed=True)
+    other = Client()
+    assert login(other, "otto").status_code == 302
+    other.post("/admin/otp/verify/", {"token": code(TOTPDevice.objects.get(user=operator)), "next": "/admin/"})
+    assert "otp_grant_issue" not in other.get("/admin/auth/user/").content.decode()
+
+
+def test_the_command_prints_a_code_for_the_first_superuser(staff):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from mercari_ops.common.otp_enrolment import grant_find
+
+    user = staff("first", None, is_superuser=True)
+    out = StringIO()
+    call_command("otp_enrolment_code", "first", stdout=out)
+    printed = out.getvalue().split(": ", 1)[1].split(" ", 1)[0]
+    assert grant_find(user=user, code=printed) is not None
+
+
 def test_a_user_with_a_device_enters_a_code_after_the_password(client, staff):
     user = staff("olga", "operators")
     device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
