@@ -13,6 +13,7 @@ from pathlib import Path
 from django.contrib.staticfiles import finders
 from django.http import HttpResponse
 from django.urls import reverse
+from django.views.decorators.http import require_GET
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
 # Inline scripts and styles are the pages' own (the Swagger UI set-up, ReDoc's init); ReDoc runs a blob worker.
@@ -40,6 +41,7 @@ def _redoc_bundle() -> bytes:
     return Path(finders.find(REDOC_BUNDLE)).read_bytes().replace(REDOC_LOGO, _EMPTY_IMAGE)
 
 
+@require_GET
 def redoc_bundle(request) -> HttpResponse:
     """The sidecar's ReDoc bundle, its one address on another server replaced (read once per process)."""
     response = HttpResponse(_redoc_bundle(), content_type="text/javascript; charset=utf-8")

@@ -112,13 +112,21 @@ def metrics_flush() -> None:
         child.flush()
 
 
+# The flusher sleeps on an event: every FLUSH_SECONDS, or at once when a test sets it; it sets `flushed` after each
+# round, so a test waits for the thread's work, never for the clock.
+flusher_wake = threading.Event()
+flushed = threading.Event()
+
+
 def _flusher_run(pid: int) -> None:
     while _flusher_pid == pid:
-        time.sleep(FLUSH_SECONDS)
+        flusher_wake.wait(FLUSH_SECONDS)
+        flusher_wake.clear()
         try:
             metrics_flush()
         except Exception:  # never let counting stop for good
             logger.exception("metrics: flushing the counters failed")
+        flushed.set()
 
 
 def _flusher_ensure() -> None:

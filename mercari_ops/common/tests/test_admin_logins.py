@@ -245,6 +245,20 @@ def test_the_command_prints_a_code_for_the_first_superuser(staff):
     assert grant_find(user=user, code=printed) is not None
 
 
+def test_set_up_code_bad_input_is_a_form_error_and_an_unknown_user_a_command_error(client, staff, settings):
+    from django.core.management import CommandError, call_command
+
+    settings.OTP_ENROLMENT_GRANT_REQUIRED = True
+    staff("olga", "operators")
+    assert login(client, "olga").status_code == 302
+    for typed in ("", "   ", "X" * 500, "ABCD-EFGH\u0000"):
+        page = client.post("/admin/otp/enrol/", {"code": typed, "next": "/admin/"})
+        assert page.status_code == 200 and 'class="errorlist' in page.content.decode(), typed
+    assert not TOTPDevice.objects.exists()
+    with pytest.raises(CommandError, match="no user 'nobody'"):
+        call_command("otp_enrolment_code", "nobody")
+
+
 def test_a_user_with_a_device_enters_a_code_after_the_password(client, staff):
     user = staff("olga", "operators")
     device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)

@@ -42,3 +42,7 @@ def test_redocs_bundle_is_the_sidecars_without_its_cdn_address():
 def test_the_schema_the_pages_read_is_served():
     status, _, content = wsgi_call("/api/schema/")
     assert status == 200 and b"openapi:" in content
+
+
+def test_the_bundle_answers_get_only():
+    assert wsgi_call("/api/redoc/redoc.standalone.js", method="POST", body=b"{}")[0] == 405
